@@ -1,0 +1,76 @@
+/**
+ * One error class for the whole trust core. Each failure has a stable `code` and carries the facts
+ * that explain it as typed fields, so callers (the verifier's deny reasons, the signer's exit codes,
+ * tests) branch on data, never on message text.
+ */
+
+/** The facts each error code carries. */
+export interface TrustErrorFacts {
+  /** Bytes are not JSON, or not the JSON shape a role requires. */
+  METADATA_MALFORMED: { role: string; field: string; problem: string };
+  /** `_type` says another role than the one expected at this step. */
+  WRONG_ROLE_TYPE: { role: string; expected: string; actual: string };
+  /** The canonical encoder was handed something notary can never publish. */
+  NOT_CANONICALIZABLE: { path: string; problem: string };
+  /** A public key is malformed or of a type we cannot use. */
+  KEY_INVALID: { keyId: string; keyType: string; problem: string };
+  /** A key's stated id does not match the id computed from its content. */
+  KEY_ID_MISMATCH: { role: string; stated: string; computed: string };
+  /** Fewer distinct authorised keys signed a role than its threshold requires. */
+  SIGNATURE_THRESHOLD: { role: string; found: number; needed: number };
+  /** A role's expiry lies in the past. */
+  EXPIRED: { role: string; expires: string; now: string };
+  /** A role's version is lower than one already trusted (rollback) or than a required floor. */
+  VERSION_ROLLBACK: { role: string; actual: number; floor: number };
+  /** Bytes do not match the length or hash the parent role states for them. */
+  HASH_MISMATCH: { role: string; algorithm: string; expected: string; actual: string };
+  LENGTH_MISMATCH: { role: string; expected: number; actual: number };
+  /** A download exceeded the maximum allowed for its role. */
+  DOWNLOAD_TOO_LARGE: { role: string; limit: number; url: string };
+  /** A parent role does not list a child it should (snapshot without targets, say). */
+  META_MISSING: { role: string; parent: string };
+  /** A role, root rotation step or delegation was loaded out of order. */
+  WORKFLOW_ORDER: { role: string; problem: string };
+  /** The root does not match any configured trust anchor for this GUN. */
+  ROOT_NOT_TRUSTED: { gun: string; problem: string };
+  /** A root certificate fails notary's checks (CN ≠ GUN, CA flag, expired, SHA-1). */
+  CERTIFICATE_INVALID: { gun: string; keyId: string; problem: string };
+  /** A delegated role signed a target outside the paths its parent granted. */
+  DELEGATION_PATH_VIOLATION: { role: string; target: string };
+  /** An image reference does not follow the Docker reference grammar. */
+  REFERENCE_INVALID: { reference: string; problem: string };
+  /** A tag or digest is not signed in the collection. */
+  TARGET_NOT_FOUND: { gun: string; target: string };
+  /** The notary server answered with an unexpected HTTP status. */
+  HTTP_STATUS: { url: string; status: number; serverCode: string };
+  /** The notary server could not be reached or did not answer in time. */
+  HTTP_UNREACHABLE: { url: string; problem: string };
+  /** Authentication with the notary server or its token service failed. */
+  AUTH_FAILED: { url: string; status: number; problem: string };
+  /** A private key file could not be read or decrypted. */
+  PRIVATE_KEY_INVALID: { source: string; problem: string };
+}
+
+/** Every failure the trust core reports. */
+export type TrustErrorCode = keyof TrustErrorFacts;
+
+/** A failure of the trust core: `code` says what kind, `facts` the particulars. */
+export class TrustError<C extends TrustErrorCode = TrustErrorCode> extends Error {
+  override readonly name = 'TrustError';
+  readonly code: C;
+  readonly facts: Readonly<TrustErrorFacts[C]>;
+
+  constructor(code: C, facts: TrustErrorFacts[C], message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.code = code;
+    this.facts = Object.freeze({ ...facts });
+  }
+}
+
+/** Narrows an unknown thrown value to a TrustError, optionally of one code. */
+export function isTrustError<C extends TrustErrorCode>(
+  value: unknown,
+  code?: C,
+): value is TrustError<C> {
+  return value instanceof TrustError && (code === undefined || value.code === code);
+}

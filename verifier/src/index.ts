@@ -1,0 +1,2 @@
+/** Placeholder until this component lands; see the README for its plan. */
+export const COMPONENT = 'verifier';
