@@ -49,6 +49,8 @@ export interface TrustErrorFacts {
   AUTH_FAILED: { url: string; status: number; problem: string };
   /** A private key file could not be read or decrypted. */
   PRIVATE_KEY_INVALID: { source: string; problem: string };
+  /** A docker config.json (registry credentials) could not be read or is malformed. */
+  CREDENTIALS_INVALID: { source: string; problem: string };
 }
 
 /** Every failure the trust core reports. */

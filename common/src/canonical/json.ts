@@ -13,7 +13,8 @@
 import { TrustError } from '../errors.js';
 
 /** A JSON value as JSON.parse returns it. */
-export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
+export type JsonValue =
+  null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
 /** Returns the canonical UTF-8 bytes of a JSON value. */
 export function canonicalBytes(value: unknown): Buffer {
@@ -73,7 +74,6 @@ function write(value: unknown, path: string, out: string[]): void {
 
 // Control characters (U+0000–U+001F) are written raw by the Go canonical encoder, which makes the
 // output unparseable; notary therefore never publishes them and neither do we.
-// eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f]/;
 const NEEDS_ESCAPE = /["\\]/g;
 
@@ -118,13 +118,18 @@ function codePoint(ch: string): number {
  * (json.Marshal of the signed envelope). Only `<`, `>`, `&`, U+2028 and U+2029 change.
  */
 export function goHtmlEscape(json: string): string {
-  return json.replace(/[<>&\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return json.replace(
+    /[<>&\u2028\u2029]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** Parses JSON bytes, reporting failure as METADATA_MALFORMED for the named role. */
 export function parseJson(bytes: Uint8Array, role: string): JsonValue {
   try {
-    return JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8')) as JsonValue;
+    return JSON.parse(
+      Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'),
+    ) as JsonValue;
   } catch (err) {
     throw new TrustError(
       'METADATA_MALFORMED',
