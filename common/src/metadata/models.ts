@@ -1,0 +1,202 @@
+/**
+ * Notary v1 metadata models and their strict parsers. The shapes follow notary's Go types
+ * (tuf/data): capitalised `_type`, no `spec_version`, snapshot/timestamp meta without versions,
+ * delegated roles with `name`, `keyids`, `threshold`, `paths`.
+ */
+import type { JsonValue } from '../canonical/json.js';
+import { PublicKey } from '../keys/public-key.js';
+import { FieldReader, malformed } from './fields.js';
+
+/** The four top-level roles of a Notary v1 repository. */
+export type TopLevelRole = 'root' | 'targets' | 'snapshot' | 'timestamp';
+
+/** Notary's `_type` value for each top-level role. */
+export const ROLE_TYPE: Readonly<Record<TopLevelRole, string>> = {
+  root: 'Root',
+  targets: 'Targets',
+  snapshot: 'Snapshot',
+  timestamp: 'Timestamp',
+};
+
+/** The keys allowed to sign a role and how many of them must. */
+export interface RoleKeys {
+  readonly keyIds: readonly string[];
+  readonly threshold: number;
+}
+
+/** A file a parent role vouches for: its exact length and hashes (raw bytes, not base64). */
+export interface FileMeta {
+  readonly length: number;
+  readonly hashes: Readonly<Record<string, Buffer>>;
+  /** Opaque `custom` data, kept so re-signed metadata does not lose it. */
+  readonly custom?: JsonValue;
+}
+
+/** Fields every signed role carries. */
+export interface CommonMetadata {
+  readonly version: number;
+  readonly expires: Date;
+}
+
+/** root.json: the keys of every top-level role. */
+export interface RootMetadata extends CommonMetadata {
+  readonly type: 'Root';
+  readonly consistentSnapshot: boolean;
+  readonly keys: ReadonlyMap<string, PublicKey>;
+  readonly roles: Readonly<Record<TopLevelRole, RoleKeys>>;
+}
+
+/** A role delegated from a targets role. */
+export interface DelegatedRole extends RoleKeys {
+  readonly name: string;
+  /** Target-name prefixes this role may sign; `""` allows every name. */
+  readonly paths: readonly string[];
+}
+
+/** targets.json or a delegation such as targets/releases. */
+export interface TargetsMetadata extends CommonMetadata {
+  readonly type: 'Targets';
+  readonly targets: ReadonlyMap<string, FileMeta>;
+  readonly delegations: {
+    readonly keys: ReadonlyMap<string, PublicKey>;
+    readonly roles: readonly DelegatedRole[];
+  };
+}
+
+/** snapshot.json: lengths and hashes of root, targets and every delegation file. */
+export interface SnapshotMetadata extends CommonMetadata {
+  readonly type: 'Snapshot';
+  readonly meta: ReadonlyMap<string, FileMeta>;
+}
+
+/** timestamp.json: length and hashes of the current snapshot. */
+export interface TimestampMetadata extends CommonMetadata {
+  readonly type: 'Timestamp';
+  readonly meta: ReadonlyMap<string, FileMeta>;
+}
+
+function readCommon(r: FieldReader, expectedType: string): CommonMetadata {
+  const type = r.field('_type').string();
+  if (type !== expectedType) {
+    throw malformed(r.role, `${r.path}._type`, `is "${type}", expected "${expectedType}"`);
+  }
+  return { version: r.field('version').integer(1), expires: r.field('expires').time() };
+}
+
+function readKeys(r: FieldReader): Map<string, PublicKey> {
+  const keys = new Map<string, PublicKey>();
+  for (const [id, keyReader] of r.entries()) {
+    const key = PublicKey.fromJson(keyReader.value, { role: r.role, field: keyReader.path });
+    // A key listed under an id it does not hash to could smuggle a second copy of one key into a
+    // threshold; notary rejects such metadata, and so do we.
+    if (key.id !== id) {
+      throw malformed(
+        r.role,
+        keyReader.path,
+        `is listed under id ${id} but its content hashes to ${key.id}`,
+      );
+    }
+    keys.set(id, key);
+  }
+  return keys;
+}
+
+function readRoleKeys(r: FieldReader): RoleKeys {
+  const keyIds = r
+    .field('keyids')
+    .array()
+    .map((k) => k.string());
+  if (new Set(keyIds).size !== keyIds.length)
+    throw malformed(r.role, `${r.path}.keyids`, 'lists a key twice');
+  return { keyIds, threshold: r.field('threshold').integer(1) };
+}
+
+/** Parses one FileMeta: length and hashes are required, custom is optional. */
+export function readFileMeta(r: FieldReader): FileMeta {
+  const hashes: Record<string, Buffer> = {};
+  for (const [alg, h] of r.field('hashes').entries()) hashes[alg] = h.base64();
+  const custom = r.field('custom');
+  return {
+    length: r.field('length').integer(0),
+    hashes,
+    ...(custom.present() && custom.value !== null ? { custom: custom.value as JsonValue } : {}),
+  };
+}
+
+function readMeta(r: FieldReader): Map<string, FileMeta> {
+  const meta = new Map<string, FileMeta>();
+  for (const [name, m] of r.entries()) meta.set(name, readFileMeta(m));
+  return meta;
+}
+
+/** Parses the `signed` portion of root.json. */
+export function parseRoot(signed: JsonValue, role = 'root'): RootMetadata {
+  const r = new FieldReader(role, 'signed', signed);
+  const common = readCommon(r, 'Root');
+  const keys = readKeys(r.field('keys'));
+  const rolesReader = r.field('roles');
+  const roles = {} as Record<TopLevelRole, RoleKeys>;
+  for (const name of ['root', 'targets', 'snapshot', 'timestamp'] as const) {
+    const rk = readRoleKeys(rolesReader.field(name));
+    for (const id of rk.keyIds) {
+      if (!keys.has(id))
+        throw malformed(
+          role,
+          `signed.roles.${name}.keyids`,
+          `names key ${id} that is not in signed.keys`,
+        );
+    }
+    roles[name] = rk;
+  }
+  const cs = r.field('consistent_snapshot');
+  return {
+    type: 'Root',
+    ...common,
+    consistentSnapshot: cs.present() ? cs.boolean() : false,
+    keys,
+    roles,
+  };
+}
+
+/** Parses the `signed` portion of targets.json or a delegation (`role` names which, for errors). */
+export function parseTargets(signed: JsonValue, role = 'targets'): TargetsMetadata {
+  const r = new FieldReader(role, 'signed', signed);
+  const common = readCommon(r, 'Targets');
+  const targets = readMeta(r.field('targets'));
+  const d = r.field('delegations');
+  const keys = d.present() ? readKeys(d.field('keys')) : new Map<string, PublicKey>();
+  const roles: DelegatedRole[] = [];
+  if (d.present()) {
+    for (const entry of d.field('roles').array()) {
+      const name = entry.field('name').string();
+      if (!name.startsWith(`${role}/`) || name.length <= role.length + 1) {
+        throw malformed(role, `${entry.path}.name`, `"${name}" is not a direct child of ${role}`);
+      }
+      const rk = readRoleKeys(entry);
+      for (const id of rk.keyIds) {
+        if (!keys.has(id))
+          throw malformed(
+            role,
+            `${entry.path}.keyids`,
+            `names key ${id} that is not in delegations.keys`,
+          );
+      }
+      const pathsReader = entry.field('paths');
+      const paths = pathsReader.present() ? pathsReader.array().map((p) => p.string()) : [];
+      roles.push({ name, ...rk, paths });
+    }
+  }
+  return { type: 'Targets', ...common, targets, delegations: { keys, roles } };
+}
+
+/** Parses the `signed` portion of snapshot.json. */
+export function parseSnapshot(signed: JsonValue): SnapshotMetadata {
+  const r = new FieldReader('snapshot', 'signed', signed);
+  return { type: 'Snapshot', ...readCommon(r, 'Snapshot'), meta: readMeta(r.field('meta')) };
+}
+
+/** Parses the `signed` portion of timestamp.json. */
+export function parseTimestamp(signed: JsonValue): TimestampMetadata {
+  const r = new FieldReader('timestamp', 'signed', signed);
+  return { type: 'Timestamp', ...readCommon(r, 'Timestamp'), meta: readMeta(r.field('meta')) };
+}

@@ -1,0 +1,415 @@
+/**
+ * The pure Notary v1 verification workflow: bytes and a clock in, a verified collection out, no I/O.
+ * Roles must be loaded in TUF order — root (anchored or resumed, then rotated one version at a time),
+ * timestamp, snapshot, targets, delegations (parents first) — and each load enforces the checks the
+ * TUF client workflow (spec §5) and notary's Go client apply at that step.
+ */
+import { createHash } from 'node:crypto';
+import { TrustError } from '../errors.js';
+import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
+import {
+  parseRoot,
+  parseSnapshot,
+  parseTargets,
+  parseTimestamp,
+  type CommonMetadata,
+  type DelegatedRole,
+  type FileMeta,
+  type RootMetadata,
+  type SnapshotMetadata,
+  type TargetsMetadata,
+  type TimestampMetadata,
+} from '../metadata/models.js';
+import {
+  anchoredRootKeys,
+  rootCertificateProblems,
+  type CertificateProblem,
+  type CompiledAnchor,
+} from './anchor.js';
+import { isPathAllowed } from './paths.js';
+
+/** Highest version seen per role name (`root`, `timestamp`, `targets/releases`, …): the rollback floors. */
+export type VersionFloors = Readonly<Record<string, number>>;
+
+/** A verified targets role (top-level or delegated) with the path restrictions inherited from its parents. */
+export interface VerifiedTargetsRole {
+  readonly name: string;
+  readonly metadata: TargetsMetadata;
+  /** Prefix lists from each ancestor delegation, outermost first; a name must match all of them. */
+  readonly pathRestrictions: readonly (readonly string[])[];
+}
+
+/** Everything verified about one GUN at one moment. */
+export interface TrustedCollection {
+  readonly gun: string;
+  readonly verifiedAt: Date;
+  readonly root: RootMetadata;
+  /** The exact root.json bytes, to resume from next time without re-anchoring. */
+  readonly rootBytes: Uint8Array;
+  readonly timestamp: TimestampMetadata;
+  readonly snapshot: SnapshotMetadata;
+  /** `targets` and every loaded delegation, keyed by role name, in load order. */
+  readonly targetsRoles: ReadonlyMap<string, VerifiedTargetsRole>;
+  /** The earliest expiry among all loaded roles: the collection must not be used after it. */
+  readonly expires: Date;
+  /** Highest versions now trusted, to be kept as floors for the next update. */
+  readonly floors: VersionFloors;
+}
+
+/** Inputs of one verification run. */
+export interface CollectionVerifierOptions {
+  readonly gun: string;
+  /** The injected clock: every expiry is judged against this instant. */
+  readonly now: Date;
+  /** Versions seen before; anything lower is a rollback. */
+  readonly floors?: VersionFloors;
+}
+
+type Stage = 'root' | 'timestamp' | 'snapshot' | 'targets' | 'delegations';
+
+/** Verifies one GUN's metadata step by step; see the module comment for the order. */
+export class CollectionVerifier {
+  readonly gun: string;
+  readonly now: Date;
+  private readonly floors: Record<string, number>;
+  private stage: Stage = 'root';
+  private root: RootMetadata | undefined;
+  private rootBytes: Uint8Array | undefined;
+  private timestamp: TimestampMetadata | undefined;
+  private snapshot: SnapshotMetadata | undefined;
+  private readonly targetsRoles = new Map<string, VerifiedTargetsRole>();
+  private earliestExpiry: Date | undefined;
+
+  constructor(options: CollectionVerifierOptions) {
+    this.gun = options.gun;
+    this.now = options.now;
+    this.floors = { ...(options.floors ?? {}) };
+  }
+
+  /** The root currently trusted (after anchoring/resuming and any rotations). */
+  get trustedRoot(): RootMetadata | undefined {
+    return this.root;
+  }
+
+  /**
+   * Trusts a root this client has not seen, through the anchor: the root must be signed, to its
+   * threshold, by root keys the anchor pins (and pass certificate checks).
+   */
+  anchorRoot(bytes: Uint8Array, anchor: CompiledAnchor): RootMetadata {
+    this.expectStage('root', 'root', 'an initial root was already loaded');
+    if (this.root) this.fail('root', 'an initial root was already loaded');
+    const envelope = parseEnvelope(bytes, 'root');
+    const root = parseRoot(envelope.signed);
+    const { keyIds, certificateProblems } = anchoredRootKeys(root, anchor, this.gun, this.now);
+    if (keyIds.size === 0) {
+      const bad = certificateProblems[0];
+      if (bad) throw this.certificateInvalid(bad);
+      throw new TrustError(
+        'ROOT_NOT_TRUSTED',
+        { gun: this.gun, problem: 'no root key matches the pinned trust anchor' },
+        `root of ${this.gun} (version ${root.version}) is not signed by a pinned root key`,
+      );
+    }
+    this.verifyRootSignatures(
+      envelope,
+      root,
+      { keyIds: [...keyIds], threshold: root.roles.root.threshold },
+      root.keys,
+    );
+    this.checkFloor('root', root.version);
+    this.root = root;
+    this.rootBytes = bytes;
+    return root;
+  }
+
+  /** Resumes from a root verified in an earlier run (kept by the caller); it must still be self-consistent. */
+  resumeRoot(bytes: Uint8Array): RootMetadata {
+    this.expectStage('root', 'root', 'an initial root was already loaded');
+    if (this.root) this.fail('root', 'an initial root was already loaded');
+    const envelope = parseEnvelope(bytes, 'root');
+    const root = parseRoot(envelope.signed);
+    this.verifyRootSignatures(envelope, root, this.validRootKeys(root), root.keys);
+    this.checkFloor('root', root.version);
+    this.root = root;
+    this.rootBytes = bytes;
+    return root;
+  }
+
+  /**
+   * Rotates to root version N+1 (TUF 5.3.4–5.3.5): it must be signed by the threshold of the trusted
+   * root's root keys and by the threshold of its own, and carry exactly the next version.
+   */
+  rotateRoot(bytes: Uint8Array): RootMetadata {
+    this.expectStage('root', 'root', 'roots can only be rotated before the timestamp is loaded');
+    const trusted = this.root;
+    if (!trusted) return this.fail('root', 'rotation needs a trusted root first');
+    const envelope = parseEnvelope(bytes, 'root');
+    const next = parseRoot(envelope.signed);
+    // 5.3.4: signed by the threshold of the previously trusted root.
+    verifyThreshold('root', envelope, trusted.roles.root, trusted.keys);
+    // 5.3.5 (and notary's certificate checks): and by its own threshold.
+    this.verifyRootSignatures(envelope, next, this.validRootKeys(next), next.keys);
+    // 5.3.6: exactly the next version, so no intermediate root can be skipped.
+    if (next.version !== trusted.version + 1) {
+      throw new TrustError(
+        'VERSION_ROLLBACK',
+        { role: 'root', actual: next.version, floor: trusted.version + 1 },
+        `root rotation expected version ${trusted.version + 1}, got ${next.version}`,
+      );
+    }
+    this.root = next;
+    this.rootBytes = bytes;
+    return next;
+  }
+
+  /** Loads timestamp.json: signatures, rollback (5.4.3) and expiry (5.4.4); the root must not be expired. */
+  loadTimestamp(bytes: Uint8Array): TimestampMetadata {
+    this.expectStage('root', 'timestamp', 'the timestamp must follow the root');
+    const root = this.root;
+    if (!root) return this.fail('timestamp', 'needs a trusted root first');
+    // 5.3.10: the final root must be current before anything it vouches for is used.
+    this.checkExpiry('root', root);
+    this.checkFloor('root', root.version);
+    const envelope = parseEnvelope(bytes, 'timestamp');
+    verifyThreshold('timestamp', envelope, root.roles.timestamp, root.keys);
+    const timestamp = parseTimestamp(envelope.signed);
+    this.checkFloor('timestamp', timestamp.version);
+    this.checkExpiry('timestamp', timestamp);
+    if (!timestamp.meta.has('snapshot')) throw metaMissing('snapshot', 'timestamp');
+    this.timestamp = timestamp;
+    this.stage = 'timestamp';
+    return timestamp;
+  }
+
+  /** The length and hashes the timestamp states for the snapshot (for a bounded download). */
+  expectedSnapshot(): FileMeta {
+    const meta = this.timestamp?.meta.get('snapshot');
+    if (!meta) return this.fail('snapshot', 'the timestamp must be loaded first');
+    return meta;
+  }
+
+  /** Loads snapshot.json: hash and length from the timestamp (5.5.2), signatures, rollback, expiry. */
+  loadSnapshot(bytes: Uint8Array): SnapshotMetadata {
+    this.expectStage('timestamp', 'snapshot', 'the snapshot must follow the timestamp');
+    const root = this.requireRoot('snapshot');
+    checkFileMeta('snapshot', bytes, this.expectedSnapshot());
+    const envelope = parseEnvelope(bytes, 'snapshot');
+    verifyThreshold('snapshot', envelope, root.roles.snapshot, root.keys);
+    const snapshot = parseSnapshot(envelope.signed);
+    this.checkFloor('snapshot', snapshot.version);
+    this.checkExpiry('snapshot', snapshot);
+    if (!snapshot.meta.has('targets')) throw metaMissing('targets', 'snapshot');
+    // The snapshot also vouches for root.json: a server mixing an old root with new metadata is caught.
+    const rootMeta = snapshot.meta.get('root');
+    if (rootMeta && this.rootBytes) checkFileMeta('root', this.rootBytes, rootMeta);
+    this.snapshot = snapshot;
+    this.stage = 'snapshot';
+    return snapshot;
+  }
+
+  /** The length and hashes the snapshot states for a targets role (for a bounded download). */
+  expectedTargets(role: string): FileMeta {
+    const snapshot = this.snapshot;
+    if (!snapshot) return this.fail(role, 'the snapshot must be loaded first');
+    const meta = snapshot.meta.get(role);
+    if (!meta) throw metaMissing(role, 'snapshot');
+    return meta;
+  }
+
+  /** Loads targets.json: hash and length from the snapshot, signatures, rollback, expiry. */
+  loadTargets(bytes: Uint8Array): TargetsMetadata {
+    this.expectStage('snapshot', 'targets', 'targets must follow the snapshot');
+    const root = this.requireRoot('targets');
+    checkFileMeta('targets', bytes, this.expectedTargets('targets'));
+    const envelope = parseEnvelope(bytes, 'targets');
+    verifyThreshold('targets', envelope, root.roles.targets, root.keys);
+    const targets = parseTargets(envelope.signed, 'targets');
+    this.checkFloor('targets', targets.version);
+    this.checkExpiry('targets', targets);
+    this.targetsRoles.set('targets', { name: 'targets', metadata: targets, pathRestrictions: [] });
+    this.stage = 'targets';
+    return targets;
+  }
+
+  /** The delegation entry a loaded parent declares for `role`, if any. */
+  delegationOf(role: string): DelegatedRole | undefined {
+    const parent = this.targetsRoles.get(parentOf(role));
+    return parent?.metadata.delegations.roles.find((d) => d.name === role);
+  }
+
+  /**
+   * Loads a delegated targets role. Its parent must already be loaded and must delegate to it; it is
+   * checked against the snapshot, signed by the parent's threshold of its keys, and may only sign
+   * target names inside its own paths and every ancestor's.
+   */
+  loadDelegation(role: string, bytes: Uint8Array): TargetsMetadata {
+    if (this.stage !== 'targets' && this.stage !== 'delegations') {
+      return this.fail(role, 'delegations must follow targets');
+    }
+    if (this.targetsRoles.has(role)) return this.fail(role, 'this delegation was already loaded');
+    const parentName = parentOf(role);
+    const parent = this.targetsRoles.get(parentName);
+    if (!parent) return this.fail(role, `its parent ${parentName} is not loaded`);
+    const delegation = parent.metadata.delegations.roles.find((d) => d.name === role);
+    if (!delegation) return this.fail(role, `${parentName} does not delegate to it`);
+    checkFileMeta(role, bytes, this.expectedTargets(role));
+    const envelope = parseEnvelope(bytes, role);
+    verifyThreshold(role, envelope, delegation, parent.metadata.delegations.keys);
+    const metadata = parseTargets(envelope.signed, role);
+    this.checkFloor(role, metadata.version);
+    this.checkExpiry(role, metadata);
+    const pathRestrictions = [...parent.pathRestrictions, delegation.paths];
+    for (const target of metadata.targets.keys()) {
+      if (!pathRestrictions.every((paths) => isPathAllowed(paths, target))) {
+        throw new TrustError(
+          'DELEGATION_PATH_VIOLATION',
+          { role, target },
+          `${role} signed "${target}", which is outside the paths delegated to it`,
+        );
+      }
+    }
+    this.targetsRoles.set(role, { name: role, metadata, pathRestrictions });
+    this.stage = 'delegations';
+    return metadata;
+  }
+
+  /** The verified collection; requires at least root, timestamp, snapshot and targets. */
+  result(): TrustedCollection {
+    const { root, rootBytes, timestamp, snapshot, earliestExpiry } = this;
+    if (
+      !root ||
+      !rootBytes ||
+      !timestamp ||
+      !snapshot ||
+      !this.targetsRoles.has('targets') ||
+      !earliestExpiry
+    ) {
+      return this.fail(
+        'targets',
+        'the collection is incomplete: root, timestamp, snapshot and targets are required',
+      );
+    }
+    return {
+      gun: this.gun,
+      verifiedAt: this.now,
+      root,
+      rootBytes,
+      timestamp,
+      snapshot,
+      targetsRoles: new Map(this.targetsRoles),
+      expires: earliestExpiry,
+      floors: { ...this.floors },
+    };
+  }
+
+  private verifyRootSignatures(
+    envelope: SignedEnvelope,
+    root: RootMetadata,
+    roleKeys: { keyIds: readonly string[]; threshold: number },
+    keys: RootMetadata['keys'],
+  ): void {
+    if (roleKeys.keyIds.length < roleKeys.threshold) {
+      const bad = rootCertificateProblems(root, this.gun, this.now)[0];
+      if (bad) throw this.certificateInvalid(bad);
+    }
+    verifyThreshold('root', envelope, roleKeys, keys);
+  }
+
+  private certificateInvalid(bad: CertificateProblem): TrustError<'CERTIFICATE_INVALID'> {
+    return new TrustError(
+      'CERTIFICATE_INVALID',
+      { gun: this.gun, keyId: bad.keyId, problem: bad.problem },
+      `root certificate ${bad.keyId.slice(0, 12)} of ${this.gun} is invalid: ${bad.problem}`,
+    );
+  }
+
+  /** Root-role keys that pass notary's certificate checks (bare keys always pass). */
+  private validRootKeys(root: RootMetadata): { keyIds: string[]; threshold: number } {
+    const invalid = new Set(rootCertificateProblems(root, this.gun, this.now).map((p) => p.keyId));
+    return {
+      keyIds: root.roles.root.keyIds.filter((id) => !invalid.has(id)),
+      threshold: root.roles.root.threshold,
+    };
+  }
+
+  private requireRoot(role: string): RootMetadata {
+    return this.root ?? this.fail(role, 'needs a trusted root first');
+  }
+
+  private checkFloor(role: string, version: number): void {
+    const floor = this.floors[role] ?? 0;
+    if (version < floor) {
+      throw new TrustError(
+        'VERSION_ROLLBACK',
+        { role, actual: version, floor },
+        `${role} version ${version} is lower than version ${floor} already trusted (rollback or freeze)`,
+      );
+    }
+    this.floors[role] = version;
+  }
+
+  private checkExpiry(role: string, metadata: CommonMetadata): void {
+    if (metadata.expires.getTime() <= this.now.getTime()) {
+      throw new TrustError(
+        'EXPIRED',
+        { role, expires: metadata.expires.toISOString(), now: this.now.toISOString() },
+        `${role} expired at ${metadata.expires.toISOString()}`,
+      );
+    }
+    if (!this.earliestExpiry || metadata.expires < this.earliestExpiry)
+      this.earliestExpiry = metadata.expires;
+  }
+
+  private expectStage(stage: Stage, role: string, problem: string): void {
+    if (this.stage !== stage) this.fail(role, problem);
+  }
+
+  private fail(role: string, problem: string): never {
+    throw new TrustError('WORKFLOW_ORDER', { role, problem }, `cannot load ${role}: ${problem}`);
+  }
+}
+
+/** The parent role of a delegation: `targets/a/b` → `targets/a`. */
+export function parentOf(role: string): string {
+  const i = role.lastIndexOf('/');
+  return i < 0 ? role : role.slice(0, i);
+}
+
+function metaMissing(role: string, parent: string): TrustError<'META_MISSING'> {
+  return new TrustError('META_MISSING', { role, parent }, `${parent} does not list ${role}`);
+}
+
+/**
+ * Checks bytes against the length and every hash a parent states for them. Only sha256 and sha512
+ * are known; at least one known hash is required so a parent cannot vouch for nothing.
+ */
+export function checkFileMeta(role: string, bytes: Uint8Array, expected: FileMeta): void {
+  if (bytes.byteLength !== expected.length) {
+    throw new TrustError(
+      'LENGTH_MISMATCH',
+      { role, expected: expected.length, actual: bytes.byteLength },
+      `${role} is ${bytes.byteLength} bytes, but its parent says ${expected.length}`,
+    );
+  }
+  let checked = 0;
+  for (const algorithm of ['sha256', 'sha512'] as const) {
+    const want = expected.hashes[algorithm];
+    if (!want) continue;
+    const got = createHash(algorithm).update(bytes).digest();
+    if (!got.equals(want)) {
+      throw new TrustError(
+        'HASH_MISMATCH',
+        { role, algorithm, expected: want.toString('hex'), actual: got.toString('hex') },
+        `${role} ${algorithm} is ${got.toString('hex')}, but its parent says ${want.toString('hex')}`,
+      );
+    }
+    checked++;
+  }
+  if (checked === 0) {
+    throw new TrustError(
+      'METADATA_MALFORMED',
+      { role, field: 'hashes', problem: 'has no sha256 or sha512 hash' },
+      `the parent of ${role} states no sha256 or sha512 hash for it`,
+    );
+  }
+}

@@ -1,0 +1,100 @@
+/**
+ * Target resolution over a verified collection. Docker Content Trust resolves a tag from
+ * `targets/releases` first, then from `targets` (docker/cli trust: GetTargetByName with releases,
+ * targets); `notary lookup` starts at `targets`. From each starting role the delegation tree is walked
+ * depth-first in the order the parent lists its delegations, skipping roles whose paths exclude the
+ * name — notary's WalkTargets.
+ */
+import { TrustError } from '../errors.js';
+import type { FileMeta } from '../metadata/models.js';
+import type { TrustedCollection, VerifiedTargetsRole } from './collection-verifier.js';
+import { isPathAllowed } from './paths.js';
+
+/** A signed target found in a role. */
+export interface ResolvedTarget {
+  /** The target name (for images: the tag). */
+  readonly name: string;
+  /** The role whose metadata signs it. */
+  readonly role: string;
+  /** Hex sha256 of the manifest the tag points to. */
+  readonly sha256Hex: string;
+  readonly length: number;
+  readonly meta: FileMeta;
+}
+
+/** Docker Content Trust's role order for resolving a tag. */
+export const DOCKER_ROLE_ORDER: readonly string[] = ['targets/releases', 'targets'];
+
+/** `notary lookup`'s role order. */
+export const NOTARY_ROLE_ORDER: readonly string[] = ['targets'];
+
+/** Resolves `name` by trying each starting role in order; throws TARGET_NOT_FOUND if none signs it. */
+export function resolveTarget(
+  collection: TrustedCollection,
+  name: string,
+  order: readonly string[] = DOCKER_ROLE_ORDER,
+): ResolvedTarget {
+  for (const start of order) {
+    const found = walk(collection, name, start);
+    if (found) return found;
+  }
+  throw new TrustError(
+    'TARGET_NOT_FOUND',
+    { gun: collection.gun, target: name },
+    `${collection.gun}:${name} is not signed`,
+  );
+}
+
+/** Every role that signs `name` (each with the digest it signs), for policies requiring named signers. */
+export function signersOf(collection: TrustedCollection, name: string): ResolvedTarget[] {
+  const out: ResolvedTarget[] = [];
+  for (const role of collection.targetsRoles.values()) {
+    const t = targetIn(role, name);
+    if (t) out.push(t);
+  }
+  return out;
+}
+
+/** Every (tag, role) whose signed digest is `sha256Hex`: a digest reference is trusted through these. */
+export function targetsWithDigest(
+  collection: TrustedCollection,
+  sha256Hex: string,
+): ResolvedTarget[] {
+  const want = sha256Hex.toLowerCase();
+  const out: ResolvedTarget[] = [];
+  for (const role of collection.targetsRoles.values()) {
+    for (const name of role.metadata.targets.keys()) {
+      const t = targetIn(role, name);
+      if (t?.sha256Hex === want) out.push(t);
+    }
+  }
+  return out;
+}
+
+function walk(
+  collection: TrustedCollection,
+  name: string,
+  roleName: string,
+  depth = 0,
+): ResolvedTarget | undefined {
+  const role = collection.targetsRoles.get(roleName);
+  // Delegation trees are acyclic by naming (children extend the parent's name); the depth bound is
+  // belt and braces against a hostile collection built by hand.
+  if (!role || depth > 32) return undefined;
+  if (!role.pathRestrictions.every((paths) => isPathAllowed(paths, name))) return undefined;
+  const here = targetIn(role, name);
+  if (here) return here;
+  for (const child of role.metadata.delegations.roles) {
+    if (!isPathAllowed(child.paths, name)) continue;
+    const found = walk(collection, name, child.name, depth + 1);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+function targetIn(role: VerifiedTargetsRole, name: string): ResolvedTarget | undefined {
+  const meta = role.metadata.targets.get(name);
+  const sha = meta?.hashes['sha256'];
+  if (!meta || !sha) return undefined;
+  return { name, role: role.name, sha256Hex: sha.toString('hex'), length: meta.length, meta };
+}

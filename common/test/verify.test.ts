@@ -1,0 +1,327 @@
+/**
+ * The verification workflow against in-memory repositories: the happy path, then one corruption at
+ * a time, each asserting the exact error code and facts.
+ */
+import assert from 'node:assert/strict';
+import { beforeEach, describe, it } from 'node:test';
+import { isTrustError, type TrustErrorCode, type TrustErrorFacts } from '../src/errors.js';
+import { compileAnchor, type TrustAnchor } from '../src/verify/anchor.js';
+import {
+  resolveTarget,
+  signersOf,
+  targetsWithDigest,
+  NOTARY_ROLE_ORDER,
+} from '../src/verify/resolve.js';
+import { updateCollection, type UpdateOptions } from '../src/verify/updater.js';
+import {
+  FixtureRepository,
+  MemoryFetcher,
+  fakeManifest,
+  fixtureKey,
+  flipSignatureBit,
+  sha256Hex,
+} from '../src/testing/index.js';
+import type { TrustedCollection } from '../src/verify/collection-verifier.js';
+
+const GUN = '127.0.0.1:5000/demo/app';
+const NOW = new Date('2026-11-22T12:00:00Z');
+const DAY = 24 * 3600 * 1000;
+
+function pinned(repo: FixtureRepository): TrustAnchor {
+  return { rootKeyIds: repo.rootKeys.map((k) => k.publicKey.id) };
+}
+
+async function verify(
+  repo: FixtureRepository,
+  options: Partial<Omit<UpdateOptions, 'anchor'>> & {
+    anchor?: TrustAnchor;
+    fetcher?: MemoryFetcher;
+  } = {},
+): Promise<TrustedCollection> {
+  const fetcher = options.fetcher ?? new MemoryFetcher(repo);
+  return updateCollection(fetcher, repo.gun, {
+    anchor: compileAnchor(options.anchor ?? pinned(repo), repo.gun),
+    now: options.now ?? NOW,
+    ...(options.state ? { state: options.state } : {}),
+    ...(options.limits ? { limits: options.limits } : {}),
+  });
+}
+
+async function rejects<C extends TrustErrorCode>(
+  promise: Promise<unknown>,
+  code: C,
+  facts: Partial<TrustErrorFacts[C]> = {},
+): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    if (!isTrustError(err, code)) {
+      assert.fail(
+        `expected ${code}, got ${isTrustError(err) ? `${err.code}: ${err.message}` : String(err)}`,
+      );
+    }
+    for (const [k, v] of Object.entries(facts)) {
+      assert.deepEqual((err.facts as Record<string, unknown>)[k], v, `fact ${k}`);
+    }
+    return true;
+  });
+}
+
+describe('updateCollection', () => {
+  let repo: FixtureRepository;
+  const m = fakeManifest('v1');
+
+  beforeEach(async () => {
+    repo = await FixtureRepository.create(GUN, NOW);
+    await repo.signTag('v1', m.digestHex, m.length);
+  });
+
+  it('verifies a chain pinned by root key id and resolves the tag', async () => {
+    const c = await verify(repo);
+    const t = resolveTarget(c, 'v1');
+    assert.equal(t.sha256Hex, m.digestHex);
+    assert.equal(t.length, m.length);
+    assert.equal(t.role, 'targets');
+    assert.deepEqual(c.floors, { root: 1, timestamp: 2, snapshot: 3, targets: 3 });
+  });
+
+  it('accepts a pin by canonical (bare key) id and by PEM certificate', async () => {
+    const key = repo.rootKeys[0]?.publicKey;
+    assert.ok(key?.certificate);
+    assert.notEqual(key.canonicalId, key.id);
+    await verify(repo, { anchor: { rootKeyIds: [key.canonicalId] } });
+    await verify(repo, { anchor: { rootKeysPem: [key.certificate.toString()] } });
+  });
+
+  it('TOFU must be explicit', async () => {
+    assert.throws(
+      () => compileAnchor({}, GUN),
+      (e: unknown) => isTrustError(e, 'ROOT_NOT_TRUSTED'),
+    );
+    await verify(repo, { anchor: { tofu: true } });
+  });
+
+  it('rejects a root not signed by a pinned key', async () => {
+    const other = await fixtureKey();
+    await rejects(
+      verify(repo, { anchor: { rootKeyIds: [other.publicKey.id] } }),
+      'ROOT_NOT_TRUSTED',
+      { gun: GUN },
+    );
+  });
+
+  it('rejects a root certificate whose CN is not the GUN', async () => {
+    const wrongCn = await fixtureKey({
+      certificateFor: 'example.com/other',
+      notBefore: new Date(NOW.getTime() - DAY),
+    });
+    const bad = await FixtureRepository.create(GUN, NOW, { rootKeys: [wrongCn] });
+    await rejects(verify(bad), 'CERTIFICATE_INVALID', { gun: GUN, keyId: wrongCn.publicKey.id });
+  });
+
+  it('rejects a bad signature on targets', async () => {
+    await repo.changeTargets('targets', {}, { bytes: (b) => flipSignatureBit(b) });
+    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', { role: 'targets', found: 0, needed: 1 });
+  });
+
+  it('rejects a signature by a key the role does not list', async () => {
+    const stranger = await fixtureKey();
+    await repo.changeTargets('targets', {}, { signers: [stranger.signer] });
+    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', { role: 'targets', found: 0, needed: 1 });
+  });
+
+  it('counts one key once towards a threshold, even signing twice', async () => {
+    const [a] = await repo.addDelegation('targets/releases', {
+      keys: [await fixtureKey(), await fixtureKey()],
+      threshold: 2,
+    });
+    assert.ok(a);
+    await repo.changeTargets('targets/releases', {}, { signers: [a.signer, a.signer] });
+    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', {
+      role: 'targets/releases',
+      found: 1,
+      needed: 2,
+    });
+  });
+
+  it('counts a certificate and its bare key as one signer', async () => {
+    const bare = await fixtureKey();
+    const { localSigner } = await import('../src/keys/signer.js');
+    const { PublicKey } = await import('../src/keys/public-key.js');
+    const { createRootCertificate } = await import('../src/keys/root-certificate.js');
+    const cert = PublicKey.fromCertificatePem(
+      await createRootCertificate('targets/releases', bare.privateKey),
+    );
+    const certKey = {
+      privateKey: bare.privateKey,
+      publicKey: cert,
+      signer: localSigner(bare.privateKey, cert),
+    };
+    await repo.addDelegation('targets/releases', { keys: [bare, certKey], threshold: 2 });
+    await repo.changeTargets('targets/releases', {}, { signers: [bare.signer, certKey.signer] });
+    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', {
+      role: 'targets/releases',
+      found: 1,
+      needed: 2,
+    });
+  });
+
+  it('rejects an expired timestamp', async () => {
+    await rejects(verify(repo, { now: new Date(NOW.getTime() + 15 * DAY) }), 'EXPIRED', {
+      role: 'timestamp',
+    });
+  });
+
+  it('rejects expired targets', async () => {
+    await repo.changeTargets(
+      'targets',
+      {},
+      { signed: (s) => ({ ...s, expires: '2026-11-01T00:00:00Z' }) },
+    );
+    await rejects(verify(repo), 'EXPIRED', {
+      role: 'targets',
+      expires: '2026-11-01T00:00:00.000Z',
+    });
+  });
+
+  it('rejects a timestamp rollback (freeze: an old, still-signed timestamp replayed)', async () => {
+    const oldTimestamp = repo.bytesOf('timestamp');
+    await repo.signTag('v2', fakeManifest('v2').digestHex, 600);
+    const seen = await verify(repo);
+    repo.files.set('timestamp.json', oldTimestamp);
+    await rejects(
+      verify(repo, { state: { rootBytes: seen.rootBytes, floors: seen.floors } }),
+      'VERSION_ROLLBACK',
+      {
+        role: 'timestamp',
+        actual: 2,
+        floor: 3,
+      },
+    );
+  });
+
+  it('rejects a targets rollback hidden behind a fresh timestamp', async () => {
+    const seen = await verify(repo);
+    await repo.changeTargets('targets', {}, { signed: (s) => ({ ...s, version: 2 }) });
+    await rejects(verify(repo, { state: { floors: seen.floors } }), 'VERSION_ROLLBACK', {
+      role: 'targets',
+      actual: 2,
+      floor: 3,
+    });
+  });
+
+  it('rejects a snapshot whose hash does not match the timestamp', async () => {
+    const name = `snapshot.${sha256Hex(repo.bytesOf('snapshot'))}.json`;
+    const bytes = Buffer.from(repo.bytesOf('snapshot'));
+    const i = bytes.length - 3;
+    bytes[i] = (bytes[i] ?? 0) ^ 0x01; // same length, different content
+    repo.files.set(name, bytes);
+    await rejects(verify(repo), 'HASH_MISMATCH', { role: 'snapshot', algorithm: 'sha256' });
+  });
+
+  it('rejects targets shorter than the snapshot says', async () => {
+    const name = `targets.${sha256Hex(repo.bytesOf('targets'))}.json`;
+    repo.files.set(name, repo.bytesOf('targets').subarray(0, 100));
+    await rejects(verify(repo), 'LENGTH_MISMATCH', { role: 'targets', actual: 100 });
+  });
+
+  it('stops a download larger than the parent states', async () => {
+    const name = `targets.${sha256Hex(repo.bytesOf('targets'))}.json`;
+    repo.files.set(name, Buffer.concat([repo.bytesOf('targets'), Buffer.from('  ')]));
+    await rejects(verify(repo), 'DOWNLOAD_TOO_LARGE', { role: 'targets' });
+  });
+
+  it('stops an oversized timestamp at the per-role limit', async () => {
+    await rejects(verify(repo, { limits: { timestamp: 64 } }), 'DOWNLOAD_TOO_LARGE', {
+      role: 'timestamp',
+      limit: 64,
+    });
+  });
+
+  it('follows a root rotation from an old pin through <n>.root.json', async () => {
+    const oldPin = pinned(repo);
+    const next = await fixtureKey({
+      certificateFor: GUN,
+      notBefore: new Date(NOW.getTime() - DAY),
+    });
+    await repo.rotateRoot([next]);
+    const c = await verify(repo, { anchor: oldPin });
+    assert.equal(c.root.version, 2);
+    assert.equal(resolveTarget(c, 'v1').sha256Hex, m.digestHex);
+  });
+
+  it('rejects a rotated root that the old root did not sign', async () => {
+    const oldPin = pinned(repo);
+    const next = await fixtureKey({
+      certificateFor: GUN,
+      notBefore: new Date(NOW.getTime() - DAY),
+    });
+    await repo.rotateRoot([next], { signers: [next.signer] });
+    await rejects(verify(repo, { anchor: oldPin }), 'SIGNATURE_THRESHOLD', {
+      role: 'root',
+      found: 0,
+      needed: 1,
+    });
+  });
+
+  it('rejects a delegation signing outside its paths', async () => {
+    await repo.addDelegation('targets/releases', { paths: ['release-'] });
+    await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
+    await rejects(verify(repo), 'DELEGATION_PATH_VIOLATION', {
+      role: 'targets/releases',
+      target: 'latest',
+    });
+  });
+
+  it('resolves targets/releases first for Docker and targets first for notary lookup', async () => {
+    await repo.addDelegation('targets/releases');
+    const rel = fakeManifest('release');
+    await repo.signTag('v1', rel.digestHex, rel.length, 'targets/releases');
+    const c = await verify(repo);
+    assert.equal(resolveTarget(c, 'v1').role, 'targets/releases');
+    assert.equal(resolveTarget(c, 'v1').sha256Hex, rel.digestHex);
+    assert.equal(resolveTarget(c, 'v1', NOTARY_ROLE_ORDER).sha256Hex, m.digestHex);
+    assert.deepEqual(
+      signersOf(c, 'v1')
+        .map((t) => t.role)
+        .sort(),
+      ['targets', 'targets/releases'],
+    );
+    assert.deepEqual(
+      targetsWithDigest(c, rel.digestHex).map((t) => `${t.role}:${t.name}`),
+      ['targets/releases:v1'],
+    );
+  });
+
+  it('reports an unsigned tag', async () => {
+    const c = await verify(repo);
+    assert.throws(
+      () => resolveTarget(c, 'nope'),
+      (e: unknown) => isTrustError(e, 'TARGET_NOT_FOUND'),
+    );
+  });
+
+  it('treats a declared but unpublished delegation as empty', async () => {
+    await repo.addDelegation('targets/releases');
+    repo.snapshot = {
+      ...(repo.snapshot ?? assert.fail()),
+      meta: new Map([...(repo.snapshot?.meta ?? [])].filter(([k]) => k !== 'targets/releases')),
+    };
+    await repo.publish([]);
+    const c = await verify(repo);
+    assert.equal(c.targetsRoles.has('targets/releases'), false);
+    assert.equal(resolveTarget(c, 'v1').role, 'targets');
+  });
+
+  it('fetches each file once per update', async () => {
+    const fetcher = new MemoryFetcher(repo);
+    await verify(repo, { fetcher });
+    assert.deepEqual(
+      fetcher.requests.map((r) => r.replace(/[0-9a-f]{64}/, 'H')),
+      [
+        `${GUN}/root.json`,
+        `${GUN}/timestamp.json`,
+        `${GUN}/snapshot.H.json`,
+        `${GUN}/targets.H.json`,
+      ],
+    );
+  });
+});
