@@ -56,6 +56,10 @@ export function keyIdOf(json: PublicKeyJson): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+// Bounded memo of parsed keys, oldest evicted first; errors are never memoised.
+const PARSED_KEYS = new Map<string, PublicKey>();
+const PARSED_KEYS_MAX = 4096;
+
 /** A notary public key with its ids and a signature check that follows notary's verifiers. */
 export class PublicKey {
   /** The key type (`keytype`). */
@@ -160,6 +164,21 @@ export class PublicKey {
 
   private static fromBytes(keytype: string, bytes: Buffer): PublicKey {
     const publicValue = bytes.toString('base64');
+    // Parsing a key (and its certificate) costs far more than verifying a signature with it, and the
+    // same few keys recur in every update of a repository; PublicKey is immutable, so share them.
+    const cacheKey = `${keytype}\0${publicValue}`;
+    const cached = PARSED_KEYS.get(cacheKey);
+    if (cached) return cached;
+    const key = PublicKey.parseBytes(keytype, bytes, publicValue);
+    if (PARSED_KEYS.size >= PARSED_KEYS_MAX) {
+      const oldest = PARSED_KEYS.keys().next().value;
+      if (oldest !== undefined) PARSED_KEYS.delete(oldest);
+    }
+    PARSED_KEYS.set(cacheKey, key);
+    return key;
+  }
+
+  private static parseBytes(keytype: string, bytes: Buffer, publicValue: string): PublicKey {
     const keyId = keyIdOf({ keytype, keyval: { public: publicValue, private: null } });
     const invalid = (problem: string): TrustError =>
       new TrustError(

@@ -104,6 +104,9 @@ function serialNumber(): Buffer {
   }
 }
 
+// Parsed bundles per (immutable, shared) key: the checks run on every update of a repository.
+const PARSED_BUNDLES = new WeakMap<PublicKey, ParsedCertificate[]>();
+
 /** Notary's checks on a root/leaf cert: CN == GUN (or a `prefix*` CN), not a CA, not expired at `now`, not SHA-1 signed, key ≥ 256-bit ecdsa / 2048-bit rsa. Throws CERTIFICATE_INVALID with a clear `problem`. */
 export function checkRootCertificate(key: PublicKey, gun: string, now: Date): void {
   const fail = (problem: string): TrustError =>
@@ -115,15 +118,18 @@ export function checkRootCertificate(key: PublicKey, gun: string, now: Date): vo
   if (key.type !== 'ecdsa-x509' && key.type !== 'rsa-x509') {
     throw fail(`a ${key.type} key carries no certificate`);
   }
-  const { certificates } = readCertificates(
-    Buffer.from(key.publicValue, 'base64').toString('utf8'),
-  );
-  let parsed: ParsedCertificate[];
-  try {
-    parsed = certificates.map((c) => parseCertificate(c.raw));
-  } catch (err) {
-    if (err instanceof der.DerError) throw fail(`certificate does not parse: ${err.message}`);
-    throw err;
+  let parsed = PARSED_BUNDLES.get(key);
+  if (!parsed) {
+    const { certificates } = readCertificates(
+      Buffer.from(key.publicValue, 'base64').toString('utf8'),
+    );
+    try {
+      parsed = certificates.map((c) => parseCertificate(c.raw));
+    } catch (err) {
+      if (err instanceof der.DerError) throw fail(`certificate does not parse: ${err.message}`);
+      throw err;
+    }
+    PARSED_BUNDLES.set(key, parsed);
   }
   const [leaf] = parsed;
   if (!leaf) throw fail('no certificate found');
