@@ -51,6 +51,20 @@ export interface TrustErrorFacts {
   PRIVATE_KEY_INVALID: { source: string; problem: string };
   /** A docker config.json (registry credentials) could not be read or is malformed. */
   CREDENTIALS_INVALID: { source: string; problem: string };
+  /** A key store's settings or stored contents cannot be used (a malformed Kubernetes Secret, a keys dir without a key). */
+  KEY_STORE_INVALID: { store: string; problem: string };
+  /** A configuration file is unreadable or breaks its schema; `path` names the offending key. */
+  CONFIG_INVALID: { source: string; path: string; problem: string };
+  /** A review could not be decided (notary unavailable or garbled) and policy says answer an error, not a denial. */
+  REVIEW_FAILED: { image: string; problem: string };
+  /** A command-line flag, a lifecycle report or a build's tags are unusable; `source` names which. */
+  INPUT_INVALID: { source: string; problem: string };
+  /** A key we hold cannot sign a role of this repository (missing, or not the key the repository lists). */
+  SIGNING_KEY_UNUSABLE: { gun: string; role: string; keyId: string; problem: string };
+  /** The registry does not have the manifest a build claims to have pushed. */
+  MANIFEST_UNKNOWN: { image: string; digest: string; url: string; status: number };
+  /** Concurrent writers kept winning: every publish attempt was refused as out of date. */
+  PUBLISH_CONFLICT: { gun: string; attempts: number };
 }
 
 /** Every failure the trust core reports. */

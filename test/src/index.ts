@@ -1,2 +1,2 @@
-/** Placeholder until this component lands; see the README for its plan. */
-export const COMPONENT = 'test';
+/** End-to-end test support for kpack-trust: the real notary stack on loopback. */
+export * from './stack/index.js';

@@ -37,6 +37,8 @@ export interface VerifiedTargetsRole {
   readonly metadata: TargetsMetadata;
   /** Prefix lists from each ancestor delegation, outermost first; a name must match all of them. */
   readonly pathRestrictions: readonly (readonly string[])[];
+  /** Canonical (bare key) ids of the keys whose valid signatures met the threshold: a policy can demand pinned signers. */
+  readonly signedBy: ReadonlySet<string>;
 }
 
 /** Everything verified about one GUN at one moment. */
@@ -222,11 +224,16 @@ export class CollectionVerifier {
     const root = this.requireRoot('targets');
     checkFileMeta('targets', bytes, this.expectedTargets('targets'));
     const envelope = parseEnvelope(bytes, 'targets');
-    verifyThreshold('targets', envelope, root.roles.targets, root.keys);
+    const signedBy = verifyThreshold('targets', envelope, root.roles.targets, root.keys);
     const targets = parseTargets(envelope.signed, 'targets');
     this.checkFloor('targets', targets.version);
     this.checkExpiry('targets', targets);
-    this.targetsRoles.set('targets', { name: 'targets', metadata: targets, pathRestrictions: [] });
+    this.targetsRoles.set('targets', {
+      name: 'targets',
+      metadata: targets,
+      pathRestrictions: [],
+      signedBy,
+    });
     this.stage = 'targets';
     return targets;
   }
@@ -254,7 +261,7 @@ export class CollectionVerifier {
     if (!delegation) return this.fail(role, `${parentName} does not delegate to it`);
     checkFileMeta(role, bytes, this.expectedTargets(role));
     const envelope = parseEnvelope(bytes, role);
-    verifyThreshold(role, envelope, delegation, parent.metadata.delegations.keys);
+    const signedBy = verifyThreshold(role, envelope, delegation, parent.metadata.delegations.keys);
     const metadata = parseTargets(envelope.signed, role);
     this.checkFloor(role, metadata.version);
     this.checkExpiry(role, metadata);
@@ -268,7 +275,7 @@ export class CollectionVerifier {
         );
       }
     }
-    this.targetsRoles.set(role, { name: role, metadata, pathRestrictions });
+    this.targetsRoles.set(role, { name: role, metadata, pathRestrictions, signedBy });
     this.stage = 'delegations';
     return metadata;
   }
