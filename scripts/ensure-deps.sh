@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what the demo and the tests need on a fresh Debian machine with Node: the real notary
+# stack from Debian's packages (when missing, as root) and the npm dependencies (when stale).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+for bin in notary notary-server notary-signer docker-registry skopeo openssl; do
+  command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  install_cmd="apt-get update && apt-get install -y notary docker-registry skopeo openssl"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing: ${missing[*]} — install them with: sudo sh -c '$install_cmd'" >&2
+    exit 1
+  fi
+  echo "installing Debian packages for: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >&2
+  apt-get install -y -qq notary docker-registry skopeo openssl >&2
+fi
+
+# npm ci when node_modules is missing or older than the lock file.
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "installing npm dependencies (npm ci)" >&2
+  npm ci --no-audit --no-fund >&2
+fi
