@@ -16,7 +16,20 @@ export default tseslint.config(
         'error',
         {
           allowForKnownSafeCalls: [
-            { from: 'package', package: 'node:test', name: ['describe', 'it', 'test', 'before', 'after', 'beforeEach', 'afterEach', 'suite'] },
+            {
+              from: 'package',
+              package: 'node:test',
+              name: [
+                'describe',
+                'it',
+                'test',
+                'before',
+                'after',
+                'beforeEach',
+                'afterEach',
+                'suite',
+              ],
+            },
           ],
         },
       ],
