@@ -3,11 +3,7 @@
  * server: what we write, notary must use; what notary writes, we must read to the same ids.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { get } from 'node:https';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
@@ -20,85 +16,64 @@ import {
   generateSigningKey,
   type PublicKeyJson,
 } from '@kpack-trust/common';
+import {
+  notaryCli,
+  runNotary,
+  startStack,
+  type CliResult,
+  type NotaryStack,
+  type Passphrases,
+} from '../src/index.js';
 
+// One passphrase per role, so a key encrypted under another role's passphrase cannot pass.
 const PASSPHRASES = {
-  NOTARY_ROOT_PASSPHRASE: 'root-Passphrase-1',
-  NOTARY_TARGETS_PASSPHRASE: 'targets-Passphrase-2',
-  NOTARY_SNAPSHOT_PASSPHRASE: 'snapshot-Passphrase-3',
-  NOTARY_DELEGATION_PASSPHRASE: 'delegation-Passphrase-4',
-};
+  root: 'root-Passphrase-1',
+  targets: 'targets-Passphrase-2',
+  snapshot: 'snapshot-Passphrase-3',
+  delegation: 'delegation-Passphrase-4',
+} as const satisfies Passphrases;
 // Short: `notary key list` elides the start of GUNs longer than its column.
 const GUN = 'example.com/kpack';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
+// notaryCli always passes `-s` and `--tlscacert`; the key commands (list, passwd, import,
+// generate) never contact the server, so one stack serves the offline suite too.
+let stack: NotaryStack;
+
+before(async () => {
+  stack = await startStack({ trustService: 'local', registry: false });
+});
+
+after(async () => {
+  await stack.stop();
+});
+
+/** `notary …` on a trust dir with this file's passphrases, whatever its exit code. */
+function notary(trustDir: string, args: readonly string[]): Promise<CliResult> {
+  return notaryCli(stack, args, { trustDir, passphrases: PASSPHRASES });
 }
 
-function run(
-  command: string,
-  args: readonly string[],
-  env: Record<string, string> = {},
-): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      command,
-      args,
-      { env: { ...process.env, ...env }, timeout: 60_000 },
-      (error, stdout, stderr) => {
-        if (error && (error as NodeJS.ErrnoException).code === 'ENOENT') {
-          const pkg = command === 'openssl' ? 'openssl' : 'notary';
-          reject(new Error(`${command} is not installed: apt-get install -y ${pkg}`));
-          return;
-        }
-        resolve({
-          code: error ? (typeof error.code === 'number' ? error.code : 1) : 0,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
-}
-
-function notary(
-  trustDir: string,
-  args: readonly string[],
-  env: Record<string, string> = {},
-): Promise<Run> {
-  return run('notary', ['-d', trustDir, ...args], { ...PASSPHRASES, ...env });
-}
-
-async function succeeds(result: Promise<Run>): Promise<Run> {
-  const r = await result;
-  assert.equal(r.code, 0, `exit ${r.code}\n${r.stdout}\n${r.stderr}`);
-  return r;
+/** Like {@link notary}, but a non-zero exit fails the test with the CLI's output. */
+function succeeds(trustDir: string, args: readonly string[]): Promise<CliResult> {
+  return runNotary(stack, args, { trustDir, passphrases: PASSPHRASES });
 }
 
 /** The `notary key list` row for a key id, split into columns (ROLE [GUN] ID LOCATION). */
 async function keyListRow(trustDir: string, id: string): Promise<string[] | undefined> {
-  const { stdout } = await succeeds(notary(trustDir, ['key', 'list']));
+  const { stdout } = await succeeds(trustDir, ['key', 'list']);
   const line = stdout.split('\n').find((l) => l.includes(id));
   return line?.trim().split(/\s+/);
 }
 
-let workDir = '';
-
-before(async () => {
-  const version = await run('notary', ['version']);
-  assert.equal(version.code, 0, 'notary CLI broken: apt-get install -y notary');
-  workDir = await mkdtemp(join(tmpdir(), 'kpack-keys-interop-'));
-});
-
-after(async () => {
-  if (workDir) await rm(workDir, { recursive: true, force: true });
-});
-
+/** An empty trust dir (with its `private/` key dir) inside the stack's work dir. */
 async function freshDir(name: string): Promise<string> {
-  const dir = join(workDir, name);
-  await mkdir(join(dir, 'private'), { recursive: true });
+  const dir = await stack.tempDir(name);
+  await mkdir(join(dir, 'private'));
   return dir;
+}
+
+/** A path for a key or certificate file outside every trust dir. */
+async function looseFile(name: string): Promise<string> {
+  return join(await stack.tempDir('files'), name);
 }
 
 describe('private key files and the notary CLI', () => {
@@ -108,17 +83,17 @@ describe('private key files and the notary CLI', () => {
       const key = generateSigningKey(type);
       const id = PublicKey.fromKeyObject(key).canonicalId;
       const file = join(dir, 'private', `${id}.key`);
-      const pem = encodePrivateKeyPem(key, PASSPHRASES.NOTARY_TARGETS_PASSPHRASE, {
+      const pem = encodePrivateKeyPem(key, PASSPHRASES.targets, {
         role: 'targets',
         gun: GUN,
       });
       await writeFile(file, pem, { mode: 0o600 });
       assert.deepEqual((await keyListRow(dir, id))?.slice(0, 3), ['targets', GUN, id]);
       // passwd decrypts with the old passphrase and re-encrypts with a fresh salt and IV.
-      await succeeds(notary(dir, ['key', 'passwd', id]));
+      await succeeds(dir, ['key', 'passwd', id]);
       const rewritten = await readFile(file, 'utf8');
       assert.notEqual(rewritten, pem);
-      const decoded = decodePrivateKeyPem(rewritten, PASSPHRASES.NOTARY_TARGETS_PASSPHRASE, file);
+      const decoded = decodePrivateKeyPem(rewritten, PASSPHRASES.targets, file);
       assert.equal(PublicKey.fromKeyObject(decoded.privateKey).id, id);
       assert.equal(decoded.role, 'targets');
       assert.equal(decoded.gun, GUN);
@@ -134,7 +109,7 @@ describe('private key files and the notary CLI', () => {
         format: 'pem',
         type: 'pkcs8',
         cipher: 'aes-256-cbc',
-        passphrase: PASSPHRASES.NOTARY_TARGETS_PASSPHRASE,
+        passphrase: PASSPHRASES.targets,
       })
       .toString()
       .replace('-----\n', `-----\ngun: ${GUN}\nrole: targets\n\n`);
@@ -153,29 +128,26 @@ describe('private key files and the notary CLI', () => {
     const dir = await freshDir('import');
     const key = generateSigningKey();
     const id = PublicKey.fromKeyObject(key).id;
-    const pem = encodePrivateKeyPem(key, PASSPHRASES.NOTARY_TARGETS_PASSPHRASE, {
+    const pem = encodePrivateKeyPem(key, PASSPHRASES.targets, {
       role: 'targets',
       gun: GUN,
     });
-    const file = join(workDir, 'import.pem');
+    const file = await looseFile('import.pem');
     await writeFile(file, pem.replace('\nrole: targets\n', `\npath: ${id}\nrole: targets\n`));
-    await succeeds(notary(dir, ['key', 'import', file]));
+    await succeeds(dir, ['key', 'import', file]);
     assert.deepEqual((await keyListRow(dir, id))?.slice(0, 3), ['targets', GUN, id]);
-    await succeeds(notary(dir, ['key', 'passwd', id]));
+    await succeeds(dir, ['key', 'passwd', id]);
   });
 
   for (const role of ['targets', 'root'] as const) {
     it(`we read the ${role} key notary key generate writes, to the id notary lists`, async () => {
       const dir = await freshDir(`generated-${role}`);
-      const { stdout } = await succeeds(notary(dir, ['key', 'generate', 'ecdsa', '--role', role]));
+      const { stdout } = await succeeds(dir, ['key', 'generate', 'ecdsa', '--role', role]);
       const id = /keyID: ([0-9a-f]{64})/.exec(stdout)?.[1];
       assert.ok(id, stdout);
       assert.deepEqual(await readdir(join(dir, 'private')), [`${id}.key`]);
       assert.deepEqual((await keyListRow(dir, id))?.slice(0, 2), [role, id]);
-      const passphrase =
-        role === 'root'
-          ? PASSPHRASES.NOTARY_ROOT_PASSPHRASE
-          : PASSPHRASES.NOTARY_TARGETS_PASSPHRASE;
+      const passphrase = role === 'root' ? PASSPHRASES.root : PASSPHRASES.targets;
       const file = join(dir, 'private', `${id}.key`);
       const decoded = decodePrivateKeyPem(await readFile(file, 'utf8'), passphrase, file);
       assert.equal(PublicKey.fromKeyObject(decoded.privateKey).id, id);
@@ -184,164 +156,36 @@ describe('private key files and the notary CLI', () => {
   }
 });
 
-interface NotaryServer {
-  url: string;
-  ca: string;
-  process: ChildProcess;
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => {
-    server.close(() => {
-      resolve();
-    });
-  });
-  assert.ok(address && typeof address === 'object');
-  return address.port;
-}
-
-async function startNotaryServer(dir: string): Promise<NotaryServer> {
-  const ca = join(dir, 'ca.crt');
-  const openssl = async (args: string[]): Promise<void> => {
-    await succeeds(run('openssl', args));
-  };
-  await openssl([
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    join(dir, 'ca.key'),
-    '-out',
-    ca,
-    '-days',
-    '2',
-    '-subj',
-    '/CN=kpack-trust test CA',
-  ]);
-  await openssl([
-    'req',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    join(dir, 'server.key'),
-    '-out',
-    join(dir, 'server.csr'),
-    '-subj',
-    '/CN=localhost',
-  ]);
-  await writeFile(
-    join(dir, 'ext.cnf'),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
-  );
-  await openssl([
-    'x509',
-    '-req',
-    '-in',
-    join(dir, 'server.csr'),
-    '-CA',
-    ca,
-    '-CAkey',
-    join(dir, 'ca.key'),
-    '-CAcreateserial',
-    '-out',
-    join(dir, 'server.crt'),
-    '-days',
-    '2',
-    '-extfile',
-    join(dir, 'ext.cnf'),
-  ]);
-  const port = await freePort();
-  const config = {
-    server: {
-      http_addr: `127.0.0.1:${port}`,
-      tls_cert_file: join(dir, 'server.crt'),
-      tls_key_file: join(dir, 'server.key'),
-    },
-    trust_service: { type: 'local' },
-    storage: { backend: 'memory' },
-    logging: { level: 'error' },
-  };
-  await writeFile(join(dir, 'server.json'), JSON.stringify(config));
-  const child = spawn('notary-server', ['-config', join(dir, 'server.json')], { stdio: 'ignore' });
-  const caPem = await readFile(ca, 'utf8');
-  const exited = new Promise<never>((_, reject) => {
-    child.once('error', (err) => {
-      reject(new Error(`notary-server did not start (apt-get install -y notary): ${err.message}`));
-    });
-    child.once('exit', (code) => {
-      reject(new Error(`notary-server exited with ${code}`));
-    });
-  });
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const healthy = await Promise.race([
-      exited,
-      new Promise<boolean>((resolve) => {
-        get({ host: '127.0.0.1', port, path: '/_notary_server/health', ca: caPem }, (res) => {
-          res.resume();
-          resolve(res.statusCode === 200);
-        }).on('error', () => {
-          resolve(false);
-        });
-      }),
-    ]);
-    if (healthy) break;
-    if (Date.now() > deadline) throw new Error('notary-server did not become healthy');
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return { url: `https://127.0.0.1:${port}`, ca, process: child };
-}
-
 interface SignedFile {
   signed: { keys: Record<string, PublicKeyJson>; roles: Record<string, { keyids: string[] }> };
   signatures: { keyid: string; method: string; sig: string }[];
 }
 
 describe('root keys and certificates with notary init against notary-server', () => {
-  let server: NotaryServer | undefined;
-  const client = (dir: string, args: string[]): Promise<Run> =>
-    notary(dir, ['-s', server?.url ?? '', '--tlscacert', server?.ca ?? '', ...args]);
   const metadata = async (dir: string, gun: string, role: string): Promise<SignedFile> =>
     JSON.parse(
       await readFile(join(dir, 'tuf', gun, 'metadata', `${role}.json`), 'utf8'),
     ) as SignedFile;
-
-  before(async () => {
-    const dir = join(workDir, 'server');
-    await mkdir(dir, { recursive: true });
-    server = await startNotaryServer(dir);
-  });
-
-  after(() => {
-    server?.process.kill();
-  });
 
   it('notary init --rootkey/--rootcert publishes our key and certificate; a fresh client trusts it', async () => {
     const gun = `${GUN}/ours`;
     const rootKey = generateSigningKey();
     const certPem = await createRootCertificate(gun, rootKey);
     const certKey = PublicKey.fromCertificatePem(certPem);
-    const keyFile = join(workDir, 'our-root.key');
-    const certFile = join(workDir, 'our-root.crt');
-    await writeFile(
-      keyFile,
-      encodePrivateKeyPem(rootKey, PASSPHRASES.NOTARY_ROOT_PASSPHRASE, { role: 'root' }),
-    );
+    const keyFile = await looseFile('our-root.key');
+    const certFile = await looseFile('our-root.crt');
+    await writeFile(keyFile, encodePrivateKeyPem(rootKey, PASSPHRASES.root, { role: 'root' }));
     await writeFile(certFile, certPem);
     const dir = await freshDir('init-ours');
-    const init = await succeeds(
-      client(dir, ['init', gun, '--rootkey', keyFile, '--rootcert', certFile, '-p']),
-    );
+    const init = await succeeds(dir, [
+      'init',
+      gun,
+      '--rootkey',
+      keyFile,
+      '--rootcert',
+      certFile,
+      '-p',
+    ]);
     assert.match(init.stdout, new RegExp(`Root key found, using: ${certKey.canonicalId}`));
 
     const root = await metadata(dir, gun, 'root');
@@ -363,20 +207,17 @@ describe('root keys and certificates with notary init against notary-server', ()
       true,
     );
     // A second client with no cached trust downloads root.json and validates our certificate.
-    await succeeds(client(await freshDir('fresh-client'), ['list', gun]));
+    await succeeds(await freshDir('fresh-client'), ['list', gun]);
   });
 
   it('control: the notary client refuses our certificate when its CN names another GUN', async () => {
     const gun = `${GUN}/mismatch`;
     const rootKey = generateSigningKey();
-    const keyFile = join(workDir, 'mismatch.key');
-    const certFile = join(workDir, 'mismatch.crt');
-    await writeFile(
-      keyFile,
-      encodePrivateKeyPem(rootKey, PASSPHRASES.NOTARY_ROOT_PASSPHRASE, { role: 'root' }),
-    );
+    const keyFile = await looseFile('mismatch.key');
+    const certFile = await looseFile('mismatch.crt');
+    await writeFile(keyFile, encodePrivateKeyPem(rootKey, PASSPHRASES.root, { role: 'root' }));
     await writeFile(certFile, await createRootCertificate(`${GUN}/other`, rootKey));
-    const result = await client(await freshDir('init-mismatch'), [
+    const result = await notary(await freshDir('init-mismatch'), [
       'init',
       gun,
       '--rootkey',
@@ -392,7 +233,7 @@ describe('root keys and certificates with notary init against notary-server', ()
   it('notary init’s own root: ids, key file, signatures and certificate shape match ours', async () => {
     const gun = `${GUN}/theirs`;
     const dir = await freshDir('init-theirs');
-    await succeeds(client(dir, ['init', gun, '-p']));
+    await succeeds(dir, ['init', gun, '-p']);
     const root = await metadata(dir, gun, 'root');
     const [rootId] = root.signed.roles['root']?.keyids ?? [];
     assert.ok(rootId);
@@ -405,11 +246,7 @@ describe('root keys and certificates with notary init against notary-server', ()
     checkRootCertificate(rootKey, gun, new Date());
     // notary names the root key file by the canonical id, and it decrypts to that key.
     const file = join(dir, 'private', `${rootKey.canonicalId}.key`);
-    const decoded = decodePrivateKeyPem(
-      await readFile(file, 'utf8'),
-      PASSPHRASES.NOTARY_ROOT_PASSPHRASE,
-      file,
-    );
+    const decoded = decodePrivateKeyPem(await readFile(file, 'utf8'), PASSPHRASES.root, file);
     assert.equal(PublicKey.fromKeyObject(decoded.privateKey).id, rootKey.canonicalId);
     for (const [id, json] of Object.entries(root.signed.keys)) {
       assert.equal(PublicKey.fromJson(json, { role: 'root', field: `keys.${id}` }).id, id);
@@ -435,7 +272,7 @@ describe('root keys and certificates with notary init against notary-server', ()
 
     // Signatures notary made: root (ecdsa, our key type ecdsa-x509) and the server's timestamp.
     const fresh = await freshDir('fresh-theirs');
-    await succeeds(client(fresh, ['list', gun]));
+    await succeeds(fresh, ['list', gun]);
     for (const role of ['root', 'targets', 'snapshot', 'timestamp']) {
       const signedFile = await metadata(fresh, gun, role);
       const [sig] = signedFile.signatures;
