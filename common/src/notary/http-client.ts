@@ -404,8 +404,22 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     return forRegistry ?? (await this.credentials.credentialsFor(this.base.host));
   }
 
-  /** One HTTP exchange under one deadline, with the body capped while it streams. */
-  private roundTrip(exchange: Exchange): Promise<Reply> {
+  /**
+   * One HTTP exchange. A GET that fails on a reused keep-alive connection before any answer arrived
+   * (the server closed it while idle) is sent once more on a fresh connection, as Go's transport
+   * does; anything else fails at once.
+   */
+  private async roundTrip(exchange: Exchange): Promise<Reply> {
+    try {
+      return await this.attempt(exchange);
+    } catch (error) {
+      if (exchange.method !== 'GET' || !isStaleSocket(error)) throw error;
+      return this.attempt(exchange);
+    }
+  }
+
+  /** One attempt under one deadline, with the body capped while it streams. */
+  private attempt(exchange: Exchange): Promise<Reply> {
     const shown = redact(exchange.url);
     return new Promise<Reply>((resolve, reject) => {
       let settled = false;
@@ -449,10 +463,16 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
         settle(unreachable(`no complete answer within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
 
+      let answered = false;
       request.on('error', (error: NodeJS.ErrnoException) => {
-        settle(unreachable(describeTransportError(error), error));
+        const stale =
+          request.reusedSocket &&
+          !answered &&
+          (error.code === 'ECONNRESET' || error.code === 'EPIPE');
+        settle(unreachable(describeTransportError(error), stale ? staleSocket(error) : error));
       });
       request.on('response', (response) => {
+        answered = true;
         const status = response.statusCode ?? 0;
         const strict = isSuccess(status);
         const limit = strict ? exchange.maxBytes : ERROR_BODY_LIMIT;
@@ -495,6 +515,19 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       request.end(exchange.body);
     });
   }
+}
+
+/** Marks a failure on a reused idle connection (the `cause` of the HTTP_UNREACHABLE error). */
+class StaleSocketError extends Error {}
+
+function staleSocket(error: Error): StaleSocketError {
+  return new StaleSocketError('a reused keep-alive connection was closed by the server', {
+    cause: error,
+  });
+}
+
+function isStaleSocket(error: unknown): boolean {
+  return error instanceof Error && error.cause instanceof StaleSocketError;
 }
 
 function parseBaseUrl(baseUrl: string): URL {
