@@ -1,2 +1,3 @@
 /** End-to-end test support for kpack-trust: the real notary stack on loopback. */
 export * from './stack/index.js';
+export * from './kube/fake-apiserver.js';

@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+/**
+ * The `kpack-trust-signer` executable: the only module that wires real I/O — files, the notary
+ * and registry HTTPS clients, the key store, the clock — into the command and sets the exit code.
+ */
+import { readFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { NotaryHttpClient, TrustError } from '@kpack-trust/common';
+import { runCli } from './cli/run.js';
+import type { KeyStore, KeyStoreOptions } from './keys/index.js';
+import { RegistryHttpClient } from './registry/manifest-client.js';
+
+async function readTextFile(path: string): Promise<string | undefined> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'read error';
+    if (code === 'ENOENT') return undefined;
+    throw new TrustError(
+      'INPUT_INVALID',
+      { source: path, problem: `cannot read the file (${code})` },
+      `Cannot read ${path} (${code}).`,
+    );
+  }
+}
+
+/**
+ * The keys-dir store is loaded on its own: importing the Kubernetes client costs most of a second,
+ * which every build would otherwise pay even when its keys come from a mounted directory.
+ */
+async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore> {
+  if (options.kind === 'directory') {
+    const { KeysDirStore } = await import('./keys/keys-dir-store.js');
+    return new KeysDirStore({
+      dir: options.dir,
+      passphrases: options.passphrases,
+      ...(options.rootDir === undefined ? {} : { rootDir: options.rootDir }),
+      ...(options.delegation === undefined ? {} : { delegation: options.delegation }),
+    });
+  }
+  return (await import('./keys/index.js')).createKeyStore(options);
+}
+
+process.exitCode = await runCli(process.argv.slice(2), {
+  env: process.env,
+  homeDir: homedir(),
+  stdout: (line) => process.stdout.write(`${line}\n`),
+  stderr: (line) => process.stderr.write(`${line}\n`),
+  readTextFile,
+  createKeyStore,
+  connectNotary: (options) => new NotaryHttpClient(options),
+  connectRegistry: (options) => new RegistryHttpClient(options),
+  now: () => new Date(),
+  version: '0.1.0',
+});

@@ -1,0 +1,431 @@
+/**
+ * Planning one publish: from the verified state of a repository (or none, for a new GUN), the keys
+ * we hold and the tags of a build, the exact signed files to POST. Pure apart from signing: no I/O,
+ * the clock is injected. The rules follow what notary's Go client and `docker trust` produce, so the
+ * real `notary` CLI keeps working on repositories we write, and we keep working on theirs.
+ */
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import {
+  PublicKey,
+  TrustError,
+  checkRootCertificate,
+  createRootCertificate,
+  defaultExpiry,
+  localSigner,
+  newRoot,
+  newTargets,
+  nextSnapshot,
+  nextTargets,
+  parentOf,
+  signRole,
+  changesAnything,
+  type FileMeta,
+  type MetadataSigner,
+  type PublishFile,
+  type RootMetadata,
+  type TargetsMetadata,
+  type TrustedCollection,
+} from '@kpack-trust/common';
+
+/** The private keys a publish may sign with (a key store's RepositoryKeys, plus a client-held snapshot key). */
+export interface SigningKeys {
+  readonly root?: { readonly privateKey: KeyObject; readonly certificatePem?: string };
+  readonly targets?: KeyObject;
+  /** Only for repositories whose snapshot key is client-held (`notary init` without `-r`). */
+  readonly snapshot?: KeyObject;
+  readonly delegations: ReadonlyMap<string, KeyObject>;
+}
+
+/** The tags of one build, as target entries for one role of one GUN. */
+export interface TargetsChange {
+  readonly gun: string;
+  /** `targets`, or a delegation such as `targets/releases`. */
+  readonly role: string;
+  /** Tag → `{length, hashes.sha256}` of the manifest. */
+  readonly targets: ReadonlyMap<string, FileMeta>;
+}
+
+/** What to publish, and what the repository will look like afterwards. */
+export interface PublishPlan {
+  /** The signed documents for one POST; empty when the repository already says all of it. */
+  readonly files: readonly PublishFile[];
+  /** The root in force after the publish. */
+  readonly root: RootMetadata;
+  /** The root key id to pin, as root.json lists it (the certificate key's id). */
+  readonly rootKeyId: string;
+  /** The same key's canonical (bare public key) id, which survives certificate renewal. */
+  readonly rootCanonicalKeyId: string;
+  /** Versions after the publish of root, the signed role, and the snapshot when we sign it. */
+  readonly versions: Readonly<Record<string, number>>;
+  /** Whether root gets a new version (near expiry, or its certificate is). */
+  readonly rootResigned: boolean;
+}
+
+/** Notary's client re-signs root when it expires within six months (client.go nearExpiry). */
+const RESIGN_MONTHS = 6;
+
+/** Now plus six calendar months, as Go's `AddDate(0, 6, 0)`. */
+export function resignHorizon(now: Date): Date {
+  const d = new Date(now.getTime());
+  d.setUTCMonth(d.getUTCMonth() + RESIGN_MONTHS);
+  return d;
+}
+
+/** Inputs for creating a repository. */
+export interface NewRepositoryInput extends TargetsChange {
+  readonly keys: SigningKeys;
+  /** Keys the server made for this GUN: one `GET timestamp.key`, and `GET snapshot.key` unless we hold a snapshot key. */
+  readonly serverKeys: { readonly timestamp: PublicKey; readonly snapshot?: PublicKey };
+  readonly now: Date;
+}
+
+/**
+ * A new GUN, initialized as `docker trust sign` does it: root v1 with the root key in a certificate
+ * for the GUN, targets v2 holding the tags, snapshot and timestamp server-managed (or a client
+ * snapshot v2 when we hold a snapshot key, as plain `notary init` makes it).
+ */
+export async function planNewRepository(input: NewRepositoryInput): Promise<PublishPlan> {
+  const { gun, keys, now } = input;
+  if (input.role !== 'targets') {
+    throw unusable(
+      gun,
+      input.role,
+      '',
+      `the repository does not exist yet, so it has no delegation ${input.role} to sign into`,
+    );
+  }
+  if (keys.root === undefined) {
+    throw unusable(
+      gun,
+      'root',
+      '',
+      'the repository does not exist yet and no root key is available to create it',
+    );
+  }
+  if (keys.targets === undefined) {
+    throw unusable(
+      gun,
+      'targets',
+      '',
+      'the repository does not exist yet and no targets key is available',
+    );
+  }
+  const rootKey = await rootCertificateKey(gun, keys.root, now);
+  const targetsKey = PublicKey.fromKeyObject(keys.targets);
+  const snapshotKey =
+    keys.snapshot !== undefined
+      ? PublicKey.fromKeyObject(keys.snapshot)
+      : input.serverKeys.snapshot;
+  if (snapshotKey === undefined) {
+    throw new RangeError('a new repository needs the server snapshot key or a client snapshot key');
+  }
+  const root = newRoot(
+    {
+      root: [rootKey],
+      targets: [targetsKey],
+      snapshot: [snapshotKey],
+      timestamp: [input.serverKeys.timestamp],
+    },
+    now,
+  );
+  const targets: TargetsMetadata = { ...newTargets(now), targets: new Map(input.targets) };
+  const rootBytes = await signRole(root, [localSigner(keys.root.privateKey, rootKey)]);
+  const targetsBytes = await signRole(targets, [localSigner(keys.targets, targetsKey)]);
+  const files: PublishFile[] = [
+    { role: 'root', bytes: rootBytes },
+    { role: 'targets', bytes: targetsBytes },
+  ];
+  const versions: Record<string, number> = { root: root.version, targets: targets.version };
+  if (keys.snapshot !== undefined) {
+    const snapshot = nextSnapshot(
+      undefined,
+      new Map([
+        ['root', rootBytes],
+        ['targets', targetsBytes],
+      ]),
+      now,
+    );
+    files.push({
+      role: 'snapshot',
+      bytes: await signRole(snapshot, [localSigner(keys.snapshot, snapshotKey)]),
+    });
+    versions['snapshot'] = snapshot.version;
+  }
+  return {
+    files,
+    root,
+    rootKeyId: rootKey.id,
+    rootCanonicalKeyId: rootKey.canonicalId,
+    versions,
+    rootResigned: false,
+  };
+}
+
+/**
+ * The root key as a certificate for this GUN: the stored certificate when it is one notary accepts
+ * for this GUN and key and is not about to expire, otherwise a fresh one (notary's Go client, too,
+ * reuses one root key across GUNs with a certificate per GUN).
+ */
+async function rootCertificateKey(
+  gun: string,
+  root: NonNullable<SigningKeys['root']>,
+  now: Date,
+): Promise<PublicKey> {
+  const own = PublicKey.fromKeyObject(createPublicKey(root.privateKey));
+  if (root.certificatePem !== undefined) {
+    try {
+      const stored = PublicKey.fromCertificatePem(root.certificatePem);
+      checkRootCertificate(stored, gun, now);
+      const notAfter = stored.certificate ? new Date(stored.certificate.validTo) : now;
+      if (stored.canonicalId === own.id && notAfter > resignHorizon(now)) return stored;
+    } catch (err) {
+      if (!(err instanceof TrustError)) throw err;
+    }
+  }
+  return PublicKey.fromCertificatePem(
+    await createRootCertificate(gun, root.privateKey, { notBefore: now }),
+  );
+}
+
+/** Inputs for updating a verified repository. */
+export interface UpdateInput extends TargetsChange {
+  readonly collection: TrustedCollection;
+  readonly keys: SigningKeys;
+  readonly now: Date;
+  /**
+   * Set when the root was trusted on first use (we hold no root key and none was pinned): then the
+   * role we sign must already carry our key's signature, so entries a forged chain slipped in are
+   * never re-signed by us. Docker's multi-signer delegations cannot meet this; pin the root for them.
+   */
+  readonly requireOwnSignature?: boolean;
+}
+
+/**
+ * The next versions for an existing repository: every tag added or replaced in the role we sign,
+ * root re-signed when it (or our root certificate) expires within six months and we hold its key,
+ * the snapshot signed only when root lists a snapshot key we hold. Nothing at all when the role
+ * already maps every tag to this manifest and root needs no renewal (re-signing is idempotent).
+ */
+export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
+  const { collection, keys, now, gun, role } = input;
+  const current = collection.root;
+  const signer = roleSigner(collection, role, keys, input.targets.keys());
+  const existing = collection.targetsRoles.get(role);
+  if (input.requireOwnSignature === true && existing !== undefined) {
+    if (!existing.signedBy.has(signer.publicKey.canonicalId)) {
+      throw unusable(
+        gun,
+        role,
+        signer.publicKey.id,
+        `the current ${role} is not signed by our key, and with neither our root key nor ` +
+          '--root-key-id the root was trusted on first use; pin the root to sign this repository',
+      );
+    }
+  }
+  // A delegation declared but never published has no file yet: it starts at version 1.
+  const model: TargetsMetadata = existing?.metadata ?? { ...newTargets(now, 0) };
+  const change = { set: input.targets };
+  const resign = await rootResign(collection, keys, now);
+  const targetsChanged = changesAnything(model, change);
+
+  const files: PublishFile[] = [];
+  const versions: Record<string, number> = { root: current.version, [role]: model.version };
+  let root = current;
+  let rootKeyOut = ownRootKey(current, keys) ?? firstRootKey(current);
+  if (resign !== undefined) {
+    root = resign.root;
+    rootKeyOut = resign.key;
+    files.push({ role: 'root', bytes: await signRole(root, resign.signers) });
+    versions['root'] = root.version;
+  }
+  if (targetsChanged) {
+    const next = nextTargets(model, change, now);
+    files.push({ role, bytes: await signRole(next, [signer]) });
+    versions[role] = next.version;
+  }
+  if (files.length > 0) {
+    const snapshotSigner = clientSnapshotSigner(current, keys);
+    if (snapshotSigner !== undefined) {
+      const snapshot = nextSnapshot(
+        collection.snapshot,
+        new Map(files.map((f) => [f.role, f.bytes])),
+        now,
+      );
+      files.push({ role: 'snapshot', bytes: await signRole(snapshot, [snapshotSigner]) });
+      versions['snapshot'] = snapshot.version;
+    }
+  }
+  return {
+    files,
+    root,
+    rootKeyId: rootKeyOut.id,
+    rootCanonicalKeyId: rootKeyOut.canonicalId,
+    versions,
+    rootResigned: resign !== undefined,
+  };
+}
+
+/**
+ * The signer for `role`: one of the keys we hold that the repository lists for it — root's targets
+ * keys for `targets`, the parent's delegation keys for a delegation — with the listed public key, so
+ * the signature carries the id verifiers look up. Delegated paths must admit every tag.
+ */
+export function roleSigner(
+  collection: TrustedCollection,
+  role: string,
+  keys: SigningKeys,
+  tags: Iterable<string>,
+): MetadataSigner {
+  const gun = collection.gun;
+  let listed: PublicKey[];
+  let threshold: number;
+  let preferred: KeyObject | undefined;
+  let paths: readonly (readonly string[])[] = [];
+  if (role === 'targets') {
+    listed = listedKeys(collection.root.roles.targets.keyIds, collection.root.keys);
+    threshold = collection.root.roles.targets.threshold;
+    preferred = keys.targets;
+  } else {
+    const parent = collection.targetsRoles.get(parentOf(role));
+    const entry = parent?.metadata.delegations.roles.find((d) => d.name === role);
+    if (parent === undefined || entry === undefined) {
+      throw unusable(
+        gun,
+        role,
+        '',
+        `the repository has no delegation ${role}; create it first (notary delegation add, or docker trust signer add)`,
+      );
+    }
+    listed = listedKeys(entry.keyIds, parent.metadata.delegations.keys);
+    threshold = entry.threshold;
+    preferred = keys.delegations.get(role);
+    paths = [...parent.pathRestrictions, entry.paths];
+  }
+  const held = [preferred, keys.targets, ...keys.delegations.values()].filter(
+    (k): k is KeyObject => k !== undefined,
+  );
+  const heldIds = held.map((k) => PublicKey.fromKeyObject(createPublicKey(k)).id);
+  let match: { privateKey: KeyObject; publicKey: PublicKey } | undefined;
+  for (const [i, privateKey] of held.entries()) {
+    const publicKey = listed.find((p) => p.canonicalId === heldIds[i]);
+    if (publicKey !== undefined) {
+      match = { privateKey, publicKey };
+      break;
+    }
+  }
+  const roleName = role === 'targets' ? "the repository's targets key" : `a key of ${role}`;
+  if (match === undefined) {
+    const ours = heldIds[0];
+    throw unusable(
+      gun,
+      role,
+      ours ?? '',
+      ours === undefined
+        ? `no key to sign ${role} with`
+        : `key ${ours} is not ${roleName} (${role} lists ${listed.map((k) => k.canonicalId).join(', ') || 'no keys'})`,
+    );
+  }
+  if (threshold > 1) {
+    throw unusable(
+      gun,
+      role,
+      match.publicKey.id,
+      `${role} needs ${threshold} signatures, and one signer can give only one`,
+    );
+  }
+  for (const tag of tags) {
+    if (!paths.every((allowed) => allowed.some((prefix) => tag.startsWith(prefix)))) {
+      throw unusable(
+        gun,
+        role,
+        match.publicKey.id,
+        `${role} may not sign the tag "${tag}" (outside its delegated paths)`,
+      );
+    }
+  }
+  return localSigner(match.privateKey, match.publicKey);
+}
+
+function listedKeys(ids: readonly string[], keys: ReadonlyMap<string, PublicKey>): PublicKey[] {
+  return ids.map((id) => keys.get(id)).filter((k): k is PublicKey => k !== undefined);
+}
+
+/** The root-role key root.json lists for our root private key, if we hold one that it lists. */
+function ownRootKey(root: RootMetadata, keys: SigningKeys): PublicKey | undefined {
+  if (keys.root === undefined) return undefined;
+  const id = PublicKey.fromKeyObject(createPublicKey(keys.root.privateKey)).id;
+  return listedKeys(root.roles.root.keyIds, root.keys).find((k) => k.canonicalId === id);
+}
+
+function firstRootKey(root: RootMetadata): PublicKey {
+  const [first] = listedKeys(root.roles.root.keyIds, root.keys);
+  // parseRoot already refuses a root role naming keys it does not carry; an empty list is all that is left.
+  if (first === undefined) throw new RangeError('the root lists no root key');
+  return first;
+}
+
+/**
+ * A re-signed root when we hold a listed root key that alone meets the threshold and either root
+ * expires within six months or our certificate does. A renewed certificate replaces the old one in
+ * the root role, and both sign, so clients that trust the previous root accept the rotation.
+ */
+async function rootResign(
+  collection: TrustedCollection,
+  keys: SigningKeys,
+  now: Date,
+): Promise<{ root: RootMetadata; key: PublicKey; signers: MetadataSigner[] } | undefined> {
+  const current = collection.root;
+  const key = ownRootKey(current, keys);
+  if (keys.root === undefined || key === undefined || current.roles.root.threshold > 1) {
+    return undefined;
+  }
+  const horizon = resignHorizon(now);
+  const certificateEnds = key.certificate ? new Date(key.certificate.validTo) : undefined;
+  const renewCertificate = certificateEnds !== undefined && certificateEnds <= horizon;
+  if (current.expires > horizon && !renewCertificate) return undefined;
+
+  const privateKey = keys.root.privateKey;
+  const next = { ...current, version: current.version + 1, expires: defaultExpiry('root', now) };
+  if (!renewCertificate) return { root: next, key, signers: [localSigner(privateKey, key)] };
+
+  const renewed = PublicKey.fromCertificatePem(
+    await createRootCertificate(collection.gun, privateKey, { notBefore: now }),
+  );
+  const rootKeys = new Map(current.keys);
+  rootKeys.delete(key.id);
+  rootKeys.set(renewed.id, renewed);
+  const root: RootMetadata = {
+    ...next,
+    keys: rootKeys,
+    roles: {
+      ...current.roles,
+      root: {
+        ...current.roles.root,
+        keyIds: current.roles.root.keyIds.map((id) => (id === key.id ? renewed.id : id)),
+      },
+    },
+  };
+  return {
+    root,
+    key: renewed,
+    signers: [localSigner(privateKey, renewed), localSigner(privateKey, key)],
+  };
+}
+
+/** A signer for the snapshot when root lists a snapshot key we hold; undefined when the server holds it. */
+function clientSnapshotSigner(root: RootMetadata, keys: SigningKeys): MetadataSigner | undefined {
+  if (keys.snapshot === undefined) return undefined;
+  const id = PublicKey.fromKeyObject(createPublicKey(keys.snapshot)).id;
+  const listed = listedKeys(root.roles.snapshot.keyIds, root.keys).find(
+    (k) => k.canonicalId === id,
+  );
+  return listed === undefined ? undefined : localSigner(keys.snapshot, listed);
+}
+
+function unusable(gun: string, role: string, keyId: string, problem: string): TrustError {
+  return new TrustError(
+    'SIGNING_KEY_UNUSABLE',
+    { gun, role, keyId, problem },
+    `Cannot sign ${gun}: ${problem}.`,
+  );
+}

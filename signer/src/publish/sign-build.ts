@@ -1,0 +1,412 @@
+/**
+ * Signing one build into its Notary v1 repository, end to end: check the manifest in the registry,
+ * read and verify the repository's current trust data, plan, and publish every changed role in one
+ * POST. A concurrent writer's `400 VERSION` (or, for a new GUN, a root another first build published
+ * first) starts the attempt again on fresh metadata, a bounded number of times with jittered
+ * backoff — the gap notary's Go client leaves open.
+ */
+import { KeyObject } from 'node:crypto';
+import {
+  PublicKey,
+  TrustError,
+  compileAnchor,
+  imageTarget,
+  isTrustError,
+  updateCollection,
+  type MetadataFetcher,
+  type MetadataPublisher,
+  type MetadataRequest,
+  type PublishFile,
+  type TrustAnchor,
+} from '@kpack-trust/common';
+import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
+import type { ManifestLookup } from '../registry/manifest-client.js';
+import type { BuildImage } from './build-image.js';
+import { planNewRepository, planUpdate, type PublishPlan, type SigningKeys } from './plan.js';
+
+/** What to sign and how to anchor trust in the repository. */
+export interface SignBuildOptions {
+  readonly image: BuildImage;
+  /** `targets` (default) or a delegation we hold a key for, such as `targets/releases`. */
+  readonly role?: string;
+  /** Root key ids to pin when we hold no root key; without them the root is trusted on first use. */
+  readonly rootKeyIds?: readonly string[];
+}
+
+/** The edges the flow talks through; main.ts wires the real ones, tests in-memory ones. */
+export interface SignBuildDependencies {
+  readonly notary: MetadataFetcher & MetadataPublisher;
+  readonly keyStore: KeyStore;
+  /** Checks the manifest exists and gives its size; without it the build must state the size. */
+  readonly registry?: ManifestLookup;
+  readonly now: () => Date;
+  readonly sleep?: (ms: number) => Promise<void>;
+  /** Uniform in [0, 1), for the backoff jitter. */
+  readonly random?: () => number;
+  /** One human-readable line of progress (never secret material). */
+  readonly progress?: (line: string) => void;
+  /** Publish attempts before giving up with PUBLISH_CONFLICT; default 5. */
+  readonly maxAttempts?: number;
+}
+
+/** The result, printed as the one JSON line on stdout. */
+export interface SignSummary {
+  readonly gun: string;
+  readonly tags: readonly string[];
+  readonly digest: string;
+  readonly size: number;
+  readonly role: string;
+  /** Roles in the one POST, in upload order; empty when nothing had to change. */
+  readonly rolesPublished: readonly string[];
+  /** The root key id to pin in verifiers, as root.json lists it. */
+  readonly rootKeyId: string;
+  /** That key's canonical id (its bare public key), stable across certificate renewals. */
+  readonly rootCanonicalKeyId: string;
+  /** Versions of root, the signed role and (when we sign it) the snapshot after this run. */
+  readonly versions: Readonly<Record<string, number>>;
+  /** True when this run created the repository. */
+  readonly created: boolean;
+  /** True when the key store generated the keys during this run. */
+  readonly keysCreated: boolean;
+  readonly attempts: number;
+}
+
+/** Per-role download caps while reading the repository before a publish. */
+const ROOT_LIMIT = 1 << 20;
+const DEFAULT_ATTEMPTS = 5;
+const BACKOFF_BASE_MS = 200;
+const BACKOFF_MAX_MS = 5_000;
+
+type Attempt =
+  | { readonly kind: 'done'; readonly summary: SignSummary }
+  | { readonly kind: 'conflict'; readonly error: TrustError };
+
+/** Signs every tag of the build; resolves with the summary or throws a TrustError. */
+export async function signBuild(
+  options: SignBuildOptions,
+  deps: SignBuildDependencies,
+): Promise<SignSummary> {
+  const image = options.image;
+  const role = options.role ?? 'targets';
+  const progress = deps.progress ?? ((): void => undefined);
+  const size = await manifestSize(image, deps, progress);
+  const targets = new Map(image.tags.map((tag) => [tag, imageTarget(image.digest.slice(7), size)]));
+  progress(
+    `signing ${image.tags.map((t) => `${image.gun}:${t}`).join(', ')} → ${image.digest} (${size} bytes) into ${role}`,
+  );
+
+  const maxAttempts = deps.maxAttempts ?? DEFAULT_ATTEMPTS;
+  const session = new KeySession(deps.keyStore, image.gun);
+  for (let attempt = 1; ; attempt++) {
+    const outcome = await attemptOnce({
+      image,
+      role,
+      size,
+      targets,
+      options,
+      deps,
+      session,
+      attempt,
+    });
+    if (outcome.kind === 'done') return outcome.summary;
+    if (attempt >= maxAttempts) {
+      throw new TrustError(
+        'PUBLISH_CONFLICT',
+        { gun: image.gun, attempts: attempt },
+        `Cannot sign ${image.gun}: concurrent writers changed it during each of ${attempt} attempts; nothing of ours was published.`,
+        { cause: outcome.error },
+      );
+    }
+    const delay = backoff(attempt, deps.random ?? Math.random);
+    progress(
+      `${image.gun} changed while we published (${outcome.error.message}); retrying on fresh metadata in ${delay} ms (attempt ${attempt + 1} of ${maxAttempts})`,
+    );
+    await (deps.sleep ?? sleep)(delay);
+  }
+}
+
+/** Exponential backoff with ±50 % jitter, so racing signers drift apart instead of colliding again. */
+export function backoff(attempt: number, random: () => number): number {
+  const base = Math.min(BACKOFF_MAX_MS, BACKOFF_BASE_MS * 2 ** (attempt - 1));
+  return Math.round(base * (0.5 + random()));
+}
+
+async function manifestSize(
+  image: BuildImage,
+  deps: SignBuildDependencies,
+  progress: (line: string) => void,
+): Promise<number> {
+  if (deps.registry === undefined) {
+    if (image.size === undefined) {
+      throw new TrustError(
+        'INPUT_INVALID',
+        { source: 'manifest size', problem: 'unknown, and the registry check is off' },
+        `Cannot sign ${image.gun}: the manifest size is unknown; give --size or let the signer ask the registry.`,
+      );
+    }
+    return image.size;
+  }
+  const served = await deps.registry.manifestSize(image, image.digest);
+  if (image.size !== undefined && image.size !== served) {
+    throw new TrustError(
+      'INPUT_INVALID',
+      { source: 'manifest size', problem: `stated ${image.size}, registry serves ${served}` },
+      `Cannot sign ${image.gun}: the build states a manifest of ${image.size} bytes, but the registry serves ${served} bytes for ${image.digest}.`,
+    );
+  }
+  progress(`registry has ${image.registry}/${image.path}@${image.digest} (${served} bytes)`);
+  return served;
+}
+
+/** Loads keys once per run; again with creation allowed if the GUN turns out to be new. */
+class KeySession {
+  private loaded: { keys: RepositoryKeys; createIfMissing: boolean } | undefined;
+  private created = false;
+
+  constructor(
+    private readonly store: KeyStore,
+    private readonly gun: string,
+  ) {}
+
+  get keysCreated(): boolean {
+    return this.created;
+  }
+
+  async load(createIfMissing: boolean): Promise<SigningKeys> {
+    if (this.loaded === undefined || (createIfMissing && !this.loaded.createIfMissing)) {
+      const keys = await this.store.load(this.gun, { createIfMissing });
+      this.created ||= keys.created;
+      this.loaded = { keys, createIfMissing };
+    }
+    return signingKeysOf(this.loaded.keys);
+  }
+}
+
+/** A store's keys as the planner takes them; a store that also returns a `snapshot` key passes it on. */
+export function signingKeysOf(keys: RepositoryKeys): SigningKeys {
+  const snapshot = 'snapshot' in keys ? keys.snapshot : undefined;
+  return {
+    ...(keys.root === undefined ? {} : { root: keys.root }),
+    ...(keys.targets === undefined ? {} : { targets: keys.targets }),
+    ...(snapshot instanceof KeyObject ? { snapshot } : {}),
+    delegations: keys.delegations,
+  };
+}
+
+interface AttemptContext {
+  readonly image: BuildImage;
+  readonly role: string;
+  readonly size: number;
+  readonly targets: ReadonlyMap<string, ReturnType<typeof imageTarget>>;
+  readonly options: SignBuildOptions;
+  readonly deps: SignBuildDependencies;
+  readonly session: KeySession;
+  readonly attempt: number;
+}
+
+async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
+  const { image, deps } = ctx;
+  const gun = image.gun;
+  const progress = deps.progress ?? ((): void => undefined);
+  const rootBytes = await currentRoot(deps.notary, gun);
+  const now = deps.now();
+
+  if (rootBytes === undefined) {
+    const keys = await ctx.session.load(true);
+    // Until a published root lists them, each GET <role>.key makes a new key: ask exactly once.
+    const timestamp = await serverKey(deps.notary, gun, 'timestamp');
+    const snapshot =
+      keys.snapshot === undefined ? await serverKey(deps.notary, gun, 'snapshot') : undefined;
+    const plan = await planNewRepository({
+      gun,
+      role: ctx.role,
+      targets: ctx.targets,
+      keys,
+      serverKeys: { timestamp, ...(snapshot === undefined ? {} : { snapshot }) },
+      now,
+    });
+    progress(`${gun} is a new repository: creating it with root key ${plan.rootKeyId}`);
+    try {
+      await deps.notary.publish(gun, plan.files);
+    } catch (err) {
+      // Another first build won the race: the server refuses a second root v1 (400 INVALID_UPDATE).
+      if (isTrustError(err, 'HTTP_STATUS') && err.facts.status === 400) {
+        if ((await currentRoot(deps.notary, gun)) !== undefined)
+          return { kind: 'conflict', error: err };
+      }
+      throw err;
+    }
+    return done(ctx, plan, true);
+  }
+
+  const keys = await ctx.session.load(false);
+  const anchor = anchorFor(keys, ctx.options.rootKeyIds);
+  let collection;
+  try {
+    collection = await updateCollection(preloaded(deps.notary, gun, rootBytes), gun, {
+      anchor: compileAnchor(anchor.anchor, gun),
+      now,
+    });
+  } catch (err) {
+    if (isTrustError(err, 'ROOT_NOT_TRUSTED') && anchor.pinnedBy !== 'tofu') {
+      throw new TrustError(
+        'SIGNING_KEY_UNUSABLE',
+        { gun, role: 'root', keyId: anchor.ids.join(','), problem: err.facts.problem },
+        anchor.pinnedBy === 'root-key'
+          ? `Cannot sign ${gun}: its root is not signed by our root key ${anchor.ids.join(', ')}; this key store belongs to another repository or the root was rotated away from it.`
+          : `Cannot sign ${gun}: its root is not signed by the pinned root key ${anchor.ids.join(', ')}.`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  const plan = await planUpdate({
+    gun,
+    role: ctx.role,
+    targets: ctx.targets,
+    collection,
+    keys,
+    now,
+    requireOwnSignature: anchor.pinnedBy === 'tofu' && ctx.role === 'targets',
+  });
+  if (plan.files.length === 0) {
+    progress(`${gun}: every tag already points to ${image.digest}; nothing to publish`);
+    return done(ctx, plan, false);
+  }
+  try {
+    await deps.notary.publish(gun, plan.files);
+  } catch (err) {
+    if (isTrustError(err, 'HTTP_STATUS') && err.facts.status === 400) {
+      if (err.facts.serverCode === 'VERSION') return { kind: 'conflict', error: err };
+      if (
+        err.facts.serverCode === 'INVALID_UPDATE' &&
+        !plan.files.some((f) => f.role === 'snapshot')
+      ) {
+        await explainClientSnapshot(deps.notary, gun, collection.root, err);
+      }
+    }
+    throw err;
+  }
+  if (plan.rootResigned) progress(`${gun}: root re-signed as version ${plan.root.version}`);
+  return done(ctx, plan, false);
+}
+
+function done(ctx: AttemptContext, plan: PublishPlan, created: boolean): Attempt {
+  const roles = plan.files.map((f: PublishFile) => f.role);
+  if (roles.length > 0) {
+    const versions = roles.map((r) => `${r} v${plan.versions[r] ?? '?'}`).join(', ');
+    (ctx.deps.progress ?? ((): void => undefined))(`${ctx.image.gun}: published ${versions}`);
+  }
+  return {
+    kind: 'done',
+    summary: {
+      gun: ctx.image.gun,
+      tags: ctx.image.tags,
+      digest: ctx.image.digest,
+      size: ctx.size,
+      role: ctx.role,
+      rolesPublished: roles,
+      rootKeyId: plan.rootKeyId,
+      rootCanonicalKeyId: plan.rootCanonicalKeyId,
+      versions: plan.versions,
+      created,
+      keysCreated: ctx.session.keysCreated,
+      attempts: ctx.attempt,
+    },
+  };
+}
+
+/** The anchor for reading before a publish: our root key, else pinned ids, else TOFU. */
+function anchorFor(
+  keys: SigningKeys,
+  rootKeyIds: readonly string[] | undefined,
+): { anchor: TrustAnchor; pinnedBy: 'root-key' | 'pinned' | 'tofu'; ids: string[] } {
+  if (keys.root !== undefined) {
+    // Our bare key's id is the canonical id of its certificate key in root.json; the anchor matches either.
+    const id = PublicKey.fromKeyObject(keys.root.privateKey).id;
+    return { anchor: { rootKeyIds: [id] }, pinnedBy: 'root-key', ids: [id] };
+  }
+  if (rootKeyIds !== undefined && rootKeyIds.length > 0) {
+    return { anchor: { rootKeyIds }, pinnedBy: 'pinned', ids: [...rootKeyIds] };
+  }
+  return { anchor: { tofu: true }, pinnedBy: 'tofu', ids: [] };
+}
+
+/** root.json, or undefined when the server has never heard of the GUN (404). */
+async function currentRoot(fetcher: MetadataFetcher, gun: string): Promise<Uint8Array | undefined> {
+  try {
+    return await fetcher.fetchMetadata(gun, { role: 'root', maxBytes: ROOT_LIMIT });
+  } catch (err) {
+    if (isTrustError(err, 'HTTP_STATUS') && err.facts.status === 404) return undefined;
+    throw err;
+  }
+}
+
+async function serverKey(
+  publisher: MetadataPublisher,
+  gun: string,
+  role: 'timestamp' | 'snapshot',
+): Promise<PublicKey> {
+  return PublicKey.fromJson(await publisher.fetchServerKey(gun, role), {
+    role: `${role}.key`,
+    field: '$',
+  });
+}
+
+/** A fetcher that answers the first plain `root.json` request with bytes already fetched. */
+function preloaded(fetcher: MetadataFetcher, gun: string, rootBytes: Uint8Array): MetadataFetcher {
+  let pending: Uint8Array | undefined = rootBytes;
+  return {
+    fetchMetadata(forGun: string, request: MetadataRequest): Promise<Uint8Array> {
+      const plainRoot =
+        forGun === gun &&
+        request.role === 'root' &&
+        request.version === undefined &&
+        request.sha256Hex === undefined;
+      if (plainRoot && pending !== undefined && pending.byteLength <= request.maxBytes) {
+        const bytes = pending;
+        pending = undefined;
+        return Promise.resolve(bytes);
+      }
+      return fetcher.fetchMetadata(forGun, request);
+    },
+  };
+}
+
+/**
+ * Notary refuses a targets update without a snapshot when the snapshot key is client-held (plain
+ * `notary init`). Ask the server for its snapshot key: if root does not list it, say so plainly.
+ */
+async function explainClientSnapshot(
+  publisher: MetadataPublisher,
+  gun: string,
+  root: {
+    roles: { snapshot: { keyIds: readonly string[] } };
+    keys: ReadonlyMap<string, PublicKey>;
+  },
+  original: TrustError,
+): Promise<void> {
+  let server: PublicKey;
+  try {
+    server = await serverKey(publisher, gun, 'snapshot');
+  } catch {
+    return;
+  }
+  if (root.roles.snapshot.keyIds.includes(server.id)) return;
+  throw new TrustError(
+    'SIGNING_KEY_UNUSABLE',
+    {
+      gun,
+      role: 'snapshot',
+      keyId: root.roles.snapshot.keyIds.join(','),
+      problem: 'client-held snapshot key',
+    },
+    `Cannot sign ${gun}: its snapshot key is held by a client, not by the notary server, and we do not hold it; ` +
+      `hand it to the server once with \`notary key rotate ${gun} snapshot -r\`.`,
+    { cause: original },
+  );
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,331 @@
+/**
+ * The one Registry HTTP API v2 call the signer needs: does the registry hold this manifest, and how
+ * many bytes is it (the `length` a Notary target must state)? `HEAD /v2/<path>/manifests/<digest>`,
+ * falling back to a capped `GET` whose bytes are hashed when a registry omits Content-Length.
+ *
+ * Auth as Docker does it: anonymous first; on a 401 `Bearer` challenge a token from the realm
+ * (`GET realm?service=…&scope=repository:<path>:pull`, Basic credentials when configured), on a
+ * `Basic` challenge the credentials themselves. Insecure registries (loopback, as dockerd's default
+ * `127.0.0.0/8`, and any named) are tried over HTTPS first and then over plain HTTP.
+ */
+import { createHash } from 'node:crypto';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { TrustError, type CredentialSource, type Credentials } from '@kpack-trust/common';
+
+/** Answers the size of a pushed manifest. */
+export interface ManifestLookup {
+  /** The manifest's length in bytes; throws MANIFEST_UNKNOWN when the registry does not have it. */
+  manifestSize(image: { registry: string; path: string }, digest: string): Promise<number>;
+}
+
+/** How to reach registries. */
+export interface RegistryClientOptions {
+  /** Credentials for Basic and token auth; anonymous when absent. */
+  readonly credentials?: CredentialSource;
+  /** PEM bundle trusted in addition to Node's public roots. */
+  readonly ca?: string | Buffer;
+  /** Hosts (`host:port`) that may be reached over plain HTTP when HTTPS fails; loopback always may. */
+  readonly insecureRegistries?: readonly string[];
+  /** Deadline per request, default 10 000 ms. */
+  readonly timeoutMs?: number;
+  readonly userAgent?: string;
+}
+
+/** Every manifest type a build can produce; without them docker-registry 2.8 hides OCI manifests. */
+const MANIFEST_ACCEPT = [
+  'application/vnd.oci.image.manifest.v1+json',
+  'application/vnd.oci.image.index.v1+json',
+  'application/vnd.docker.distribution.manifest.v2+json',
+  'application/vnd.docker.distribution.manifest.list.v2+json',
+].join(', ');
+/** The distribution spec's recommended manifest limit. */
+const MANIFEST_LIMIT = 4 * 1024 * 1024;
+const SMALL_LIMIT = 64 * 1024;
+/** Docker Hub's API host; `docker.io` itself serves no registry API. */
+const DOCKER_HUB_API = 'registry-1.docker.io';
+
+interface Reply {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/** A Registry HTTP API v2 client for manifest sizes. Call `close()` when done. */
+export class RegistryHttpClient implements ManifestLookup {
+  private readonly options: RegistryClientOptions;
+  private readonly httpsAgent: https.Agent;
+  private readonly httpAgent = new http.Agent({ keepAlive: true });
+
+  constructor(options: RegistryClientOptions = {}) {
+    this.options = options;
+    const ca = options.ca === undefined ? undefined : [...rootCertificates, options.ca];
+    this.httpsAgent = new https.Agent({ keepAlive: true, ...(ca === undefined ? {} : { ca }) });
+  }
+
+  async manifestSize(image: { registry: string; path: string }, digest: string): Promise<number> {
+    const host = image.registry === 'docker.io' ? DOCKER_HUB_API : image.registry;
+    const bases = [`https://${host}`];
+    if (isLoopback(host) || (this.options.insecureRegistries ?? []).includes(image.registry)) {
+      bases.push(`http://${host}`);
+    }
+    let lastError: unknown;
+    for (const base of bases) {
+      try {
+        return await this.sizeAt(base, image, digest);
+      } catch (err) {
+        // Only a transport failure (TLS against a plain-HTTP registry, say) moves on to HTTP.
+        if (!(err instanceof TrustError && err.code === 'HTTP_UNREACHABLE')) throw err;
+        lastError = err;
+      }
+    }
+    throw lastError;
+  }
+
+  /** Closes kept-alive connections. */
+  close(): void {
+    this.httpsAgent.destroy();
+    this.httpAgent.destroy();
+  }
+
+  private async sizeAt(
+    base: string,
+    image: { registry: string; path: string },
+    digest: string,
+  ): Promise<number> {
+    const url = new URL(`${base}/v2/${image.path}/manifests/${digest}`);
+    const reference = `${image.registry}/${image.path}@${digest}`;
+    const head = await this.authorized('HEAD', url, image, SMALL_LIMIT);
+    const unknown = (status: number): TrustError =>
+      new TrustError(
+        'MANIFEST_UNKNOWN',
+        { image: reference, digest, url: url.href, status },
+        `The registry does not have ${reference} (HTTP ${status} for ${url.href}); push the image before signing it.`,
+      );
+    if (head.status === 404) throw unknown(404);
+    if (head.status !== 200) throw statusError('HEAD', url, head.status);
+    const served = headerText(head.headers['docker-content-digest']);
+    if (served !== '' && served !== digest) {
+      throw new TrustError(
+        'MANIFEST_UNKNOWN',
+        { image: reference, digest, url: url.href, status: head.status },
+        `The registry answered ${url.href} with a different manifest (${served}).`,
+      );
+    }
+    const length = Number(headerText(head.headers['content-length']));
+    if (Number.isSafeInteger(length) && length > 0) return length;
+
+    // No usable Content-Length: fetch the bytes and make sure they are the manifest named.
+    const get = await this.authorized('GET', url, image, MANIFEST_LIMIT);
+    if (get.status === 404) throw unknown(404);
+    if (get.status !== 200) throw statusError('GET', url, get.status);
+    const actual = `sha256:${createHash('sha256').update(get.body).digest('hex')}`;
+    if (actual !== digest) {
+      throw new TrustError(
+        'MANIFEST_UNKNOWN',
+        { image: reference, digest, url: url.href, status: get.status },
+        `The registry served bytes hashing to ${actual} for ${reference}.`,
+      );
+    }
+    return get.body.length;
+  }
+
+  /** One manifest request, answering one auth challenge if the registry poses it. */
+  private async authorized(
+    method: 'HEAD' | 'GET',
+    url: URL,
+    image: { registry: string; path: string },
+    maxBytes: number,
+  ): Promise<Reply> {
+    const headers = { Accept: MANIFEST_ACCEPT, 'User-Agent': this.userAgent() };
+    const first = await this.roundTrip(method, url, headers, maxBytes);
+    if (first.status !== 401) return this.refused(first, url);
+    const challenge = parseChallenge(headerText(first.headers['www-authenticate']));
+    const credentials = await this.options.credentials?.credentialsFor(image.registry);
+    let authorization: string;
+    if (challenge?.scheme === 'bearer') {
+      authorization = `Bearer ${await this.token(challenge.params, image.path, credentials)}`;
+    } else if (challenge?.scheme === 'basic' && credentials !== undefined) {
+      authorization = basic(credentials);
+    } else {
+      throw authFailed(
+        url.href,
+        401,
+        challenge?.scheme === 'basic'
+          ? 'the registry requires credentials and none are configured for it'
+          : 'the registry demands authentication but offers no Bearer or Basic challenge',
+      );
+    }
+    const second = await this.roundTrip(
+      method,
+      url,
+      { ...headers, Authorization: authorization },
+      maxBytes,
+    );
+    if (second.status === 401) throw authFailed(url.href, 401, 'the registry refused the token');
+    return this.refused(second, url);
+  }
+
+  private refused(reply: Reply, url: URL): Reply {
+    if (reply.status === 403) throw authFailed(url.href, 403, 'access to the manifest is denied');
+    return reply;
+  }
+
+  /** The distribution token protocol: `GET realm?service&scope` → `{"token"}` or `{"access_token"}`. */
+  private async token(
+    params: ReadonlyMap<string, string>,
+    path: string,
+    credentials: Credentials | undefined,
+  ): Promise<string> {
+    const realmText = params.get('realm') ?? '';
+    let realm: URL;
+    try {
+      realm = new URL(realmText);
+    } catch {
+      throw authFailed(realmText, 401, 'the Bearer challenge names no usable realm');
+    }
+    const service = params.get('service');
+    if (service !== undefined) realm.searchParams.set('service', service);
+    realm.searchParams.set('scope', params.get('scope') ?? `repository:${path}:pull`);
+    const headers: Record<string, string> = { 'User-Agent': this.userAgent() };
+    if (credentials !== undefined) {
+      realm.searchParams.set('account', credentials.username);
+      headers['Authorization'] = basic(credentials);
+    }
+    const reply = await this.roundTrip('GET', realm, headers, SMALL_LIMIT);
+    if (reply.status !== 200) {
+      throw authFailed(
+        realm.origin + realm.pathname,
+        reply.status,
+        credentials === undefined
+          ? `the token service refused anonymous access (HTTP ${reply.status})`
+          : `the token service rejected the credentials (HTTP ${reply.status})`,
+      );
+    }
+    let answer: unknown;
+    try {
+      answer = JSON.parse(reply.body.toString('utf8'));
+    } catch {
+      answer = undefined;
+    }
+    const fields = typeof answer === 'object' && answer !== null ? answer : {};
+    const token =
+      'token' in fields && typeof fields.token === 'string' && fields.token !== ''
+        ? fields.token
+        : 'access_token' in fields && typeof fields.access_token === 'string'
+          ? fields.access_token
+          : '';
+    if (token === '') {
+      throw authFailed(realm.origin + realm.pathname, 200, 'the token answer holds no token');
+    }
+    return token;
+  }
+
+  private userAgent(): string {
+    return this.options.userAgent ?? 'kpack-trust-signer';
+  }
+
+  private roundTrip(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    maxBytes: number,
+  ): Promise<Reply> {
+    const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const shown = url.origin + url.pathname;
+    return new Promise<Reply>((resolve, reject) => {
+      const secure = url.protocol === 'https:';
+      const request = (secure ? https : http).request(url, {
+        method,
+        headers,
+        agent: secure ? this.httpsAgent : this.httpAgent,
+      });
+      const fail = (problem: string, cause?: unknown): void => {
+        clearTimeout(timer);
+        request.destroy();
+        reject(
+          new TrustError(
+            'HTTP_UNREACHABLE',
+            { url: shown, problem },
+            `${method} ${shown} failed: ${problem}.`,
+            cause === undefined ? undefined : { cause },
+          ),
+        );
+      };
+      const timer = setTimeout(() => {
+        fail(`no complete answer within ${timeoutMs} ms`);
+      }, timeoutMs);
+      request.on('error', (error: NodeJS.ErrnoException) => {
+        fail(error.code === undefined ? error.message : `${error.code}: ${error.message}`, error);
+      });
+      request.on('response', (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > maxBytes) {
+            fail(`the answer exceeds ${maxBytes} bytes`);
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on('end', () => {
+          clearTimeout(timer);
+          resolve({
+            status: response.statusCode ?? 0,
+            headers: response.headers,
+            body: Buffer.concat(chunks),
+          });
+        });
+      });
+      request.end();
+    });
+  }
+}
+
+/** 127.0.0.0/8, ::1 and localhost — insecure by default, as dockerd treats them. */
+function isLoopback(host: string): boolean {
+  const name = host.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  return name === 'localhost' || name === '::1' || /^127\.\d+\.\d+\.\d+$/.test(name);
+}
+
+/** The first challenge of a `WWW-Authenticate` header: scheme and its quoted or bare parameters. */
+export function parseChallenge(
+  header: string,
+): { scheme: string; params: ReadonlyMap<string, string> } | undefined {
+  const match = /^\s*([A-Za-z][\w-]*)\s*(.*)$/s.exec(header);
+  if (match === null) return undefined;
+  const params = new Map<string, string>();
+  const pattern = /([\w-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))/g;
+  for (const p of (match[2] ?? '').matchAll(pattern)) {
+    const name = p[1];
+    if (name === undefined) continue;
+    params.set(name.toLowerCase(), (p[2] ?? p[3] ?? '').replace(/\\(.)/g, '$1'));
+  }
+  return { scheme: (match[1] ?? '').toLowerCase(), params };
+}
+
+function headerText(value: string | string[] | undefined): string {
+  return Array.isArray(value) ? value.join(', ') : (value ?? '');
+}
+
+function basic(credentials: Credentials): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`;
+}
+
+function authFailed(url: string, status: number, problem: string): TrustError {
+  return new TrustError(
+    'AUTH_FAILED',
+    { url, status, problem },
+    `Authentication at ${url} failed: ${problem}.`,
+  );
+}
+
+function statusError(method: string, url: URL, status: number): TrustError {
+  return new TrustError(
+    'HTTP_STATUS',
+    { url: url.href, status, serverCode: '' },
+    `${method} ${url.href} answered HTTP ${status}.`,
+  );
+}

@@ -1,0 +1,408 @@
+/**
+ * The command as a whole, in process: what it prints on stdout and stderr and the exit code it
+ * returns, with every edge (files, notary, registry, key store) replaced by an in-memory one.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  TrustError,
+  type MetadataFetcher,
+  type MetadataPublisher,
+  type NotaryClientOptions,
+} from '@kpack-trust/common';
+import { fakeManifest } from '@kpack-trust/common/testing';
+import { ExitCode, exitCodeFor } from '../src/cli/exit-codes.js';
+import { runCli, type CliEnvironment } from '../src/cli/run.js';
+import type { KeyStoreOptions } from '../src/keys/index.js';
+import type { KeyStore } from '../src/keys/key-store.js';
+import type { RegistryClientOptions } from '../src/registry/manifest-client.js';
+import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
+import { MemoryNotary } from './support/memory-notary.js';
+
+const NOW = new Date('2026-03-01T12:00:00Z');
+const REPO = 'registry.example:5000/team/app';
+const DIGEST = `sha256:${fakeManifest('cli').digestHex}`;
+const SIGN = ['sign', '--notary-url', 'https://notary.example:4443', '--keys-dir', '/keys'];
+
+interface Harness {
+  readonly environment: CliEnvironment;
+  readonly out: string[];
+  readonly err: string[];
+  readonly notaryOptions: NotaryClientOptions[];
+  readonly registryOptions: RegistryClientOptions[];
+  readonly storeOptions: KeyStoreOptions[];
+  readonly notary: MemoryNotary;
+}
+
+function harness(
+  options: {
+    files?: Record<string, string>;
+    env?: Record<string, string>;
+    notary?: MetadataFetcher & MetadataPublisher;
+    store?: KeyStore;
+    sizes?: Record<string, number>;
+  } = {},
+): Harness {
+  const out: string[] = [];
+  const err: string[] = [];
+  const notaryOptions: NotaryClientOptions[] = [];
+  const registryOptions: RegistryClientOptions[] = [];
+  const storeOptions: KeyStoreOptions[] = [];
+  const notary = new MemoryNotary(NOW);
+  const store = options.store ?? new MemoryKeyStore({ generate: true });
+  const environment: CliEnvironment = {
+    env: options.env ?? {},
+    homeDir: '/home/builder',
+    stdout: (line) => out.push(line),
+    stderr: (line) => err.push(line),
+    readTextFile: (path) => Promise.resolve(options.files?.[path]),
+    createKeyStore: (o) => {
+      storeOptions.push(o);
+      return store;
+    },
+    connectNotary: (o) => {
+      notaryOptions.push(o);
+      const target = options.notary ?? notary;
+      return {
+        fetchMetadata: (gun, request) => target.fetchMetadata(gun, request),
+        fetchServerKey: (gun, role) => target.fetchServerKey(gun, role),
+        publish: (gun, files) => target.publish(gun, files),
+        close: () => undefined,
+      };
+    },
+    connectRegistry: (o) => {
+      registryOptions.push(o);
+      return {
+        manifestSize: (_image, digest) => {
+          const size = options.sizes?.[digest];
+          return size === undefined
+            ? Promise.reject(
+                new TrustError(
+                  'MANIFEST_UNKNOWN',
+                  { image: REPO, digest, url: 'memory://', status: 404 },
+                  `The registry does not have ${digest}.`,
+                ),
+              )
+            : Promise.resolve(size);
+        },
+        close: () => undefined,
+      };
+    },
+    now: () => NOW,
+    sleep: () => Promise.resolve(),
+    random: () => 0.5,
+  };
+  return { environment, out, err, notaryOptions, registryOptions, storeOptions, notary };
+}
+
+const REPORT = `[image]\ntags = ["${REPO}:latest", "${REPO}:b1"]\ndigest = "${DIGEST}"\n`;
+
+describe('runCli', () => {
+  it('signs from a report: one JSON line on stdout, progress on stderr, exit 0', async () => {
+    const h = harness({ files: { '/report.toml': REPORT }, sizes: { [DIGEST]: 1083 } });
+    const code = await runCli([...SIGN, '--report', '/report.toml'], h.environment);
+    assert.equal(code, ExitCode.OK, h.err.join('\n'));
+    assert.equal(h.out.length, 1);
+    const summary = JSON.parse(h.out[0] ?? '') as Record<string, unknown>;
+    assert.equal(summary['gun'], REPO);
+    assert.deepEqual(summary['tags'], ['latest', 'b1']);
+    assert.equal(summary['digest'], DIGEST);
+    assert.equal(summary['size'], 1083);
+    assert.deepEqual(summary['rolesPublished'], ['root', 'targets']);
+    assert.deepEqual(summary['versions'], { root: 1, targets: 2 });
+    assert.equal(summary['created'], true);
+    assert.match(String(summary['rootKeyId']), /^[0-9a-f]{64}$/);
+    assert.ok(h.err.length > 0 && h.err.every((l) => l.startsWith('kpack-trust-signer: ')));
+    assert.deepEqual(
+      h.notary.targetsOf(REPO),
+      new Map([
+        ['latest', fakeManifest('cli').digestHex],
+        ['b1', fakeManifest('cli').digestHex],
+      ]),
+    );
+  });
+
+  it('prints help on stdout and exits 0', async () => {
+    const h = harness();
+    assert.equal(await runCli(['--help'], h.environment), ExitCode.OK);
+    const text = h.out.join('\n');
+    for (const fragment of [
+      'kpack-trust-signer sign',
+      '--report FILE',
+      '--keys-dir DIR',
+      'Exit codes:',
+      '5  still conflicting',
+    ]) {
+      assert.ok(text.includes(fragment), fragment);
+    }
+    assert.deepEqual(h.err, []);
+  });
+
+  it('exits 2 with one error line for bad flags, publishing nothing', async () => {
+    const h = harness();
+    assert.equal(await runCli([...SIGN, '--bogus'], h.environment), ExitCode.BAD_INPUT);
+    assert.deepEqual(h.out, []);
+    assert.deepEqual(h.err, ['kpack-trust-signer: error: unknown flag --bogus. [INPUT_INVALID]']);
+    assert.deepEqual(h.notaryOptions, []);
+  });
+
+  it('exits 2 for a missing or unreadable report and for tags in two repositories', async () => {
+    const missing = harness();
+    assert.equal(
+      await runCli([...SIGN, '--report', '/nope.toml'], missing.environment),
+      ExitCode.BAD_INPUT,
+    );
+    assert.match(missing.err.at(-1) ?? '', /--report \/nope\.toml: the file does not exist/);
+
+    const garbled = harness({ files: { '/r.toml': 'tags = [' } });
+    assert.equal(
+      await runCli([...SIGN, '--report', '/r.toml'], garbled.environment),
+      ExitCode.BAD_INPUT,
+    );
+    assert.match(garbled.err.at(-1) ?? '', /\/r\.toml: not valid TOML/);
+
+    const split = harness({ sizes: { [DIGEST]: 10 } });
+    const code = await runCli(
+      [
+        ...SIGN,
+        '--image',
+        `${REPO}:a`,
+        '--image',
+        'registry.example:5000/team/other:a',
+        '--digest',
+        DIGEST,
+      ],
+      split.environment,
+    );
+    assert.equal(code, ExitCode.BAD_INPUT);
+    assert.match(split.err.at(-1) ?? '', /the tags belong to 2 repositories/);
+    assert.deepEqual(split.notary.publishes, []);
+  });
+
+  it('exits 2 for a digest the registry does not have', async () => {
+    const h = harness();
+    assert.equal(
+      await runCli([...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST], h.environment),
+      ExitCode.BAD_INPUT,
+    );
+    assert.match(h.err.at(-1) ?? '', /\[MANIFEST_UNKNOWN\]$/);
+    assert.deepEqual(h.notary.publishes, []);
+  });
+
+  it('skips the registry with --no-registry-check and --size', async () => {
+    const h = harness();
+    const code = await runCli(
+      [...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST, '--size', '77', '--no-registry-check'],
+      h.environment,
+    );
+    assert.equal(code, ExitCode.OK, h.err.join('\n'));
+    assert.deepEqual(h.registryOptions, []);
+    assert.equal((JSON.parse(h.out[0] ?? '') as { size: number }).size, 77);
+  });
+
+  it('hands the notary CA, credentials, delegation and passphrases to the edges, and never prints a passphrase', async () => {
+    const config = JSON.stringify({
+      auths: {
+        'registry.example:5000': { auth: Buffer.from('builder:s3cret').toString('base64') },
+      },
+    });
+    const secret = 'passphrase-never-printed';
+    const store: KeyStore = {
+      description: 'failing store',
+      load: () =>
+        Promise.reject(
+          new TrustError(
+            'PRIVATE_KEY_INVALID',
+            { source: '/keys/abc.key', problem: 'wrong passphrase' },
+            '/keys/abc.key: wrong passphrase',
+          ),
+        ),
+    };
+    const h = harness({
+      files: { '/ca.pem': 'CA PEM', '/home/builder/.docker/config.json': config },
+      env: {
+        KPACK_TRUST_TARGETS_PASSPHRASE: secret,
+        KPACK_TRUST_ROOT_PASSPHRASE: `${secret}-root`,
+      },
+      store,
+      sizes: { [DIGEST]: 10 },
+    });
+    const code = await runCli(
+      [
+        ...SIGN,
+        '--notary-ca',
+        '/ca.pem',
+        '--image',
+        `${REPO}:a`,
+        '--digest',
+        DIGEST,
+        '--delegation',
+        'targets/releases',
+        '--root-keys-dir',
+        '/root-keys',
+      ],
+      h.environment,
+    );
+    assert.equal(code, ExitCode.BAD_INPUT);
+    assert.match(h.err.at(-1) ?? '', /wrong passphrase \[PRIVATE_KEY_INVALID\]/);
+    assert.deepEqual(h.storeOptions, [
+      {
+        kind: 'directory',
+        dir: '/keys',
+        rootDir: '/root-keys',
+        delegation: 'targets/releases',
+        passphrases: { root: `${secret}-root`, targets: secret },
+      },
+    ]);
+    const notaryOptions = h.notaryOptions[0];
+    assert.equal(notaryOptions?.ca, 'CA PEM');
+    assert.deepEqual(await notaryOptions.credentials?.credentialsFor('registry.example:5000'), {
+      username: 'builder',
+      password: 's3cret',
+    });
+    assert.ok(h.registryOptions[0]?.credentials);
+    assert.ok(![...h.out, ...h.err].some((l) => l.includes(secret) || l.includes('s3cret')));
+  });
+
+  it('uses $DOCKER_CONFIG, goes anonymous when the default file is absent, and exits 2 for a named file that is', async () => {
+    const viaEnv = harness({
+      files: { '/cfg/config.json': '{"auths":{}}' },
+      env: { DOCKER_CONFIG: '/cfg' },
+      sizes: { [DIGEST]: 10 },
+    });
+    assert.equal(
+      await runCli([...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST], viaEnv.environment),
+      ExitCode.OK,
+    );
+    assert.ok(viaEnv.notaryOptions[0]?.credentials);
+
+    const anonymous = harness({ sizes: { [DIGEST]: 10 } });
+    assert.equal(
+      await runCli([...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST], anonymous.environment),
+      ExitCode.OK,
+    );
+    assert.equal(anonymous.notaryOptions[0]?.credentials, undefined);
+
+    const named = harness({ sizes: { [DIGEST]: 10 } });
+    assert.equal(
+      await runCli(
+        [...SIGN, '--docker-config', '/x.json', '--image', `${REPO}:a`, '--digest', DIGEST],
+        named.environment,
+      ),
+      ExitCode.BAD_INPUT,
+    );
+    assert.match(named.err.at(-1) ?? '', /--docker-config \/x\.json: the file does not exist/);
+
+    const garbled = harness({ files: { '/x.json': '{"auths": {"r": {"auth": "pass' } });
+    assert.equal(
+      await runCli(
+        [...SIGN, '--docker-config', '/x.json', '--image', `${REPO}:a`, '--digest', DIGEST],
+        garbled.environment,
+      ),
+      ExitCode.BAD_INPUT,
+    );
+    assert.deepEqual(
+      garbled.err.at(-1),
+      'kpack-trust-signer: error: Cannot use /x.json: the file is not JSON. [CREDENTIALS_INVALID]',
+    );
+  });
+
+  it('exits 3, 4, 5 and 1 for auth failures, an unavailable server, endless conflicts and anything else', async () => {
+    const failing = (error: Error): MetadataFetcher & MetadataPublisher => ({
+      fetchMetadata: () => Promise.reject(error),
+      fetchServerKey: () => Promise.reject(error),
+      publish: () => Promise.reject(error),
+    });
+    const cases: [Error, number][] = [
+      [
+        new TrustError('AUTH_FAILED', { url: 'u', status: 401, problem: 'refused' }, 'refused'),
+        ExitCode.AUTH_FAILED,
+      ],
+      [
+        new TrustError('HTTP_UNREACHABLE', { url: 'u', problem: 'ECONNREFUSED' }, 'down'),
+        ExitCode.UNAVAILABLE,
+      ],
+      [
+        new TrustError('HTTP_STATUS', { url: 'u', status: 503, serverCode: '' }, '503'),
+        ExitCode.UNAVAILABLE,
+      ],
+      [new Error('boom'), ExitCode.FAILED],
+    ];
+    for (const [error, expected] of cases) {
+      const h = harness({ notary: failing(error), sizes: { [DIGEST]: 10 } });
+      assert.equal(
+        await runCli([...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST], h.environment),
+        expected,
+        error.message,
+      );
+      assert.deepEqual(h.out, []);
+    }
+
+    const conflicted = harness({ sizes: { [DIGEST]: 10 } });
+    await runCli([...SIGN, '--image', `${REPO}:base`, '--digest', DIGEST], conflicted.environment);
+    const versionConflict = new TrustError(
+      'HTTP_STATUS',
+      { url: 'u', status: 400, serverCode: 'VERSION' },
+      'POST answered HTTP 400 VERSION.',
+    );
+    const always: MetadataFetcher & MetadataPublisher = {
+      fetchMetadata: (gun, request) => conflicted.notary.fetchMetadata(gun, request),
+      fetchServerKey: (gun, role) => conflicted.notary.fetchServerKey(gun, role),
+      publish: () => Promise.reject(versionConflict),
+    };
+    const h = harness({
+      notary: always,
+      store: (conflicted.environment.createKeyStore as () => KeyStore)(),
+      sizes: { [DIGEST]: 10 },
+    });
+    assert.equal(
+      await runCli([...SIGN, '--image', `${REPO}:next`, '--digest', DIGEST], h.environment),
+      ExitCode.CONFLICT,
+    );
+    assert.match(
+      h.err.at(-1) ?? '',
+      /concurrent writers changed it during each of 5 attempts.*\[PUBLISH_CONFLICT\]$/,
+    );
+    assert.equal(h.err.filter((l) => l.includes('retrying on fresh metadata')).length, 4);
+  });
+});
+
+describe('exitCodeFor', () => {
+  it('maps each error code to the documented exit code', () => {
+    assert.equal(
+      exitCodeFor(
+        new TrustError(
+          'SIGNING_KEY_UNUSABLE',
+          { gun: 'g', role: 'targets', keyId: '', problem: 'p' },
+          'm',
+        ),
+      ),
+      2,
+    );
+    assert.equal(
+      exitCodeFor(new TrustError('REFERENCE_INVALID', { reference: 'r', problem: 'p' }, 'm')),
+      2,
+    );
+    assert.equal(
+      exitCodeFor(new TrustError('HTTP_STATUS', { url: 'u', status: 403, serverCode: '' }, 'm')),
+      3,
+    );
+    assert.equal(
+      exitCodeFor(
+        new TrustError('HTTP_STATUS', { url: 'u', status: 400, serverCode: 'INVALID_UPDATE' }, 'm'),
+      ),
+      1,
+    );
+    assert.equal(
+      exitCodeFor(new TrustError('PUBLISH_CONFLICT', { gun: 'g', attempts: 5 }, 'm')),
+      5,
+    );
+    assert.equal(
+      exitCodeFor(
+        new TrustError('SIGNATURE_THRESHOLD', { role: 'targets', found: 0, needed: 1 }, 'm'),
+      ),
+      1,
+    );
+    assert.equal(exitCodeFor('not an error'), 1);
+  });
+});

@@ -1,0 +1,295 @@
+/**
+ * The registry manifest lookup against a local server answering as a Docker registry does: size
+ * from HEAD, token and Basic auth, the GET fallback, and each failure with its code.
+ */
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import { staticCredentials } from '@kpack-trust/common';
+import { RegistryHttpClient, parseChallenge } from '../src/registry/manifest-client.js';
+
+const MANIFEST = Buffer.from(
+  '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}',
+);
+const DIGEST = `sha256:${createHash('sha256').update(MANIFEST).digest('hex')}`;
+const OTHER = `sha256:${'0f'.repeat(32)}`;
+
+type Handler = (req: IncomingMessage, res: ServerResponse) => void;
+
+describe('RegistryHttpClient', () => {
+  let server: Server;
+  let host = '';
+  let handler: Handler = () => undefined;
+  const seen: { method: string; url: string; authorization: string; accept: string }[] = [];
+
+  before(async () => {
+    server = createServer((req, res) => {
+      seen.push({
+        method: req.method ?? '',
+        url: req.url ?? '',
+        authorization: req.headers.authorization ?? '',
+        accept: req.headers.accept ?? '',
+      });
+      handler(req, res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  function client(
+    options: ConstructorParameters<typeof RegistryHttpClient>[0] = {},
+  ): RegistryHttpClient {
+    return new RegistryHttpClient(options);
+  }
+
+  function serveManifest(
+    res: ServerResponse,
+    req: IncomingMessage,
+    extra: Record<string, string> = {},
+  ): void {
+    res.writeHead(200, {
+      'Content-Type': 'application/vnd.oci.image.manifest.v1+json',
+      'Content-Length': String(MANIFEST.length),
+      'Docker-Content-Digest': DIGEST,
+      ...extra,
+    });
+    res.end(req.method === 'HEAD' ? undefined : MANIFEST);
+  }
+
+  it('reads the size with an anonymous HEAD by digest, asking for every manifest type', async () => {
+    seen.length = 0;
+    handler = (req, res) => {
+      serveManifest(res, req);
+    };
+    const c = client();
+    try {
+      assert.equal(
+        await c.manifestSize({ registry: host, path: 'team/app' }, DIGEST),
+        MANIFEST.length,
+      );
+    } finally {
+      c.close();
+    }
+    const head = seen.find((s) => s.method === 'HEAD');
+    assert.equal(head?.url, `/v2/team/app/manifests/${DIGEST}`);
+    assert.match(head.accept, /application\/vnd\.oci\.image\.manifest\.v1\+json/);
+    assert.match(head.accept, /application\/vnd\.docker\.distribution\.manifest\.v2\+json/);
+  });
+
+  it('answers a Bearer challenge with a token fetched using the configured credentials', async () => {
+    seen.length = 0;
+    const realm = `http://${host}/token`;
+    handler = (req, res) => {
+      if (req.url?.startsWith('/token')) {
+        const url = new URL(req.url, 'http://x');
+        const ok =
+          req.headers.authorization === `Basic ${Buffer.from('builder:pw').toString('base64')}` &&
+          url.searchParams.get('service') === 'registry' &&
+          url.searchParams.get('scope') === 'repository:team/app:pull' &&
+          url.searchParams.get('account') === 'builder';
+        res.writeHead(ok ? 200 : 401, { 'Content-Type': 'application/json' });
+        res.end(ok ? JSON.stringify({ access_token: 'tok-1' }) : '{}');
+        return;
+      }
+      if (req.headers.authorization !== 'Bearer tok-1') {
+        res.writeHead(401, {
+          'WWW-Authenticate': `Bearer realm="${realm}",service="registry",scope="repository:team/app:pull"`,
+        });
+        res.end();
+        return;
+      }
+      serveManifest(res, req);
+    };
+    const c = client({ credentials: staticCredentials('builder', 'pw') });
+    try {
+      assert.equal(
+        await c.manifestSize({ registry: host, path: 'team/app' }, DIGEST),
+        MANIFEST.length,
+      );
+    } finally {
+      c.close();
+    }
+    assert.deepEqual(
+      seen.map((s) => s.method),
+      ['HEAD', 'GET', 'HEAD'],
+    );
+  });
+
+  it('answers a Basic challenge with the credentials, and refuses when there are none', async () => {
+    handler = (req, res) => {
+      if (req.headers.authorization !== `Basic ${Buffer.from('u:p').toString('base64')}`) {
+        res.writeHead(401, { 'WWW-Authenticate': 'Basic realm="registry"' });
+        res.end();
+        return;
+      }
+      serveManifest(res, req);
+    };
+    const c = client({ credentials: staticCredentials('u', 'p') });
+    const anonymous = client();
+    try {
+      assert.equal(await c.manifestSize({ registry: host, path: 'a' }, DIGEST), MANIFEST.length);
+      await assert.rejects(anonymous.manifestSize({ registry: host, path: 'a' }, DIGEST), {
+        code: 'AUTH_FAILED',
+        facts: {
+          url: `http://${host}/v2/a/manifests/${DIGEST}`,
+          status: 401,
+          problem: 'the registry requires credentials and none are configured for it',
+        },
+      });
+    } finally {
+      c.close();
+      anonymous.close();
+    }
+  });
+
+  it('fails AUTH_FAILED when the token service refuses or the token is refused', async () => {
+    const realm = `http://${host}/token`;
+    let tokenStatus = 401;
+    handler = (req, res) => {
+      if (req.url?.startsWith('/token')) {
+        res.writeHead(tokenStatus, { 'Content-Type': 'application/json' });
+        res.end(JSON.stringify({ token: 'never-good' }));
+        return;
+      }
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${realm}",service="registry"` });
+      res.end();
+    };
+    const c = client({ credentials: staticCredentials('u', 'wrong') });
+    try {
+      await assert.rejects(c.manifestSize({ registry: host, path: 'a' }, DIGEST), {
+        code: 'AUTH_FAILED',
+        facts: {
+          url: realm,
+          status: 401,
+          problem: 'the token service rejected the credentials (HTTP 401)',
+        },
+      });
+      tokenStatus = 200;
+      await assert.rejects(c.manifestSize({ registry: host, path: 'a' }, DIGEST), {
+        code: 'AUTH_FAILED',
+        facts: {
+          url: `http://${host}/v2/a/manifests/${DIGEST}`,
+          status: 401,
+          problem: 'the registry refused the token',
+        },
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it('fails MANIFEST_UNKNOWN for a digest the registry does not have', async () => {
+    handler = (_req, res) => {
+      res.writeHead(404, { 'Content-Type': 'application/json' });
+      res.end('{"errors":[{"code":"MANIFEST_UNKNOWN"}]}');
+    };
+    const c = client();
+    try {
+      await assert.rejects(c.manifestSize({ registry: host, path: 'team/app' }, OTHER), {
+        code: 'MANIFEST_UNKNOWN',
+        facts: {
+          image: `${host}/team/app@${OTHER}`,
+          digest: OTHER,
+          url: `http://${host}/v2/team/app/manifests/${OTHER}`,
+          status: 404,
+        },
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it('falls back to GET when HEAD has no length, and checks the bytes hash to the digest', async () => {
+    let body = MANIFEST;
+    handler = (req, res) => {
+      if (req.method === 'HEAD') {
+        res.writeHead(200, { 'Docker-Content-Digest': DIGEST });
+        res.end();
+        return;
+      }
+      res.writeHead(200, { 'Content-Length': String(body.length) });
+      res.end(body);
+    };
+    const c = client();
+    try {
+      assert.equal(await c.manifestSize({ registry: host, path: 'a' }, DIGEST), MANIFEST.length);
+      body = Buffer.from('{"tampered":true}');
+      await assert.rejects(c.manifestSize({ registry: host, path: 'a' }, DIGEST), {
+        code: 'MANIFEST_UNKNOWN',
+        facts: {
+          image: `${host}/a@${DIGEST}`,
+          digest: DIGEST,
+          url: `http://${host}/v2/a/manifests/${DIGEST}`,
+          status: 200,
+        },
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it('refuses a registry that names another digest for the manifest', async () => {
+    handler = (req, res) => {
+      serveManifest(res, req, { 'Docker-Content-Digest': OTHER });
+    };
+    const c = client();
+    try {
+      await assert.rejects(c.manifestSize({ registry: host, path: 'a' }, DIGEST), {
+        code: 'MANIFEST_UNKNOWN',
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it('fails HTTP_UNREACHABLE when nothing listens, after trying HTTPS then HTTP on loopback', async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) =>
+      closed.close(() => {
+        resolve();
+      }),
+    );
+    const c = client({ timeoutMs: 2000 });
+    try {
+      await assert.rejects(
+        c.manifestSize({ registry: `127.0.0.1:${port}`, path: 'a' }, DIGEST),
+        (err: unknown) => {
+          const e = err as { code?: string; facts?: { url?: string; problem?: string } };
+          return (
+            e.code === 'HTTP_UNREACHABLE' &&
+            e.facts?.url === `http://127.0.0.1:${port}/v2/a/manifests/${DIGEST}` &&
+            /ECONNREFUSED/.test(e.facts.problem ?? '')
+          );
+        },
+      );
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe('parseChallenge', () => {
+  it('reads the scheme and quoted or bare parameters', () => {
+    const c = parseChallenge(
+      'Bearer realm="https://auth.example/token",service=registry.example,scope="repository:a/b:pull,push"',
+    );
+    assert.equal(c?.scheme, 'bearer');
+    assert.deepEqual(
+      [...(c?.params ?? [])],
+      [
+        ['realm', 'https://auth.example/token'],
+        ['service', 'registry.example'],
+        ['scope', 'repository:a/b:pull,push'],
+      ],
+    );
+    assert.equal(parseChallenge('')?.scheme, undefined);
+  });
+});

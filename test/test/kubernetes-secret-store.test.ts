@@ -1,0 +1,605 @@
+/**
+ * The signer's Kubernetes Secret store through the official client against the fake apiserver:
+ * the RFC's first-build key generation and the documented Secret layout, reuse on later builds,
+ * create-if-absent under a race, RBAC and authentication failures, and malformed Secrets — each
+ * error naming the Secret and never quoting a key or passphrase.
+ */
+import assert from 'node:assert/strict';
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, afterEach, before, describe, it } from 'node:test';
+import {
+  PublicKey,
+  createRootCertificate,
+  decodePrivateKeyPem,
+  encodePrivateKeyPem,
+  generateSigningKey,
+  isTrustError,
+  type TrustErrorCode,
+} from '@kpack-trust/common';
+import {
+  KubernetesSecretStore,
+  SECRET_METADATA,
+  createKeyStore,
+  loadKubeConfig,
+  type KeyPassphrases,
+  type RepositoryKeys,
+} from '@kpack-trust/signer/keys';
+import {
+  DEFAULT_USER,
+  rbacAuthorizer,
+  startFakeApiserver,
+  type FakeApiserver,
+  type SecretObject,
+} from '../src/index.js';
+
+const NAMESPACE = 'builds';
+const GUN = 'registry.example.com/team/app';
+
+let fake: FakeApiserver;
+let workDir = '';
+let kubeconfig = '';
+let serial = 0;
+
+before(async () => {
+  workDir = await mkdtemp(join(tmpdir(), 'kpack-secret-store-'));
+  fake = await startFakeApiserver({ namespaces: [NAMESPACE] });
+  kubeconfig = await fake.writeKubeconfig(join(workDir, 'kubeconfig'), { namespace: NAMESPACE });
+});
+
+after(async () => {
+  await fake.close();
+  if (workDir !== '') await rm(workDir, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  fake.setAuthorizer(undefined);
+  fake.setResponseHook(undefined);
+});
+
+/** Fresh Secret names per test, so tests never see each other's Secrets. */
+function names(): { root: string; targets: string } {
+  serial++;
+  return { root: `app-${serial}-root-key`, targets: `app-${serial}-targets-key` };
+}
+
+function storeFor(
+  secretNames: { root: string; targets: string },
+  options: { passphrases?: KeyPassphrases; file?: string; namespace?: string } = {},
+): KubernetesSecretStore {
+  return new KubernetesSecretStore({
+    kubeConfig: loadKubeConfig({ kubeconfig: options.file ?? kubeconfig }).config,
+    namespace: options.namespace ?? NAMESPACE,
+    rootKeySecret: secretNames.root,
+    targetsKeySecret: secretNames.targets,
+    ...(options.passphrases === undefined ? {} : { passphrases: options.passphrases }),
+  });
+}
+
+function idOf(key: KeyObject | undefined): string {
+  assert.ok(key, 'expected a key');
+  return PublicKey.fromKeyObject(createPublicKey(key)).canonicalId;
+}
+
+function entry(secret: SecretObject | undefined, name: string): string {
+  const value = secret?.data?.[name];
+  assert.ok(value !== undefined, `Secret has no ${name} entry`);
+  return Buffer.from(value, 'base64').toString('utf8');
+}
+
+/** Every secret value stored in the fake, to prove no error message repeats one. */
+function secretValues(secrets: readonly (SecretObject | undefined)[]): string[] {
+  return secrets.flatMap((s) =>
+    Object.values(s?.data ?? {}).flatMap((v) => {
+      const text = Buffer.from(v, 'base64').toString('utf8');
+      // The PEM body lines, the whole value, and its base64 form.
+      return [v, text, ...text.split('\n').filter((line) => line.length >= 40)];
+    }),
+  );
+}
+
+async function rejectsWith(
+  promise: Promise<unknown>,
+  code: TrustErrorCode,
+  check: (facts: Record<string, unknown>, message: string) => void,
+  secrets: readonly string[] = [],
+): Promise<void> {
+  await assert.rejects(promise, (err: unknown) => {
+    assert.ok(isTrustError(err), `expected a TrustError, got ${String(err)}`);
+    assert.equal(err.code, code, err.message);
+    check(err.facts, err.message);
+    const text = `${err.message} ${JSON.stringify(err.facts)}`;
+    for (const value of secrets) {
+      assert.equal(text.includes(value), false, 'an error message repeats secret material');
+    }
+    return true;
+  });
+}
+
+describe('KubernetesSecretStore: first and later builds', () => {
+  it('creates both Secrets in the documented layout on the first build', async () => {
+    const secretNames = names();
+    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    assert.equal(keys.created, true);
+    assert.equal(keys.delegations.size, 0);
+    assert.equal(fake.count({ verb: 'get', status: 404, name: secretNames.root }), 1);
+    assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.root }), 1);
+    assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.targets }), 1);
+
+    const root = fake.getSecret(NAMESPACE, secretNames.root);
+    const rootId = idOf(keys.root?.privateKey);
+    assert.equal(root?.type, 'Opaque');
+    assert.deepEqual(Object.keys(root?.data ?? {}).sort(), [
+      `${rootId}.key`,
+      'password',
+      'root.crt',
+    ]);
+    assert.deepEqual(root?.metadata.labels, {
+      [SECRET_METADATA.managedByLabel]: 'kpack-trust-signer',
+      [SECRET_METADATA.roleLabel]: 'root',
+    });
+    const certificatePem = entry(root, 'root.crt');
+    assert.equal(keys.root?.certificatePem, certificatePem);
+    assert.deepEqual(root?.metadata.annotations, {
+      [SECRET_METADATA.gunAnnotation]: GUN,
+      [SECRET_METADATA.keyIdAnnotation]: rootId,
+      [SECRET_METADATA.rootKeyIdAnnotation]: PublicKey.fromCertificatePem(certificatePem).id,
+    });
+    const rootFile = decodePrivateKeyPem(
+      entry(root, `${rootId}.key`),
+      entry(root, 'password'),
+      'root Secret',
+    );
+    assert.equal(idOf(rootFile.privateKey), rootId);
+    // Notary's root key files carry no gun: one root key may serve several repositories.
+    assert.equal(rootFile.role, 'root');
+    assert.equal(rootFile.gun, undefined);
+    assert.equal(rootFile.privateKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+
+    const targets = fake.getSecret(NAMESPACE, secretNames.targets);
+    const targetsId = idOf(keys.targets);
+    assert.deepEqual(Object.keys(targets?.data ?? {}).sort(), [`${targetsId}.key`, 'password']);
+    assert.equal(targets?.metadata.labels?.[SECRET_METADATA.roleLabel], 'targets');
+    const targetsFile = decodePrivateKeyPem(
+      entry(targets, `${targetsId}.key`),
+      entry(targets, 'password'),
+      'targets Secret',
+    );
+    assert.equal(idOf(targetsFile.privateKey), targetsId);
+    assert.equal(targetsFile.role, 'targets');
+    assert.equal(targetsFile.gun, GUN);
+    assert.notEqual(entry(root, 'password'), entry(targets, 'password'));
+  });
+
+  it('reads the same keys back on a later build without creating anything', async () => {
+    const secretNames = names();
+    const first = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    const second = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    assert.equal(second.created, false);
+    assert.equal(idOf(second.root?.privateKey), idOf(first.root?.privateKey));
+    assert.equal(idOf(second.targets), idOf(first.targets));
+    assert.equal(second.root?.certificatePem, first.root?.certificatePem);
+    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 1);
+    assert.equal(fake.count({ verb: 'create', name: secretNames.targets }), 1);
+  });
+
+  it('creates nothing without createIfMissing', async () => {
+    const secretNames = names();
+    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: false });
+    assert.deepEqual(keys, { delegations: new Map(), created: false });
+    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 0);
+  });
+
+  it('keeps an existing root key and creates only the missing targets Secret', async () => {
+    const secretNames = names();
+    const first = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    assert.ok(fake.deleteSecret(NAMESPACE, secretNames.targets));
+    const second = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    assert.equal(second.created, true);
+    assert.equal(idOf(second.root?.privateKey), idOf(first.root?.privateKey));
+    assert.notEqual(idOf(second.targets), idOf(first.targets));
+    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 1);
+    assert.equal(fake.count({ verb: 'create', name: secretNames.targets }), 2);
+  });
+
+  it('encrypts with operator passphrases and then stores no password entry', async () => {
+    const secretNames = names();
+    const passphrases = { root: 'root-Operator-1', targets: 'targets-Operator-2' };
+    const keys = await storeFor(secretNames, { passphrases }).load(GUN, { createIfMissing: true });
+    const targets = fake.getSecret(NAMESPACE, secretNames.targets);
+    assert.deepEqual(Object.keys(targets?.data ?? {}), [`${idOf(keys.targets)}.key`]);
+    const file = decodePrivateKeyPem(
+      entry(targets, `${idOf(keys.targets)}.key`),
+      passphrases.targets,
+      'targets Secret',
+    );
+    assert.equal(idOf(file.privateKey), idOf(keys.targets));
+    // Without the passphrase the Secret alone cannot be opened.
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      'PRIVATE_KEY_INVALID',
+      (facts) => {
+        assert.match(
+          String(facts['problem']),
+          /no passphrase was given; add a "password" entry or set KPACK_TRUST_ROOT_PASSPHRASE$/,
+        );
+      },
+      [passphrases.root, passphrases.targets],
+    );
+    const again = await storeFor(secretNames, { passphrases }).load(GUN, { createIfMissing: true });
+    assert.equal(idOf(again.targets), idOf(keys.targets));
+    assert.equal(again.created, false);
+  });
+});
+
+describe('KubernetesSecretStore: racing first builds', () => {
+  it('ends two concurrent first builds with one key pair (409 → read back)', async () => {
+    const secretNames = names();
+    // Hold every GET until both builds have asked for both Secrets: all four answers are 404.
+    const held: (() => void)[] = [];
+    let gate = true;
+    fake.setResponseHook((request) => {
+      if (!gate || request.verb !== 'get') return undefined;
+      return new Promise<void>((resolve) => {
+        held.push(resolve);
+        if (held.length === 4) {
+          gate = false;
+          for (const release of held) release();
+        }
+      });
+    });
+    const [a, b] = await Promise.all([
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+    ]);
+    assert.equal(fake.count({ verb: 'get', status: 404, name: secretNames.root }), 2);
+    assert.equal(fake.count({ verb: 'get', status: 404, name: secretNames.targets }), 2);
+    for (const name of [secretNames.root, secretNames.targets]) {
+      assert.equal(fake.count({ verb: 'create', status: 201, name }), 1);
+      assert.equal(fake.count({ verb: 'create', status: 409, name }), 1);
+    }
+    assert.equal(idOf(a.root?.privateKey), idOf(b.root?.privateKey));
+    assert.equal(idOf(a.targets), idOf(b.targets));
+    assert.equal(a.root?.certificatePem, b.root?.certificatePem);
+    // The stored Secrets hold exactly the keys both builds sign with.
+    const storedRoot = fake.getSecret(NAMESPACE, secretNames.root);
+    assert.ok(storedRoot?.data?.[`${idOf(a.root?.privateKey)}.key`]);
+    const storedTargets = fake.getSecret(NAMESPACE, secretNames.targets);
+    assert.ok(storedTargets?.data?.[`${idOf(a.targets)}.key`]);
+    assert.equal(a.created || b.created, true);
+  });
+
+  it('creates again when the Secret it lost to vanishes before the read-back', async () => {
+    const secretNames = names();
+    const intruder = generateSigningKey('ecdsa');
+    fake.setResponseHook((request) => {
+      if (request.name !== secretNames.root) return undefined;
+      // Another writer creates the root Secret right after our GET saw 404 …
+      if (
+        request.verb === 'get' &&
+        request.status === 404 &&
+        fake.count({ name: secretNames.root }) === 1
+      ) {
+        fake.seedSecret(NAMESPACE, {
+          name: secretNames.root,
+          stringData: {
+            [`${idOf(intruder)}.key`]: encodePrivateKeyPem(intruder, 'pw-Intruder', {
+              role: 'root',
+            }),
+            password: 'pw-Intruder',
+          },
+        });
+      }
+      // … and deletes it again right after our create got 409.
+      if (request.verb === 'create' && request.status === 409) {
+        fake.deleteSecret(NAMESPACE, secretNames.root);
+      }
+      return undefined;
+    });
+    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    assert.equal(keys.created, true);
+    assert.notEqual(idOf(keys.root?.privateKey), idOf(intruder));
+    assert.equal(fake.count({ verb: 'create', status: 409, name: secretNames.root }), 1);
+    assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.root }), 1);
+    const stored = fake.getSecret(NAMESPACE, secretNames.root);
+    assert.ok(stored?.data?.[`${idOf(keys.root?.privateKey)}.key`]);
+  });
+});
+
+describe('KubernetesSecretStore: RBAC and authentication', () => {
+  it('works with the documented Role: get limited by resourceNames, create unrestricted', async () => {
+    const secretNames = names();
+    fake.setAuthorizer(
+      rbacAuthorizer(
+        [
+          { verbs: ['get'], resourceNames: [secretNames.root, secretNames.targets] },
+          { verbs: ['create'] },
+        ],
+        DEFAULT_USER,
+      ),
+    );
+    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    assert.equal(keys.created, true);
+  });
+
+  it('turns a 403 on get into an RBAC error naming the verbs needed', async () => {
+    const secretNames = names();
+    fake.setAuthorizer(() => false);
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      'AUTH_FAILED',
+      (facts, message) => {
+        assert.equal(facts['status'], 403);
+        assert.match(
+          String(facts['url']),
+          /\/api\/v1\/namespaces\/builds\/secrets\/app-\d+-(root|targets)-key$/,
+        );
+        assert.match(
+          message,
+          new RegExp(
+            `is forbidden: User "${DEFAULT_USER}" cannot get resource "secrets" in API group "" in the namespace "builds"`,
+          ),
+        );
+        assert.match(message, /needs a Role in namespace "builds" allowing "get" on secrets/);
+        assert.match(message, /"create" on secrets \(RBAC cannot limit create by name\)/);
+      },
+    );
+  });
+
+  it('turns a 403 on create (create limited by resourceNames) into the same RBAC error', async () => {
+    const secretNames = names();
+    fake.setAuthorizer(
+      rbacAuthorizer([
+        { verbs: ['get', 'create'], resourceNames: [secretNames.root, secretNames.targets] },
+      ]),
+    );
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      'AUTH_FAILED',
+      (facts, message) => {
+        assert.equal(facts['status'], 403);
+        assert.match(
+          message,
+          /^cannot create Secret "builds\/app-\d+-root-key": secrets is forbidden: User .* cannot create resource "secrets"/,
+        );
+      },
+    );
+    assert.equal(fake.getSecret(NAMESPACE, secretNames.root), undefined);
+  });
+
+  it('reports a rejected token as a 401 authentication failure', async () => {
+    const file = await fake.writeKubeconfig(join(workDir, 'bad-token'), { token: 'stale-token' });
+    await rejectsWith(
+      storeFor(names(), { file }).load(GUN, { createIfMissing: true }),
+      'AUTH_FAILED',
+      (facts) => {
+        assert.equal(facts['status'], 401);
+        assert.match(String(facts['problem']), /did not accept our credentials/);
+      },
+      ['stale-token'],
+    );
+  });
+
+  it('reports a namespace that does not exist as the apiserver 404', async () => {
+    await rejectsWith(
+      storeFor(names(), { namespace: 'missing-ns' }).load(GUN, { createIfMissing: true }),
+      'HTTP_STATUS',
+      (facts, message) => {
+        assert.equal(facts['status'], 404);
+        assert.equal(facts['serverCode'], 'NotFound');
+        assert.match(message, /namespaces "missing-ns" not found/);
+      },
+    );
+  });
+
+  it('reports an apiserver that is not listening as unreachable', async () => {
+    const gone = await startFakeApiserver();
+    const file = await gone.writeKubeconfig(join(workDir, 'gone'));
+    await gone.close();
+    await rejectsWith(
+      storeFor(names(), { file }).load(GUN, { createIfMissing: true }),
+      'HTTP_UNREACHABLE',
+      (facts) => {
+        assert.match(String(facts['problem']), /ECONNREFUSED/);
+      },
+    );
+  });
+});
+
+describe('KubernetesSecretStore: malformed Secrets', () => {
+  /** Seeds a valid targets Secret (as the store would write it) and returns its key. */
+  function seedTargets(name: string, override: Record<string, string> = {}): KeyObject {
+    const key = generateSigningKey('ecdsa');
+    fake.seedSecret(NAMESPACE, {
+      name,
+      stringData: {
+        [`${idOf(key)}.key`]: encodePrivateKeyPem(key, 'seeded-Password-1', {
+          role: 'targets',
+          gun: GUN,
+        }),
+        password: 'seeded-Password-1',
+        ...override,
+      },
+    });
+    return key;
+  }
+
+  it('names a Secret without a key entry, and creates nothing else', async () => {
+    const secretNames = names();
+    fake.seedSecret(NAMESPACE, {
+      name: secretNames.targets,
+      stringData: { password: 'pw-Only-3' },
+    });
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      'KEY_STORE_INVALID',
+      (facts) => {
+        assert.equal(facts['store'], `Kubernetes Secret "builds/${secretNames.targets}"`);
+        assert.equal(facts['problem'], 'has no "<key id>.key" entry (entries: password)');
+      },
+      ['pw-Only-3'],
+    );
+    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 0);
+  });
+
+  it('names the Secret and entry when its password does not open the key', async () => {
+    const secretNames = names();
+    const key = seedTargets(secretNames.targets, { password: 'wrong-Password-2' });
+    const seeded = fake.getSecret(NAMESPACE, secretNames.targets);
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: false }),
+      'PRIVATE_KEY_INVALID',
+      (facts) => {
+        assert.equal(
+          facts['source'],
+          `Kubernetes Secret "builds/${secretNames.targets}" entry "${idOf(key)}.key"`,
+        );
+        assert.equal(
+          facts['problem'],
+          'wrong passphrase, or the key file is corrupt (passphrases tried: the "password" entry)',
+        );
+      },
+      [...secretValues([seeded]), 'wrong-Password-2', 'seeded-Password-1'],
+    );
+  });
+
+  it('names a key entry that is not a key', async () => {
+    const secretNames = names();
+    fake.seedSecret(NAMESPACE, {
+      name: secretNames.targets,
+      stringData: { 'abc.key': 'garbage', password: 'pw' },
+    });
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: false }),
+      'PRIVATE_KEY_INVALID',
+      (facts) => {
+        assert.equal(facts['problem'], 'no PEM block found');
+      },
+      ['garbage'],
+    );
+  });
+
+  it('names a root Secret whose root.crt certifies another key', async () => {
+    const secretNames = names();
+    const root = generateSigningKey('ecdsa');
+    fake.seedSecret(NAMESPACE, {
+      name: secretNames.root,
+      stringData: {
+        [`${idOf(root)}.key`]: encodePrivateKeyPem(root, 'pw-Root-4', { role: 'root' }),
+        password: 'pw-Root-4',
+        'root.crt': await createRootCertificate(GUN, generateSigningKey('ecdsa')),
+      },
+    });
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      'KEY_STORE_INVALID',
+      (facts) => {
+        assert.equal(facts['store'], `Kubernetes Secret "builds/${secretNames.root}"`);
+        assert.match(
+          String(facts['problem']),
+          /^root\.crt certifies key [0-9a-f]{64}, not the stored root key [0-9a-f]{64}$/,
+        );
+      },
+      ['pw-Root-4'],
+    );
+    assert.equal(fake.count({ verb: 'create', name: secretNames.targets }), 0);
+  });
+
+  it('names a Secret that holds only a key for another role', async () => {
+    const secretNames = names();
+    const key = generateSigningKey('ecdsa');
+    fake.seedSecret(NAMESPACE, {
+      name: secretNames.targets,
+      stringData: {
+        [`${idOf(key)}.key`]: encodePrivateKeyPem(key, 'pw', { role: 'snapshot', gun: GUN }),
+        password: 'pw',
+      },
+    });
+    await rejectsWith(
+      storeFor(secretNames).load(GUN, { createIfMissing: false }),
+      'KEY_STORE_INVALID',
+      (facts) => {
+        assert.equal(
+          facts['problem'],
+          `holds no targets key (found: ${idOf(key)}.key (role snapshot))`,
+        );
+      },
+    );
+  });
+
+  it('uses a hand-made Secret (kubectl --from-file, trailing newline) as is', async () => {
+    const secretNames = names();
+    const key = seedTargets(secretNames.targets, { password: 'seeded-Password-1\n' });
+    const keys: RepositoryKeys = await storeFor(secretNames).load(GUN, { createIfMissing: false });
+    assert.equal(idOf(keys.targets), idOf(key));
+    assert.equal(keys.root, undefined);
+  });
+});
+
+describe('createKeyStore and credentials', () => {
+  it('builds the store from a kubeconfig whose context names the namespace', async () => {
+    const secretNames = names();
+    const store = createKeyStore({
+      kind: 'kubernetes',
+      rootKeySecret: secretNames.root,
+      targetsKeySecret: secretNames.targets,
+      kubeconfig,
+      passphrases: {},
+    });
+    assert.match(store.description, /in namespace "builds" at https:\/\/127\.0\.0\.1:\d+$/);
+    const keys = await store.load(GUN, { createIfMissing: true });
+    assert.equal(keys.created, true);
+    assert.ok(fake.getSecret(NAMESPACE, secretNames.targets));
+  });
+
+  it('runs in-cluster from the service account token, CA and namespace files', async () => {
+    const prefix = join(workDir, 'pod');
+    const env = await fake.writeServiceAccount(prefix, NAMESPACE);
+    const saved = { ...process.env };
+    try {
+      delete process.env['KUBECONFIG'];
+      Object.assign(process.env, env);
+      const loaded = loadKubeConfig({ serviceAccountPrefix: prefix });
+      assert.equal(loaded.source, 'in-cluster service account');
+      assert.equal(loaded.namespace, NAMESPACE);
+      const secretNames = names();
+      const store = new KubernetesSecretStore({
+        kubeConfig: loaded.config,
+        namespace: NAMESPACE,
+        rootKeySecret: secretNames.root,
+        targetsKeySecret: secretNames.targets,
+      });
+      const keys = await store.load(GUN, { createIfMissing: true });
+      assert.equal(keys.created, true);
+      assert.equal(fake.requests.at(-1)?.user, DEFAULT_USER);
+    } finally {
+      delete process.env['KUBERNETES_SERVICE_HOST'];
+      delete process.env['KUBERNETES_SERVICE_PORT'];
+      Object.assign(process.env, saved);
+    }
+  });
+
+  it('refuses invalid Secret names before calling the apiserver', () => {
+    for (const [root, targets, flag] of [
+      ['Root_Key', 'targets', '--root-key-secret'],
+      ['root', 'targets/x', '--targets-key-secret'],
+      ['same', 'same', '--targets-key-secret'],
+    ] as const) {
+      assert.throws(
+        () => storeFor({ root, targets }),
+        (err: unknown) => isTrustError(err, 'INPUT_INVALID') && err.facts.source === flag,
+      );
+    }
+  });
+
+  it('refuses a kubeconfig that does not exist', () => {
+    assert.throws(
+      () => loadKubeConfig({ kubeconfig: join(workDir, 'nope') }),
+      (err: unknown) =>
+        isTrustError(err, 'CREDENTIALS_INVALID') &&
+        err.facts.problem === `${join(workDir, 'nope')} cannot be read (ENOENT)`,
+    );
+  });
+});
