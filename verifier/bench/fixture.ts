@@ -1,0 +1,156 @@
+/**
+ * What the verifier benchmarks serve: the real engine, app and HTTPS listener over an in-memory
+ * notary repository (a FixtureRepository behind a MemoryFetcher), or a bare Node https server that
+ * answers a constant ImageReview — the baseline the verifier is compared with.
+ */
+import { execFile } from 'node:child_process';
+import { openSync, writeSync } from 'node:fs';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { FixtureRepository, MemoryFetcher, fakeManifest } from '@kpack-trust/common/testing';
+import { imageTarget, type MetadataFetcher } from '@kpack-trust/common';
+import { loadConfig } from '../src/config/load.js';
+import { createApp } from '../src/http/app.js';
+import { DecisionLog, combineObservers, createJsonLogger } from '../src/http/logger.js';
+import { VerifierMetrics } from '../src/http/metrics.js';
+import { ImagePolicyEngine } from '../src/policy/engine.js';
+import { listenHttps, type HttpsListener } from '../src/server.js';
+
+/** The registry and repository the benchmarks verify. */
+export const REGISTRY = '127.0.0.1:5000';
+export const GUN = `${REGISTRY}/demo/app`;
+export const IMAGE = `${GUN}:v1`;
+
+/** A self-signed P-256 certificate for 127.0.0.1 in a fresh directory (tls.crt, tls.key). */
+export async function benchTls(): Promise<{ dir: string; cert: string; key: string }> {
+  const dir = await mkdtemp(join(tmpdir(), 'verifier-bench-'));
+  const cert = join(dir, 'tls.crt');
+  const key = join(dir, 'tls.key');
+  await promisify(execFile)('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-keyout',
+    key,
+    '-out',
+    cert,
+    '-days',
+    '1',
+    '-subj',
+    '/CN=localhost',
+    '-addext',
+    'subjectAltName=IP:127.0.0.1,DNS:localhost',
+  ]);
+  return { dir, cert, key };
+}
+
+/** A signed repository: `tags` tags in `targets`, each for its own fake manifest digest. */
+export async function signedRepository(gun: string, tags = 1): Promise<FixtureRepository> {
+  const repo = await FixtureRepository.create(gun, new Date());
+  await repo.changeTargets('targets', {
+    set: new Map(
+      Array.from({ length: tags }, (_, i) => {
+        const manifest = fakeManifest(`${gun}:v${i + 1}`);
+        return [`v${i + 1}`, imageTarget(manifest.digestHex, manifest.length)] as const;
+      }),
+    ),
+  });
+  return repo;
+}
+
+/** Writes a verifier config pinning `rootKeyId` for `127.0.0.1:5000/demo/*`; returns its path. */
+export async function writeBenchConfig(
+  dir: string,
+  rootKeyId: string,
+  extra = '',
+): Promise<string> {
+  const path = join(dir, 'verifier.yaml');
+  await writeFile(
+    path,
+    [
+      'listen: { port: 8443, host: 127.0.0.1, tls: { cert: tls.crt, key: tls.key } }',
+      'notary:',
+      `  - { registry: "${REGISTRY}", server: "https://127.0.0.1:4443" }`,
+      'cache: { ttlSeconds: 3600, maxRepositories: 20000 }',
+      'rules:',
+      `  - images: "${REGISTRY}/demo/*"`,
+      `    trust: { rootKeys: ["${rootKeyId}"] }`,
+      extra,
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+/** The verifier as `serve` runs it (engine, metrics, one log line per decision), over `fetcher`. */
+export async function startVerifier(
+  configPath: string,
+  fetcher: MetadataFetcher,
+): Promise<{ listener: HttpsListener; engine: ImagePolicyEngine }> {
+  const config = await loadConfig(configPath);
+  // Log lines are written as serve writes them (synchronously), to /dev/null instead of stdout.
+  const devNull = openSync('/dev/null', 'w');
+  const logger = createJsonLogger({ write: (line) => void writeSync(devNull, `${line}\n`) });
+  const metrics = new VerifierMetrics();
+  const engine = new ImagePolicyEngine({
+    config,
+    fetcherFor: () => fetcher,
+    observer: combineObservers(metrics, new DecisionLog(logger)),
+  });
+  const listener = await listenHttps({
+    handler: createApp({ reviewer: engine, metrics, logger }),
+    port: 0,
+    host: '127.0.0.1',
+    tls: config.listen.tls,
+    logger,
+    metrics,
+  });
+  return { listener, engine };
+}
+
+/** The baseline: reads the body, answers `reply` — no parsing, no policy, no logging. */
+export async function startBareServer(
+  tls: { cert: string; key: string },
+  reply: string,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const { readFile } = await import('node:fs/promises');
+  const body = Buffer.from(reply);
+  const server = createServer(
+    {
+      cert: await readFile(tls.cert),
+      key: await readFile(tls.key),
+      keepAliveTimeout: 120_000,
+    },
+    (req, res) => {
+      req.on('data', () => undefined);
+      req.on('end', () => {
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+        res.end(body);
+      });
+    },
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address !== 'object') throw new Error('no address');
+  return {
+    port: address.port,
+    close: () =>
+      new Promise((resolve) =>
+        server.close(() => {
+          resolve();
+        }),
+      ),
+  };
+}
+
+/** A fetcher over one in-memory repository. */
+export function memoryFetcher(...repos: FixtureRepository[]): MemoryFetcher {
+  return new MemoryFetcher(...repos);
+}

@@ -1,0 +1,313 @@
+/**
+ * The verifier's HTTP surface as a request listener that never listens (server.ts does). It turns
+ * ImageReview requests into ImageReviewSpecs for the engine and its status back into the exact
+ * reply the apiserver decodes.
+ *
+ * Status codes follow what the apiserver does with them: anything but 2xx is a webhook failure
+ * that `defaultAllow` settles, so a well-formed review — even one with absurdly many images — is
+ * always answered 200 with a decision, and 4xx is kept for bodies no apiserver sends. A throwing
+ * reviewer (the engine's `failure: error` mode) gets 500, which the apiserver retries.
+ *
+ * Reviews are served by Node's own request/response objects; express serves the operational
+ * endpoints (health, readiness, metrics) and every other path. Express re-parents `req` and `res`
+ * onto its own prototypes per request, which on Node 20 makes each request several times dearer
+ * (bench/cached.ts measured it); the review path is the one whose throughput matters.
+ */
+import express, { type Express } from 'express';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import type { ImageReviewStatus, ImageReviewer } from '../review.js';
+import { imageReviewResponse, parseImageReview } from './image-review.js';
+import type { Logger } from './logger.js';
+import type { RouteLabel, VerifierMetrics } from './metrics.js';
+
+/**
+ * Above kube-apiserver's own 3 MiB request limit, so no pod it accepted can produce a review we
+ * refuse as too large (which `defaultAllow: true` would turn into an admission).
+ */
+export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+/** Images reviewed per pod at most; a pod with more is denied (not failed, which could fail open). */
+export const DEFAULT_MAX_IMAGES = 1000;
+
+/** Whether the process should receive traffic, and if not, why. */
+export interface Readiness {
+  readonly ready: boolean;
+  readonly reason?: string;
+}
+
+/** What createApp needs. */
+export interface AppOptions {
+  readonly reviewer: ImageReviewer;
+  readonly metrics: VerifierMetrics;
+  readonly logger: Logger;
+  /** Largest accepted request body; default DEFAULT_BODY_LIMIT_BYTES. */
+  readonly bodyLimitBytes?: number;
+  /** Most images per review; default DEFAULT_MAX_IMAGES. */
+  readonly maxImages?: number;
+  /** Consulted by `/readyz`; default always ready. */
+  readonly readiness?: () => Readiness;
+}
+
+/** The app: a Node request listener (what https.createServer and supertest take). */
+export type VerifierApp = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The paths the ImagePolicyWebhook kubeconfig may point at. */
+export const REVIEW_PATHS: readonly string[] = ['/', '/image-policy'];
+
+const JSON_MEDIA_TYPE = /^application\/(?:[a-z0-9.+-]+\+)?json$/;
+const UTF8 = /^utf-?8$/i;
+
+/** The path of a request URL without its query, and without one trailing slash. */
+function pathOf(url: string | undefined): string {
+  const raw = url ?? '/';
+  const query = raw.indexOf('?');
+  const path = query >= 0 ? raw.slice(0, query) : raw;
+  return path.length > 1 && path.endsWith('/') ? path.slice(0, -1) : path;
+}
+
+function routeOf(path: string): RouteLabel {
+  if (REVIEW_PATHS.includes(path)) return 'review';
+  if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
+    return path.slice(1) as RouteLabel;
+  }
+  return 'other';
+}
+
+/** Why a request body cannot be a review, as the reply says it. */
+interface Refusal {
+  readonly status: 400 | 413 | 415;
+  readonly error: string;
+  readonly message: string;
+}
+
+/** Checks the headers that decide whether the body is worth reading at all. */
+function refuseByHeaders(req: IncomingMessage, limit: number): Refusal | undefined {
+  const [mediaType = '', ...parameters] = (req.headers['content-type'] ?? '').split(';');
+  if (!JSON_MEDIA_TYPE.test(mediaType.trim().toLowerCase())) {
+    return {
+      status: 415,
+      error: 'UnsupportedMediaType',
+      message: 'Content-Type must be application/json',
+    };
+  }
+  for (const parameter of parameters) {
+    const [name = '', value = ''] = parameter.split('=');
+    if (name.trim().toLowerCase() === 'charset' && !UTF8.test(value.trim().replace(/"/g, ''))) {
+      return {
+        status: 415,
+        error: 'UnsupportedMediaType',
+        message: 'the request body must be UTF-8 JSON',
+      };
+    }
+  }
+  // The apiserver never compresses requests; refusing it also rules out decompression bombs.
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'identity') {
+    return {
+      status: 415,
+      error: 'UnsupportedMediaType',
+      message: 'compressed request bodies are not accepted',
+    };
+  }
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) return tooLarge(limit);
+  return undefined;
+}
+
+function tooLarge(limit: number): Refusal {
+  return {
+    status: 413,
+    error: 'PayloadTooLarge',
+    message: `the request body exceeds ${limit} bytes`,
+  };
+}
+
+/** Reads the body up to `limit` bytes; undefined when the client went away mid-body. */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | Refusal | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let done = false;
+    const finish = (value: Buffer | Refusal | undefined): void => {
+      if (done) return;
+      done = true;
+      resolve(value);
+    };
+    req.on('data', (chunk: Buffer) => {
+      if (done) return;
+      size += chunk.length;
+      if (size > limit) {
+        finish(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      finish(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+    });
+    req.on('error', () => {
+      finish(undefined);
+    });
+    req.on('close', () => {
+      finish(undefined);
+    });
+  });
+}
+
+function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  closeConnection = false,
+): void {
+  if (res.headersSent || res.destroyed) return;
+  const payload = Buffer.from(JSON.stringify(body));
+  res.writeHead(status, {
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': payload.length,
+    // A refused body may still be arriving; closing beats reading megabytes nobody wants.
+    ...(closeConnection ? { Connection: 'close' } : {}),
+  });
+  res.end(payload);
+}
+
+/** Builds the app. */
+export function createApp(options: AppOptions): VerifierApp {
+  const { reviewer, metrics, logger } = options;
+  const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const maxImages = options.maxImages ?? DEFAULT_MAX_IMAGES;
+  const operations = operationsApp(options, metrics);
+
+  const answer = (res: ServerResponse, status: number, body: unknown, close = false): void => {
+    sendJson(res, status, body, close);
+    metrics.httpResponse('review', status);
+  };
+  const refuse = (res: ServerResponse, refusal: Refusal, started: number): void => {
+    metrics.reviewAnswered('rejected', (performance.now() - started) / 1000);
+    logger.warn('review.rejected', { status: refusal.status, problem: refusal.message });
+    answer(res, refusal.status, { error: refusal.error, message: refusal.message }, true);
+  };
+
+  const review = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    const started = performance.now();
+    const elapsed = (): number => (performance.now() - started) / 1000;
+    const byHeaders = refuseByHeaders(req, bodyLimit);
+    if (byHeaders) {
+      refuse(res, byHeaders, started);
+      return;
+    }
+    const body = await readBody(req, bodyLimit);
+    if (body === undefined) return; // the client hung up; nobody is left to answer
+    if (!Buffer.isBuffer(body)) {
+      refuse(res, body, started);
+      return;
+    }
+    let document: unknown;
+    try {
+      document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
+    } catch {
+      refuse(
+        res,
+        { status: 400, error: 'BadRequest', message: 'the request body is not valid JSON' },
+        started,
+      );
+      return;
+    }
+    const parsed = parseImageReview(document);
+    if (!parsed.ok) {
+      refuse(
+        res,
+        { status: 400, error: 'BadRequest', message: `not a valid ImageReview: ${parsed.problem}` },
+        started,
+      );
+      return;
+    }
+    const { spec } = parsed;
+    if (spec.containers.length > maxImages) {
+      const reason =
+        `the pod has ${spec.containers.length} images and at most ${maxImages} are reviewed ` +
+        `per pod, so it is denied`;
+      metrics.reviewAnswered('denied', elapsed());
+      logger.warn('review.too-many-images', {
+        namespace: spec.namespace,
+        images: spec.containers.length,
+        maxImages,
+      });
+      answer(res, 200, imageReviewResponse({ allowed: false, reason }));
+      return;
+    }
+    let status: ImageReviewStatus;
+    try {
+      status = await reviewer.review(spec);
+    } catch (error) {
+      metrics.reviewAnswered('error', elapsed());
+      logger.error('review.failed', { namespace: spec.namespace, error });
+      answer(res, 500, {
+        error: 'InternalError',
+        message:
+          'the image policy engine could not decide; the apiserver retries, then applies defaultAllow',
+      });
+      return;
+    }
+    metrics.reviewAnswered(status.allowed ? 'allowed' : 'denied', elapsed());
+    answer(res, 200, imageReviewResponse(status));
+  };
+
+  return (req, res) => {
+    if (req.method === 'POST' && routeOf(pathOf(req.url)) === 'review') {
+      review(req, res).catch((error: unknown) => {
+        // Only a bug gets here; the request still gets an answer and the process lives on.
+        logger.error('http.error', { route: 'review', error });
+        answer(res, 500, { error: 'InternalError', message: 'internal error' });
+      });
+      return;
+    }
+    operations(req, res);
+  };
+}
+
+/** Health, readiness, metrics, and JSON answers for every other method and path. */
+function operationsApp(options: AppOptions, metrics: VerifierMetrics): Express {
+  const readiness = options.readiness ?? (() => ({ ready: true }));
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', false);
+
+  app.use((req, res, next) => {
+    res.on('finish', () => {
+      metrics.httpResponse(routeOf(pathOf(req.url)), res.statusCode);
+    });
+    next();
+  });
+  app.all(REVIEW_PATHS as string[], (_req, res) => {
+    res.setHeader('Allow', 'POST');
+    res.status(405).json({ error: 'MethodNotAllowed', message: 'ImageReviews are POSTed' });
+  });
+  app.get('/healthz', (_req, res) => {
+    res.status(200).json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req, res) => {
+    const state = readiness();
+    if (state.ready) res.status(200).json({ status: 'ready' });
+    else res.status(503).json({ status: 'not ready', reason: state.reason ?? 'not ready' });
+  });
+  app.get('/metrics', async (_req, res) => {
+    const { contentType, body } = await metrics.exposition();
+    res.status(200).type(contentType).send(body);
+  });
+  app.use((_req, res) => {
+    res.status(404).json({ error: 'NotFound', message: 'no such endpoint' });
+  });
+  app.use(
+    (error: unknown, _req: express.Request, res: express.Response, next: express.NextFunction) => {
+      if (res.headersSent) {
+        next(error);
+        return;
+      }
+      options.logger.error('http.error', { error });
+      res.status(500).json({ error: 'InternalError', message: 'internal error' });
+    },
+  );
+  return app;
+}

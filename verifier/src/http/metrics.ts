@@ -1,0 +1,244 @@
+/**
+ * Prometheus metrics for the verifier (prom-client, one registry per process). Label values all
+ * come from small closed sets — results, reason classes, error codes, HTTP routes and the notary
+ * servers named in the config — never from image names or reasons as written, so a flood of
+ * distinct pods cannot blow up the series count.
+ */
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DecisionObserver } from '../review.js';
+
+/** Metric names share this prefix. */
+export const METRIC_PREFIX = 'kpack_trust_verifier_';
+
+/** What one image decision reports (the DecisionObserver event). */
+export type ImageDecisionEvent = Parameters<DecisionObserver['imageDecided']>[0];
+
+/** Maps a decision to a bounded reason class; the default reads the TrustError code or keywords. */
+export type ReasonClassifier = (event: ImageDecisionEvent) => string;
+
+/** Which HTTP route a response belongs to (bounded). */
+export type RouteLabel = 'review' | 'healthz' | 'readyz' | 'metrics' | 'other';
+
+/** How a whole review ended. */
+export type ReviewOutcome = 'allowed' | 'denied' | 'rejected' | 'error';
+
+/** Options of VerifierMetrics. */
+export interface VerifierMetricsOptions {
+  /** Process/runtime metrics (`process_*`, `nodejs_*`); default true. */
+  readonly defaultMetrics?: boolean;
+  readonly classifyReason?: ReasonClassifier;
+}
+
+// Sub-millisecond cached decisions up to the apiserver's 30 s webhook timeout.
+const DECISION_BUCKETS = [
+  0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
+];
+const FETCH_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+// The engine's outcome codes (ImageDecision.code in policy/engine.ts) and the TrustError codes
+// (common/src/errors.ts): the closed set a reason label may take, lowercased.
+const KNOWN_CODES = new Set([
+  'SIGNED',
+  'RULE_ALLOW',
+  'NAMESPACE_EXEMPT',
+  'BREAK_GLASS',
+  'REFERENCE_INVALID',
+  'NO_RULE',
+  'DIGEST_REQUIRED',
+  'RULE_DENY',
+  'NOT_SIGNED',
+  'DIGEST_MISMATCH',
+  'SIGNERS_NOT_MET',
+  'INTERNAL',
+  'METADATA_MALFORMED',
+  'WRONG_ROLE_TYPE',
+  'NOT_CANONICALIZABLE',
+  'KEY_INVALID',
+  'KEY_ID_MISMATCH',
+  'SIGNATURE_THRESHOLD',
+  'EXPIRED',
+  'VERSION_ROLLBACK',
+  'HASH_MISMATCH',
+  'LENGTH_MISMATCH',
+  'DOWNLOAD_TOO_LARGE',
+  'META_MISSING',
+  'WORKFLOW_ORDER',
+  'ROOT_NOT_TRUSTED',
+  'CERTIFICATE_INVALID',
+  'DELEGATION_PATH_VIOLATION',
+  'TARGET_NOT_FOUND',
+  'HTTP_STATUS',
+  'HTTP_UNREACHABLE',
+  'AUTH_FAILED',
+]);
+
+// When an event carries no code: the engine's wording (policy/engine.ts, policy/resolve-image.ts),
+// first match wins, named like the code the engine would have given.
+const REASON_PATTERNS: readonly (readonly [string, RegExp])[] = [
+  ['reference_invalid', /not a valid image reference/],
+  ['no_rule', /no policy rule matches/],
+  ['digest_required', /requires a digest reference/],
+  ['rule_deny', /^denied by rule/],
+  ['digest_mismatch', /is signed for sha256:\S+, not for the referenced/],
+  ['signers_not_met', /required signers/],
+  ['not_signed', /\bnot signed\b/],
+  ['notary_unavailable', /failed to serve trust data|is missing trust data/],
+  ['internal', /internal error/],
+  ['verification_failed', /failed verification/],
+];
+
+/**
+ * The default reason classifier: the event's outcome code when it is one of the known codes
+ * (read structurally, as `code` or `errorCode`), else a class from the engine's wording, else
+ * `other` — a closed set whatever the reason's text.
+ */
+export function classifyReason(event: ImageDecisionEvent): string {
+  const extra = event as { readonly code?: unknown; readonly errorCode?: unknown };
+  for (const code of [extra.code, extra.errorCode]) {
+    if (typeof code === 'string' && KNOWN_CODES.has(code)) return code.toLowerCase();
+  }
+  switch (event.result) {
+    case 'allowed':
+      return 'signed';
+    case 'break-glass':
+      return 'break_glass';
+    case 'exempt':
+      return /^namespace .* is exempt/.test(event.reason) ? 'namespace_exempt' : 'rule_allow';
+    default:
+      break;
+  }
+  for (const [label, pattern] of REASON_PATTERNS) if (pattern.test(event.reason)) return label;
+  return 'other';
+}
+
+/** Fixed label sets for values that arrive from outside our code. */
+const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,40}$/;
+const SERVER_LABEL_MAX = 200;
+
+/** The verifier's metrics; also the DecisionObserver the engine reports to. */
+export class VerifierMetrics implements DecisionObserver {
+  /** The registry `/metrics` serves. */
+  readonly registry: Registry;
+  private readonly decisions: Counter<'result' | 'reason'>;
+  private readonly decisionSeconds: Histogram<'result'>;
+  private readonly fetchSeconds: Histogram<'server' | 'outcome'>;
+  private readonly fetchErrors: Counter<'server' | 'code'>;
+  private readonly cacheLookups: Counter<'result'>;
+  private readonly reviews: Counter<'outcome'>;
+  private readonly reviewSeconds: Histogram<'outcome'>;
+  private readonly httpResponses: Counter<'route' | 'code'>;
+  private readonly reloads: Counter<'kind' | 'result'>;
+  private readonly classify: ReasonClassifier;
+
+  constructor(options: VerifierMetricsOptions = {}) {
+    this.registry = new Registry();
+    this.classify = options.classifyReason ?? classifyReason;
+    const registers = [this.registry];
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+    this.decisions = new Counter({
+      name: `${METRIC_PREFIX}image_decisions_total`,
+      help: 'Image decisions by result (allowed, denied, would-deny, break-glass, exempt) and reason class.',
+      labelNames: ['result', 'reason'],
+      registers,
+    });
+    this.decisionSeconds = new Histogram({
+      name: `${METRIC_PREFIX}image_decision_duration_seconds`,
+      help: 'Time to decide one image, including any notary fetch.',
+      labelNames: ['result'],
+      buckets: DECISION_BUCKETS,
+      registers,
+    });
+    this.fetchSeconds = new Histogram({
+      name: `${METRIC_PREFIX}notary_fetch_duration_seconds`,
+      help: 'Time to update one repository collection from its notary server.',
+      labelNames: ['server', 'outcome'],
+      buckets: FETCH_BUCKETS,
+      registers,
+    });
+    this.fetchErrors = new Counter({
+      name: `${METRIC_PREFIX}notary_fetch_errors_total`,
+      help: 'Failed notary collection updates by notary server and error code.',
+      labelNames: ['server', 'code'],
+      registers,
+    });
+    this.cacheLookups = new Counter({
+      name: `${METRIC_PREFIX}cache_lookups_total`,
+      help: 'Lookups of verified repository collections in the cache, by hit or miss.',
+      labelNames: ['result'],
+      registers,
+    });
+    this.reviews = new Counter({
+      name: `${METRIC_PREFIX}reviews_total`,
+      help: 'ImageReview requests by outcome (allowed, denied, rejected as malformed, error).',
+      labelNames: ['outcome'],
+      registers,
+    });
+    this.reviewSeconds = new Histogram({
+      name: `${METRIC_PREFIX}review_duration_seconds`,
+      help: 'Time to answer one ImageReview (all images of the pod).',
+      labelNames: ['outcome'],
+      buckets: DECISION_BUCKETS,
+      registers,
+    });
+    this.httpResponses = new Counter({
+      name: `${METRIC_PREFIX}http_responses_total`,
+      help: 'HTTP responses by route and status code.',
+      labelNames: ['route', 'code'],
+      registers,
+    });
+    this.reloads = new Counter({
+      name: `${METRIC_PREFIX}reloads_total`,
+      help: 'Hot reloads of the config file and the TLS certificate, by result.',
+      labelNames: ['kind', 'result'],
+      registers,
+    });
+  }
+
+  /** DecisionObserver: counts and times one image decision. */
+  imageDecided(event: ImageDecisionEvent): void {
+    this.decisions.inc({ result: event.result, reason: this.classify(event) });
+    this.decisionSeconds.observe({ result: event.result }, event.durationMs / 1000);
+  }
+
+  /** DecisionObserver: times one collection update and counts its failure code. */
+  notaryFetched(event: Parameters<DecisionObserver['notaryFetched']>[0]): void {
+    const server = event.server.length <= SERVER_LABEL_MAX ? event.server : 'other';
+    this.fetchSeconds.observe(
+      { server, outcome: event.ok ? 'ok' : 'error' },
+      event.durationMs / 1000,
+    );
+    if (!event.ok) {
+      const code =
+        event.errorCode !== undefined && ERROR_CODE.test(event.errorCode)
+          ? event.errorCode
+          : 'OTHER';
+      this.fetchErrors.inc({ server, code });
+    }
+  }
+
+  /** DecisionObserver: one cache hit or miss. */
+  cacheLookup(event: { readonly hit: boolean }): void {
+    this.cacheLookups.inc({ result: event.hit ? 'hit' : 'miss' });
+  }
+
+  /** One answered ImageReview. */
+  reviewAnswered(outcome: ReviewOutcome, seconds: number): void {
+    this.reviews.inc({ outcome });
+    this.reviewSeconds.observe({ outcome }, seconds);
+  }
+
+  /** One HTTP response. */
+  httpResponse(route: RouteLabel, statusCode: number): void {
+    this.httpResponses.inc({ route, code: String(statusCode) });
+  }
+
+  /** One config or certificate reload attempt. */
+  reloaded(kind: 'config' | 'tls', ok: boolean): void {
+    this.reloads.inc({ kind, result: ok ? 'success' : 'failure' });
+  }
+
+  /** The text exposition format, and its content type. */
+  async exposition(): Promise<{ readonly contentType: string; readonly body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}

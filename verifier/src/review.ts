@@ -1,0 +1,58 @@
+/**
+ * The ImageReview contract (imagepolicy.k8s.io/v1alpha1) as the decision engine sees it. The HTTP
+ * layer parses and validates requests into an ImageReviewSpec and serialises the status back; the
+ * policy engine implements ImageReviewer. Neither knows about the other's internals.
+ */
+
+/** One image of the pod, exactly as written in the pod spec. */
+export interface ImageReviewContainer {
+  readonly image: string;
+}
+
+/** The `spec` of an ImageReview request. */
+export interface ImageReviewSpec {
+  /** containers, then initContainers (and only ephemeral containers for pods/ephemeralcontainers). */
+  readonly containers: readonly ImageReviewContainer[];
+  /** Only pod annotations whose key contains `.image-policy.k8s.io/` are forwarded by the apiserver. */
+  readonly annotations: Readonly<Record<string, string>>;
+  readonly namespace: string;
+}
+
+/** The `status` of an ImageReview response. */
+export interface ImageReviewStatus {
+  readonly allowed: boolean;
+  /** Names each denied image and why, in one sentence each. */
+  readonly reason?: string;
+  /** Keys are sent bare; the apiserver prefixes `imagepolicywebhook.image-policy.k8s.io/`. */
+  readonly auditAnnotations?: Readonly<Record<string, string>>;
+}
+
+/** Decides an ImageReview. Implementations fail closed: any error becomes a denial with a reason. */
+export interface ImageReviewer {
+  review(spec: ImageReviewSpec): Promise<ImageReviewStatus>;
+}
+
+/** What the decision engine reports for metrics and logs; the HTTP layer implements it. */
+export interface DecisionObserver {
+  /** One line per image decision. */
+  imageDecided(event: {
+    readonly image: string;
+    readonly namespace: string;
+    readonly digest?: string;
+    readonly role?: string;
+    readonly rule?: string;
+    readonly result: 'allowed' | 'denied' | 'would-deny' | 'break-glass' | 'exempt';
+    readonly reason: string;
+    readonly durationMs: number;
+  }): void;
+  /** One notary fetch (a whole collection update). */
+  notaryFetched(event: {
+    readonly server: string;
+    readonly gun: string;
+    readonly ok: boolean;
+    readonly errorCode?: string;
+    readonly durationMs: number;
+  }): void;
+  /** A cache lookup of a GUN's verified collection. */
+  cacheLookup(event: { readonly hit: boolean }): void;
+}

@@ -1,0 +1,407 @@
+/**
+ * The only module that listens. It runs the express app over HTTPS (mTLS when a client CA is
+ * configured), sets the server timeouts, swaps in rotated certificates and changed configs without
+ * a restart, and shuts down gracefully: readyz turns 503, no new connections, in-flight reviews
+ * finish, then the process may exit 0.
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { createSecureContext } from 'node:tls';
+import type { ListenConfig, ListenTlsConfig, VerifierConfig } from './config/types.js';
+import { createApp, type Readiness } from './http/app.js';
+import { watchFiles, type FileWatch } from './http/file-watch.js';
+import { DecisionLog, combineObservers, type Logger } from './http/logger.js';
+import { VerifierMetrics } from './http/metrics.js';
+import type { DecisionObserver, ImageReviewer } from './review.js';
+
+/** Server timeouts, in milliseconds. */
+export interface ServerTimeouts {
+  /** Time to receive a request's headers. */
+  readonly headersTimeoutMs: number;
+  /** Time to receive a whole request (the apiserver gives up after 30 s anyway). */
+  readonly requestTimeoutMs: number;
+  /**
+   * An idle keep-alive connection is closed after this. Longer than Go's 90 s client idle timeout,
+   * so the apiserver closes first and never sends a review into a connection we are closing.
+   */
+  readonly keepAliveTimeoutMs: number;
+  /** Time to finish a TLS handshake. */
+  readonly handshakeTimeoutMs: number;
+}
+
+/** The defaults of ServerTimeouts. */
+export const DEFAULT_TIMEOUTS: ServerTimeouts = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 120_000,
+  handshakeTimeoutMs: 10_000,
+});
+
+/** How to run the HTTPS listener. */
+export interface HttpsListenOptions {
+  readonly handler: RequestListener;
+  readonly port: number;
+  /** Bind address; default all interfaces (the pod's IP must be reachable). */
+  readonly host?: string;
+  readonly tls: ListenTlsConfig;
+  readonly timeouts?: Partial<ServerTimeouts>;
+  readonly logger: Logger;
+  readonly metrics?: VerifierMetrics;
+  /** Watch the TLS files for rotation (default on); `false` leaves reloads to reloadTls(). */
+  readonly watch?: { readonly debounceMs?: number; readonly pollMs?: number } | false;
+}
+
+/** What reloadTls() did. */
+export type TlsReloadResult = 'reloaded' | 'unchanged' | 'failed';
+
+/** A listening HTTPS server. */
+export interface HttpsListener {
+  readonly server: Server;
+  readonly port: number;
+  /** Re-reads the certificate, key and client CA; installs them when they changed and are valid. */
+  reloadTls(): Promise<TlsReloadResult>;
+  /**
+   * Stops accepting connections, lets in-flight requests finish (closing each connection after its
+   * response), and destroys whatever is left after `graceMs`. Resolves when all are closed.
+   */
+  close(graceMs?: number): Promise<void>;
+}
+
+interface TlsMaterial {
+  readonly cert: Buffer;
+  readonly key: Buffer;
+  readonly ca?: Buffer;
+  readonly fingerprint: string;
+}
+
+async function readTls(files: ListenTlsConfig): Promise<TlsMaterial> {
+  const [cert, key, ca] = await Promise.all([
+    readFile(files.cert),
+    readFile(files.key),
+    files.clientCA !== undefined ? readFile(files.clientCA) : Promise.resolve(undefined),
+  ]);
+  const hash = createHash('sha256');
+  for (const part of [cert, key, ca ?? Buffer.alloc(0)]) {
+    hash.update(String(part.length)).update(':').update(part);
+  }
+  // Throws on a certificate that does not match its key, before the server ever sees the pair.
+  createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
+  return { cert, key, ...(ca ? { ca } : {}), fingerprint: hash.digest('hex') };
+}
+
+/** Starts the HTTPS server; rejects when the TLS files are unreadable or do not match. */
+export async function listenHttps(options: HttpsListenOptions): Promise<HttpsListener> {
+  const { logger, metrics } = options;
+  const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const mutualTls = options.tls.clientCA !== undefined;
+  let material: TlsMaterial;
+  try {
+    material = await readTls(options.tls);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw Object.assign(
+      new Error(
+        `listen.tls: cannot use the certificate ${options.tls.cert} and key ${options.tls.key}: ${(error as Error).message}`,
+        { cause: error },
+      ),
+      code !== undefined ? { code } : {},
+    );
+  }
+
+  const server = createServer({
+    cert: material.cert,
+    key: material.key,
+    ...(material.ca ? { ca: material.ca } : {}),
+    // mTLS: the apiserver's client certificate must chain to clientCA, or the handshake fails.
+    requestCert: mutualTls,
+    rejectUnauthorized: mutualTls,
+    handshakeTimeout: timeouts.handshakeTimeoutMs,
+    headersTimeout: timeouts.headersTimeoutMs,
+    requestTimeout: timeouts.requestTimeoutMs,
+    keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+  });
+
+  let closing = false;
+  const inFlight = new Set<ServerResponse>();
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (closing) res.setHeader('Connection', 'close');
+    inFlight.add(res);
+    res.on('close', () => inFlight.delete(res));
+    options.handler(req, res);
+  });
+
+  let lastTlsError = 0;
+  server.on('tlsClientError', (error, socket) => {
+    // One line per 10 s at most: a scanner or a misconfigured apiserver must not flood the log.
+    const now = Date.now();
+    if (now - lastTlsError >= 10_000) {
+      lastTlsError = now;
+      logger.warn('tls.handshake-failed', { remoteAddress: socket.remoteAddress, error });
+    }
+  });
+
+  const reloadTls = async (): Promise<TlsReloadResult> => {
+    let next: TlsMaterial;
+    try {
+      next = await readTls(options.tls);
+    } catch (error) {
+      // Mid-rotation (a new cert beside the old key) lands here; the next event completes it.
+      metrics?.reloaded('tls', false);
+      logger.warn('tls.reload-failed', { error, keeping: 'the certificate already in use' });
+      return 'failed';
+    }
+    if (next.fingerprint === material.fingerprint) return 'unchanged';
+    // Node keeps requestCert/rejectUnauthorized from creation, so mTLS stays as configured.
+    server.setSecureContext({
+      cert: next.cert,
+      key: next.key,
+      ...(next.ca ? { ca: next.ca } : {}),
+    });
+    material = next;
+    metrics?.reloaded('tls', true);
+    logger.info('tls.reloaded', { cert: options.tls.cert });
+    return 'reloaded';
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  server.on('error', (error) => {
+    logger.error('server.error', { error });
+  });
+
+  const tlsFiles = [
+    options.tls.cert,
+    options.tls.key,
+    ...(options.tls.clientCA ? [options.tls.clientCA] : []),
+  ];
+  const watch: FileWatch | undefined =
+    options.watch === false
+      ? undefined
+      : watchFiles(
+          tlsFiles,
+          async () => {
+            await reloadTls();
+          },
+          { logger, label: 'tls', ...options.watch },
+        );
+
+  let closed: Promise<void> | undefined;
+  const close = (graceMs = 25_000): Promise<void> => {
+    closed ??= new Promise<void>((resolve) => {
+      closing = true;
+      watch?.close();
+      for (const res of inFlight) if (!res.headersSent) res.setHeader('Connection', 'close');
+      // A keep-alive connection turns idle once its response is out; close it then.
+      const sweep = setInterval(() => {
+        server.closeIdleConnections();
+      }, 50);
+      const force = setTimeout(() => {
+        logger.warn('server.forced-close', { openRequests: inFlight.size, graceMs });
+        server.closeAllConnections();
+      }, graceMs);
+      server.close(() => {
+        clearInterval(sweep);
+        clearTimeout(force);
+        resolve();
+      });
+      server.closeIdleConnections();
+    });
+    return closed;
+  };
+
+  return {
+    server,
+    port: (server.address() as AddressInfo).port,
+    reloadTls,
+    close,
+  };
+}
+
+/** The decision engine as serve() drives it: an ImageReviewer that can take a new config. */
+export interface ReconfigurableReviewer extends ImageReviewer {
+  reconfigure(config: VerifierConfig): void;
+}
+
+/** What serve() needs from the engine's side (wired in main.ts; faked in tests). */
+export interface EngineBindings {
+  loadConfig(path: string): Promise<VerifierConfig>;
+  createEngine(config: VerifierConfig, observer: DecisionObserver): ReconfigurableReviewer;
+}
+
+/** How to serve. */
+export interface ServeOptions {
+  readonly configPath: string;
+  readonly engine: EngineBindings;
+  readonly logger: Logger;
+  /** Overrides listen.port (tests use 0). */
+  readonly port?: number;
+  /** Overrides listen.host. */
+  readonly host?: string;
+  /** Installs SIGTERM/SIGINT (shutdown) and SIGHUP (reload) handlers; default true. */
+  readonly handleSignals?: boolean;
+  /** How long in-flight requests get after a shutdown starts; default 25 s. */
+  readonly shutdownGraceMs?: number;
+  /** readyz answers 503 this long before the listener closes (endpoint propagation); default 0. */
+  readonly drainDelayMs?: number;
+  readonly timeouts?: Partial<ServerTimeouts>;
+  /** File watch timing for the config and the TLS files. */
+  readonly watch?: { readonly debounceMs?: number; readonly pollMs?: number };
+  readonly bodyLimitBytes?: number;
+  readonly maxImages?: number;
+}
+
+/** A serving verifier. */
+export interface RunningVerifier {
+  readonly port: number;
+  readonly metrics: VerifierMetrics;
+  /** Resolves once a shutdown has finished. */
+  readonly stopped: Promise<void>;
+  /** Re-reads the config; false (old config kept) when the new one is invalid. */
+  reloadConfig(): Promise<boolean>;
+  reloadTls(): Promise<TlsReloadResult>;
+  /** Starts (or joins) the graceful shutdown. */
+  shutdown(reason: string): Promise<void>;
+}
+
+function sameListen(a: ListenConfig, b: ListenConfig): boolean {
+  return (
+    a.port === b.port &&
+    a.host === b.host &&
+    a.tls.cert === b.tls.cert &&
+    a.tls.key === b.tls.key &&
+    a.tls.clientCA === b.tls.clientCA
+  );
+}
+
+async function fingerprintOf(path: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex');
+}
+
+/** Loads the config, starts the engine and the HTTPS server, and keeps both current. */
+export async function serve(options: ServeOptions): Promise<RunningVerifier> {
+  const { logger, configPath } = options;
+  const metrics = new VerifierMetrics();
+  let configFingerprint = await fingerprintOf(configPath);
+  let config = await options.engine.loadConfig(configPath);
+  const engine = options.engine.createEngine(
+    config,
+    combineObservers(metrics, new DecisionLog(logger)),
+  );
+  let shuttingDown = false;
+  const readiness = (): Readiness =>
+    shuttingDown ? { ready: false, reason: 'shutting down' } : { ready: true };
+
+  const app = createApp({
+    reviewer: engine,
+    metrics,
+    logger,
+    readiness,
+    ...(options.bodyLimitBytes !== undefined ? { bodyLimitBytes: options.bodyLimitBytes } : {}),
+    ...(options.maxImages !== undefined ? { maxImages: options.maxImages } : {}),
+  });
+  const listen = config.listen;
+  const host = options.host ?? listen.host;
+  const listener = await listenHttps({
+    handler: app,
+    port: options.port ?? listen.port,
+    ...(host !== undefined ? { host } : {}),
+    tls: listen.tls,
+    logger,
+    metrics,
+    ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+    ...(options.watch ? { watch: options.watch } : {}),
+  });
+  logger.info('server.listening', {
+    port: listener.port,
+    host: host ?? '*',
+    mutualTls: listen.tls.clientCA !== undefined,
+    config: configPath,
+    rules: config.rules.length,
+  });
+
+  const reloadConfig = async (force: boolean): Promise<boolean> => {
+    let fingerprint: string;
+    let next: VerifierConfig;
+    try {
+      fingerprint = await fingerprintOf(configPath);
+      if (!force && fingerprint === configFingerprint) return true;
+      next = await options.engine.loadConfig(configPath);
+      engine.reconfigure(next);
+    } catch (error) {
+      metrics.reloaded('config', false);
+      logger.error('config.reload-failed', {
+        config: configPath,
+        error,
+        keeping: 'the previous config',
+      });
+      return false;
+    }
+    if (!sameListen(listen, next.listen)) {
+      logger.warn('config.listen-changed', {
+        problem:
+          'listen (port, host, TLS file paths, clientCA) changes take effect after a restart',
+      });
+    }
+    configFingerprint = fingerprint;
+    config = next;
+    metrics.reloaded('config', true);
+    logger.info('config.reloaded', { config: configPath, rules: config.rules.length });
+    return true;
+  };
+  const configWatch = watchFiles([configPath], () => reloadConfig(false).then(() => undefined), {
+    logger,
+    label: 'config',
+    ...options.watch,
+  });
+
+  let resolveStopped: () => void = () => undefined;
+  const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
+  let shutdownPromise: Promise<void> | undefined;
+  const signalHandlers: [NodeJS.Signals, () => void][] = [];
+
+  const shutdown = (reason: string): Promise<void> => {
+    shutdownPromise ??= (async () => {
+      shuttingDown = true;
+      const graceMs = options.shutdownGraceMs ?? 25_000;
+      logger.info('server.shutting-down', { reason, graceMs });
+      configWatch.close();
+      for (const [signal, handler] of signalHandlers) process.off(signal, handler);
+      if (options.drainDelayMs)
+        await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
+      await listener.close(graceMs);
+      logger.info('server.stopped', { reason });
+      resolveStopped();
+    })();
+    return shutdownPromise;
+  };
+
+  if (options.handleSignals ?? true) {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      const handler = (): void => void shutdown(signal);
+      signalHandlers.push([signal, handler]);
+      process.on(signal, handler);
+    }
+    const onHangup = (): void => void reloadConfig(true);
+    signalHandlers.push(['SIGHUP', onHangup]);
+    process.on('SIGHUP', onHangup);
+  }
+
+  return {
+    port: listener.port,
+    metrics,
+    stopped,
+    reloadConfig: () => reloadConfig(true),
+    reloadTls: () => listener.reloadTls(),
+    shutdown,
+  };
+}

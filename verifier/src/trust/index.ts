@@ -1,0 +1,3 @@
+/** The trust cache and the notary clients it fetches through. */
+export * from './cache.js';
+export * from './notary-clients.js';

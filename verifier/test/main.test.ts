@@ -1,0 +1,268 @@
+/**
+ * The `kpack-trust-verifier` program: the command line in-process, and `serve` as a real child
+ * process — started from the compiled dist/src/main.js (or through tsx when the tests run from
+ * source) and stopped with SIGTERM while a review is in flight.
+ */
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { runCli, type CliIo } from '../src/main.js';
+import { httpsCall } from './support/https-client.js';
+import { reviewBody } from './support/stub-reviewer.js';
+import { createAuthority, type TestAuthority } from './support/tls.js';
+
+const compiled = fileURLToPath(import.meta.url).includes('/dist/');
+const MAIN = fileURLToPath(
+  new URL(compiled ? '../src/main.js' : '../src/main.ts', import.meta.url),
+);
+const NODE_ARGS = compiled ? [MAIN] : ['--import', 'tsx', MAIN];
+
+let ca: TestAuthority;
+let dir: string;
+
+before(async () => {
+  ca = await createAuthority();
+  const server = await ca.issue('verifier', 'server');
+  dir = await mkdtemp(join(tmpdir(), 'verifier-main-'));
+  await writeFile(join(dir, 'tls.crt'), server.cert);
+  await writeFile(join(dir, 'tls.key'), server.key);
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  assert.ok(address !== null && typeof address === 'object');
+  return address.port;
+}
+
+async function writeConfig(name: string, port: number): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(
+    path,
+    [
+      `listen: { port: ${port}, host: 127.0.0.1, tls: { cert: tls.crt, key: tls.key } }`,
+      'rules:',
+      '  - images: "docker.io/library/*"',
+      '    allow: true',
+      '',
+    ].join('\n'),
+  );
+  return path;
+}
+
+function captureIo(): CliIo & { out: string[]; err: string[] } {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, stdout: (t) => out.push(t), stderr: (t) => err.push(t), env: {} };
+}
+
+describe('command line', () => {
+  it('--help for the program and each command exits 0 with the usage on stdout', async () => {
+    for (const [argv, mentions] of [
+      [['--help'], /Commands:\n {2}serve --config FILE/],
+      [['serve', '--help'], /Usage: kpack-trust-verifier serve --config FILE/],
+      [['check', '-h'], /Exit status: 0 allowed, 1 denied, 2 error/],
+    ] as const) {
+      const io = captureIo();
+      assert.equal(await runCli(argv, io), 0, argv.join(' '));
+      assert.match(io.out.join(''), mentions);
+      assert.deepEqual(io.err, []);
+    }
+  });
+
+  it('exits 2 with a message and the usage for a command line it cannot run', async () => {
+    for (const [argv, message] of [
+      [[], /^Usage:/],
+      [['verify'], /^kpack-trust-verifier: unknown command "verify"/],
+      [
+        ['serve'],
+        /^kpack-trust-verifier: --config FILE is required\n\nUsage: kpack-trust-verifier serve/,
+      ],
+      [
+        ['serve', '--config', 'x', '--log-level', 'loud'],
+        /--log-level must be debug, info, warn or error, not "loud"/,
+      ],
+      [['serve', '--config', 'x', '--drain-seconds', '-1'], /--drain-seconds/],
+      [['serve', '--config', 'x', 'extra'], /Unexpected argument 'extra'/],
+      [
+        ['check', '--config', 'x'],
+        /^kpack-trust-verifier: name at least one IMAGE\n\nUsage: kpack-trust-verifier check/,
+      ],
+      [['check', 'alpine'], /--config FILE is required/],
+      [['check', '--bogus', 'alpine'], /Unknown option '--bogus'/],
+    ] as const) {
+      const io = captureIo();
+      assert.equal(await runCli(argv, io), 2, argv.join(' '));
+      assert.match(io.err.join(''), message);
+    }
+  });
+
+  it('check prints the decision as JSON and exits 0 when allowed, 1 when denied', async () => {
+    const config = await writeConfig('check.yaml', 8443);
+    const allowed = captureIo();
+    assert.equal(await runCli(['check', '--config', config, 'alpine:3'], allowed), 0);
+    assert.equal((JSON.parse(allowed.out.join('')) as { allowed: boolean }).allowed, true);
+
+    const denied = captureIo();
+    const code = await runCli(
+      ['check', '--config', config, '--namespace', 'team', 'registry.test/app:1'],
+      denied,
+    );
+    assert.equal(code, 1);
+    const decision = JSON.parse(denied.out.join('')) as {
+      allowed: boolean;
+      namespace: string;
+      reason: string;
+    };
+    assert.equal(decision.allowed, false);
+    assert.equal(decision.namespace, 'team');
+    assert.match(decision.reason, /^registry\.test\/app:1: no policy rule matches/);
+  });
+
+  it('check exits 2 for an invalid config', async () => {
+    const config = join(dir, 'invalid.yaml');
+    await writeFile(config, 'listen: 3\n');
+    const io = captureIo();
+    assert.equal(await runCli(['check', '--config', config, 'alpine'], io), 2);
+  });
+});
+
+interface Child {
+  readonly process: ChildProcessWithoutNullStreams;
+  readonly events: Record<string, unknown>[];
+  readonly exit: Promise<number | null>;
+  waitFor(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+}
+
+function start(args: readonly string[]): Child {
+  const child = spawn(process.execPath, [...NODE_ARGS, ...args], { stdio: 'pipe' });
+  const events: Record<string, unknown>[] = [];
+  const waiters: (() => void)[] = [];
+  let buffered = '';
+  child.stdout.setEncoding('utf8');
+  child.stdout.on('data', (chunk: string) => {
+    buffered += chunk;
+    let newline;
+    while ((newline = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      events.push(JSON.parse(line) as Record<string, unknown>);
+      for (const wake of waiters.splice(0)) wake();
+    }
+  });
+  child.stderr.resume();
+  const exit = new Promise<number | null>((resolve) =>
+    child.on('exit', (code) => {
+      resolve(code);
+    }),
+  );
+  const waitFor = async (event: string, timeoutMs = 20_000): Promise<Record<string, unknown>> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = events.find((e) => e['event'] === event);
+      if (found) return found;
+      if (Date.now() > deadline || child.exitCode !== null) {
+        throw new Error(`no ${event} log line; saw ${JSON.stringify(events)}`);
+      }
+      await new Promise<void>((resolve) => {
+        waiters.push(resolve);
+        setTimeout(resolve, 100);
+      });
+    }
+  };
+  return { process: child, events, exit, waitFor };
+}
+
+describe('serve as a process', () => {
+  it('finishes an in-flight review on SIGTERM, refuses new connections, and exits 0', async () => {
+    const port = await freePort();
+    const config = await writeConfig('serve.yaml', port);
+    const child = start(['serve', '--config', config]);
+    try {
+      const listening = await child.waitFor('server.listening');
+      assert.equal(listening['port'], port);
+
+      // A review whose body is only half sent when SIGTERM arrives.
+      const body = Buffer.from(JSON.stringify(reviewBody(['alpine:3.20'])));
+      const socket = connect({ host: '127.0.0.1', port, ca: ca.cert, servername: 'localhost' });
+      await new Promise<void>((resolve, reject) => {
+        socket.once('secureConnect', resolve);
+        socket.once('error', reject);
+      });
+      let response = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (response += chunk));
+      const closed = new Promise<void>((resolve) =>
+        socket.on('close', () => {
+          resolve();
+        }),
+      );
+      socket.write(
+        `POST /image-policy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length}\r\n\r\n`,
+      );
+      socket.write(body.subarray(0, 20));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+
+      child.process.kill('SIGTERM');
+      await child.waitFor('server.shutting-down');
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await assert.rejects(httpsCall({ port, ca: ca.cert }), { code: 'ECONNREFUSED' });
+
+      socket.end(body.subarray(20));
+      await closed;
+      const [head = '', payload = ''] = response.split('\r\n\r\n');
+      assert.match(head, /^HTTP\/1\.1 200 OK/);
+      assert.match(head, /\r\nConnection: close/i);
+      assert.deepEqual(JSON.parse(payload), {
+        apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+        kind: 'ImageReview',
+        status: {
+          allowed: true,
+          auditAnnotations: { 'image-0-rule': 'docker.io/library/*' },
+        },
+      });
+
+      assert.equal(await child.exit, 0);
+      await child.waitFor('server.stopped');
+      const decision = child.events.find((e) => e['event'] === 'image.decision');
+      assert.equal(decision?.['image'], 'alpine:3.20');
+      assert.equal(decision?.['result'], 'exempt');
+    } finally {
+      child.process.kill('SIGKILL');
+    }
+  });
+
+  it('exits 2 and logs why when it cannot start: invalid config, missing TLS files', async () => {
+    const invalid = join(dir, 'invalid-serve.yaml');
+    await writeFile(
+      invalid,
+      'listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }\nrules: nope\n',
+    );
+    const first = start(['serve', '--config', invalid]);
+    assert.equal(await first.exit, 2);
+    const configFailure = await first.waitFor('server.start-failed');
+    assert.equal((configFailure['error'] as { code?: string }).code, 'CONFIG_INVALID');
+
+    const missingTls = join(dir, 'missing-tls.yaml');
+    await writeFile(
+      missingTls,
+      'listen: { port: 8443, tls: { cert: missing.crt, key: missing.key } }\nrules: []\n',
+    );
+    const second = start(['serve', '--config', missingTls]);
+    assert.equal(await second.exit, 2);
+    const tlsFailure = await second.waitFor('server.start-failed');
+    const error = tlsFailure['error'] as { code?: string; message?: string };
+    assert.equal(error.code, 'ENOENT');
+    assert.match(String(error.message), /^listen\.tls: cannot use the certificate .*missing\.crt/);
+  });
+});

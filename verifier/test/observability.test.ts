@@ -1,0 +1,300 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  DecisionLog,
+  combineObservers,
+  createJsonLogger,
+  type LogLevel,
+} from '../src/http/logger.js';
+import { VerifierMetrics, classifyReason, type ImageDecisionEvent } from '../src/http/metrics.js';
+import type { DecisionObserver } from '../src/review.js';
+
+const NOW = new Date('2025-01-02T03:04:05.678Z');
+
+function collect(level?: LogLevel) {
+  const lines: string[] = [];
+  const logger = createJsonLogger({
+    write: (line) => lines.push(line),
+    now: () => NOW,
+    ...(level ? { level } : {}),
+  });
+  return {
+    logger,
+    lines,
+    parsed: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>),
+  };
+}
+
+function decision(overrides: Partial<ImageDecisionEvent>): ImageDecisionEvent {
+  return {
+    image: 'registry.test/team/app:1',
+    namespace: 'default',
+    result: 'denied',
+    reason: '',
+    durationMs: 1.5,
+    ...overrides,
+  };
+}
+
+describe('classifyReason', () => {
+  const denials: [string, string][] = [
+    ['not a valid image reference (path component "A" must be lowercase)', 'reference_invalid'],
+    ['no policy rule matches registry.test/x in namespace "default"', 'no_rule'],
+    ['rule "prod" requires a digest reference (registry.test/x@sha256:…)', 'digest_required'],
+    ['denied by rule "blocked"', 'rule_deny'],
+    [
+      `tag "1" is signed for sha256:${'a'.repeat(64)}, not for the referenced sha256:${'b'.repeat(64)}`,
+      'digest_mismatch',
+    ],
+    ['1 of the required signers signed "1", 2 needed (targets/qa: not signed)', 'signers_not_met'],
+    [
+      'not signed in notary https://notary.test (no target "1" in targets/releases or targets)',
+      'not_signed',
+    ],
+    [
+      'notary https://notary.test failed to serve trust data for registry.test/x: timed out',
+      'notary_unavailable',
+    ],
+    [
+      'notary https://notary.test is missing trust data: snapshot.json answered 404',
+      'notary_unavailable',
+    ],
+    ['internal error while checking notary https://notary.test: boom', 'internal'],
+    [
+      'trust data for registry.test/x from notary https://notary.test failed verification: whatever',
+      'verification_failed',
+    ],
+    ['something nobody anticipated', 'other'],
+  ];
+  for (const [reason, expected] of denials) {
+    it(`${expected}: ${reason.slice(0, 50)}`, () => {
+      assert.equal(classifyReason(decision({ reason })), expected);
+      assert.equal(classifyReason(decision({ reason, result: 'would-deny' })), expected);
+    });
+  }
+
+  it('prefers the outcome code when the event carries a known one', () => {
+    const reason = 'trust data for x from notary y failed verification: timestamp expired';
+    const withCode = (code: string): ImageDecisionEvent =>
+      ({ ...decision({ reason }), code }) as ImageDecisionEvent;
+    assert.equal(classifyReason(withCode('EXPIRED')), 'expired');
+    assert.equal(classifyReason(withCode('VERSION_ROLLBACK')), 'version_rollback');
+    assert.equal(classifyReason(withCode('SIGNERS_NOT_MET')), 'signers_not_met');
+    assert.equal(
+      classifyReason(withCode(`registry.test/${'x'.repeat(30)}`)),
+      'verification_failed',
+    );
+    const withErrorCode = {
+      ...decision({ reason }),
+      errorCode: 'HTTP_UNREACHABLE',
+    } as ImageDecisionEvent;
+    assert.equal(classifyReason(withErrorCode), 'http_unreachable');
+  });
+
+  it('classifies admissions by result when there is no code', () => {
+    assert.equal(
+      classifyReason(decision({ result: 'allowed', reason: 'signed by targets' })),
+      'signed',
+    );
+    assert.equal(classifyReason(decision({ result: 'break-glass', reason: 'x' })), 'break_glass');
+    assert.equal(
+      classifyReason(
+        decision({
+          result: 'exempt',
+          reason: 'namespace "kube-system" is exempt from image policy',
+        }),
+      ),
+      'namespace_exempt',
+    );
+    assert.equal(
+      classifyReason(
+        decision({ result: 'exempt', reason: 'admitted without verification by rule "hub"' }),
+      ),
+      'rule_allow',
+    );
+  });
+});
+
+describe('VerifierMetrics', () => {
+  it('counts notary fetches, errors by code and cache hits, with bounded labels', async () => {
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    metrics.notaryFetched({
+      server: 'https://notary.test',
+      gun: 'registry.test/a',
+      ok: true,
+      durationMs: 12,
+    });
+    metrics.notaryFetched({
+      server: 'https://notary.test',
+      gun: 'registry.test/b',
+      ok: false,
+      errorCode: 'HTTP_UNREACHABLE',
+      durationMs: 10_000,
+    });
+    metrics.notaryFetched({
+      server: 'https://notary.test',
+      gun: 'registry.test/c',
+      ok: false,
+      errorCode: 'free text from somewhere',
+      durationMs: 5,
+    });
+    metrics.cacheLookup({ hit: true });
+    metrics.cacheLookup({ hit: true });
+    metrics.cacheLookup({ hit: false });
+    metrics.imageDecided(
+      decision({ reason: 'not signed in notary x', image: 'registry.test/secret/app:1' }),
+    );
+    const { body } = await metrics.exposition();
+    const lines = body.split('\n');
+    for (const line of [
+      'kpack_trust_verifier_notary_fetch_errors_total{server="https://notary.test",code="HTTP_UNREACHABLE"} 1',
+      'kpack_trust_verifier_notary_fetch_errors_total{server="https://notary.test",code="OTHER"} 1',
+      'kpack_trust_verifier_notary_fetch_duration_seconds_count{server="https://notary.test",outcome="ok"} 1',
+      'kpack_trust_verifier_notary_fetch_duration_seconds_count{server="https://notary.test",outcome="error"} 2',
+      'kpack_trust_verifier_notary_fetch_duration_seconds_bucket{le="10",server="https://notary.test",outcome="error"} 2',
+      'kpack_trust_verifier_cache_lookups_total{result="hit"} 2',
+      'kpack_trust_verifier_cache_lookups_total{result="miss"} 1',
+      'kpack_trust_verifier_image_decisions_total{result="denied",reason="not_signed"} 1',
+    ]) {
+      assert.ok(lines.includes(line), `missing: ${line}`);
+    }
+    assert.ok(!body.includes('registry.test/'), 'neither GUNs nor images become label values');
+  });
+
+  it('registers the default process metrics unless told not to', async () => {
+    const withDefaults = await new VerifierMetrics().exposition();
+    assert.match(withDefaults.body, /^process_cpu_user_seconds_total /m);
+    assert.match(withDefaults.body, /^nodejs_eventloop_lag_seconds /m);
+    const without = await new VerifierMetrics({ defaultMetrics: false }).exposition();
+    assert.doesNotMatch(without.body, /process_cpu_user_seconds_total/);
+  });
+});
+
+describe('createJsonLogger', () => {
+  it('writes one JSON object per line: time, level, event first, then the fields', () => {
+    const { logger, lines } = collect();
+    logger.info('server.listening', { port: 8443, host: '*' });
+    assert.deepEqual(lines, [
+      '{"time":"2025-01-02T03:04:05.678Z","level":"info","event":"server.listening","port":8443,"host":"*"}',
+    ]);
+  });
+
+  it('never lets fields overwrite time, level or event, and drops undefined fields', () => {
+    const { logger, parsed } = collect();
+    logger.warn('x', {
+      time: 'forged',
+      level: 'debug',
+      event: 'other',
+      digest: undefined,
+      ok: false,
+    });
+    assert.deepEqual(parsed(), [{ time: NOW.toISOString(), level: 'warn', event: 'x', ok: false }]);
+  });
+
+  it('drops lines below the level', () => {
+    const { logger, parsed } = collect('warn');
+    logger.debug('a');
+    logger.info('b');
+    logger.warn('c');
+    logger.error('d');
+    assert.deepEqual(
+      parsed().map((l) => l['event']),
+      ['c', 'd'],
+    );
+  });
+
+  it('bounds long strings and serialises errors with their code', () => {
+    const { logger, parsed } = collect();
+    const error = Object.assign(new Error('boom'), { code: 'CONFIG_INVALID' });
+    logger.error('e', { image: 'a'.repeat(10_000), error });
+    const [line] = parsed();
+    assert.equal(line?.['image'], `${'a'.repeat(2048)}…(10000 chars)`);
+    assert.deepEqual(line?.['error'], { name: 'Error', message: 'boom', code: 'CONFIG_INVALID' });
+  });
+
+  it('survives a cyclic value', () => {
+    const { logger, parsed } = collect();
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    logger.info('cyclic', { cyclic });
+    const [line] = parsed();
+    assert.equal(line?.['event'], 'cyclic');
+    assert.match(String(line?.['logError']), /circular/i);
+  });
+});
+
+describe('DecisionLog and combineObservers', () => {
+  it('logs one line per image decision with image, digest, rule, result, reason, duration, namespace', () => {
+    const { logger, parsed } = collect();
+    new DecisionLog(logger).imageDecided({
+      image: 'registry.test/team/app:1',
+      namespace: 'team',
+      digest: `sha256:${'c'.repeat(64)}`,
+      role: 'targets/releases',
+      rule: 'team',
+      result: 'allowed',
+      reason: 'signed by targets/releases in notary https://notary.test',
+      durationMs: 0.123456,
+    });
+    assert.deepEqual(parsed(), [
+      {
+        time: NOW.toISOString(),
+        level: 'info',
+        event: 'image.decision',
+        image: 'registry.test/team/app:1',
+        namespace: 'team',
+        digest: `sha256:${'c'.repeat(64)}`,
+        role: 'targets/releases',
+        rule: 'team',
+        result: 'allowed',
+        reason: 'signed by targets/releases in notary https://notary.test',
+        durationMs: 0.123,
+      },
+    ]);
+  });
+
+  it('logs failed notary fetches as warnings and successful ones at debug', () => {
+    const { logger, parsed } = collect();
+    const log = new DecisionLog(logger);
+    log.notaryFetched({ server: 's', gun: 'g', ok: true, durationMs: 1 });
+    log.notaryFetched({
+      server: 's',
+      gun: 'g',
+      ok: false,
+      errorCode: 'HTTP_STATUS',
+      durationMs: 2,
+    });
+    assert.deepEqual(parsed(), [
+      {
+        time: NOW.toISOString(),
+        level: 'warn',
+        event: 'notary.fetch',
+        server: 's',
+        gun: 'g',
+        ok: false,
+        errorCode: 'HTTP_STATUS',
+        durationMs: 2,
+      },
+    ]);
+  });
+
+  it('keeps feeding the other observers when one throws', () => {
+    const seen: string[] = [];
+    const broken: DecisionObserver = {
+      imageDecided: () => {
+        throw new Error('broken observer');
+      },
+      notaryFetched: () => undefined,
+      cacheLookup: () => undefined,
+    };
+    const recording: DecisionObserver = {
+      imageDecided: (event) => seen.push(event.image),
+      notaryFetched: () => undefined,
+      cacheLookup: (event) => seen.push(String(event.hit)),
+    };
+    const combined = combineObservers(broken, recording);
+    combined.imageDecided(decision({ image: 'one' }));
+    combined.cacheLookup({ hit: true });
+    assert.deepEqual(seen, ['one', 'true']);
+  });
+});

@@ -1,0 +1,449 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import type { RequestListener } from 'node:http';
+import { Agent } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { VerifierConfig } from '../src/config/types.js';
+import { loadConfig } from '../src/config/index.js';
+import { createJsonLogger, type Logger } from '../src/http/logger.js';
+import {
+  listenHttps,
+  serve,
+  type HttpsListener,
+  type ReconfigurableReviewer,
+} from '../src/server.js';
+import type { ImageReviewStatus } from '../src/review.js';
+import { eventually, httpsCall } from './support/https-client.js';
+import { reviewBody } from './support/stub-reviewer.js';
+import { createAuthority, type Pem, type TestAuthority } from './support/tls.js';
+
+interface LogCapture {
+  readonly logger: Logger;
+  readonly lines: Record<string, unknown>[];
+  events(name: string): Record<string, unknown>[];
+}
+
+function captureLogs(): LogCapture {
+  const lines: Record<string, unknown>[] = [];
+  return {
+    lines,
+    logger: createJsonLogger({
+      level: 'debug',
+      write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>),
+    }),
+    events: (name) => lines.filter((line) => line['event'] === name),
+  };
+}
+
+const ok: RequestListener = (_req, res) => {
+  res.setHeader('Content-Type', 'application/json');
+  res.end('{"status":"ok"}');
+};
+
+let ca: TestAuthority;
+let otherCa: TestAuthority;
+let first: Pem;
+let second: Pem;
+let client: Pem;
+let strangerClient: Pem;
+let dir: string;
+
+before(async () => {
+  [ca, otherCa] = await Promise.all([createAuthority('verifier CA'), createAuthority('other CA')]);
+  [first, second, client, strangerClient] = await Promise.all([
+    ca.issue('first', 'server'),
+    ca.issue('second', 'server'),
+    ca.issue('kube-apiserver', 'client'),
+    otherCa.issue('kube-apiserver', 'client'),
+  ]);
+  dir = await mkdtemp(join(tmpdir(), 'verifier-server-'));
+});
+after(() => rm(dir, { recursive: true, force: true }));
+
+async function tlsDir(name: string, pem: Pem, clientCa?: string) {
+  const at = join(dir, name);
+  await mkdir(at, { recursive: true });
+  await writeFile(join(at, 'tls.crt'), pem.cert);
+  await writeFile(join(at, 'tls.key'), pem.key);
+  if (clientCa !== undefined) await writeFile(join(at, 'client-ca.crt'), clientCa);
+  return {
+    dir: at,
+    tls: {
+      cert: join(at, 'tls.crt'),
+      key: join(at, 'tls.key'),
+      ...(clientCa !== undefined ? { clientCA: join(at, 'client-ca.crt') } : {}),
+    },
+  };
+}
+
+describe('listenHttps', () => {
+  it('serves HTTPS with the configured certificate', async () => {
+    const { tls } = await tlsDir('plain', first);
+    const { logger } = captureLogs();
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger,
+      watch: false,
+    });
+    try {
+      const reply = await httpsCall({ port: listener.port, ca: ca.cert });
+      assert.equal(reply.status, 200);
+      assert.equal(reply.serverCN, 'first');
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('rejects a certificate that does not match its key at startup', async () => {
+    const { tls } = await tlsDir('mismatch', { cert: first.cert, key: second.key });
+    const { logger } = captureLogs();
+    await assert.rejects(
+      listenHttps({ handler: ok, port: 0, host: '127.0.0.1', tls, logger, watch: false }),
+      /key values mismatch/,
+    );
+  });
+
+  describe('with clientCA (mTLS from the apiserver)', () => {
+    let listener: HttpsListener;
+    let served = 0;
+    before(async () => {
+      const { tls } = await tlsDir('mtls', first, ca.cert);
+      const handler: RequestListener = (req, res) => {
+        served += 1;
+        ok(req, res);
+      };
+      listener = await listenHttps({
+        handler,
+        port: 0,
+        host: '127.0.0.1',
+        tls,
+        logger: captureLogs().logger,
+        watch: false,
+      });
+    });
+    after(() => listener.close());
+
+    it('fails the handshake of a client without a certificate', async () => {
+      const before = served;
+      await assert.rejects(
+        httpsCall({ port: listener.port, ca: ca.cert }),
+        (error: NodeJS.ErrnoException) => {
+          assert.match(
+            String(error.code),
+            /ECONNRESET|ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED|ERR_SSL/,
+          );
+          return true;
+        },
+      );
+      assert.equal(served, before, 'no request reaches the app');
+    });
+
+    it('fails the handshake of a client certificate from another CA', async () => {
+      const before = served;
+      await assert.rejects(
+        httpsCall({ port: listener.port, ca: ca.cert, ...strangerClient }),
+        (error: NodeJS.ErrnoException) => {
+          assert.match(String(error.code), /ECONNRESET|ERR_SSL/);
+          return true;
+        },
+      );
+      assert.equal(served, before);
+    });
+
+    it('serves a client certificate issued by clientCA', async () => {
+      const reply = await httpsCall({ port: listener.port, ca: ca.cert, ...client });
+      assert.equal(reply.status, 200);
+    });
+  });
+});
+
+describe('TLS certificate hot reload', () => {
+  it('keeps the old pair while the rotation is half-written, then switches without a restart', async () => {
+    const { tls } = await tlsDir('manual', first, ca.cert);
+    const logs = captureLogs();
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger: logs.logger,
+      watch: false,
+    });
+    try {
+      await writeFile(tls.cert, second.cert);
+      assert.equal(await listener.reloadTls(), 'failed');
+      assert.equal(logs.events('tls.reload-failed').length, 1);
+      const during = await httpsCall({ port: listener.port, ca: ca.cert, ...client });
+      assert.equal(during.serverCN, 'first', 'a mismatched pair is never installed');
+
+      await writeFile(tls.key, second.key);
+      assert.equal(await listener.reloadTls(), 'reloaded');
+      assert.equal(await listener.reloadTls(), 'unchanged');
+      const afterRotation = await httpsCall({ port: listener.port, ca: ca.cert, ...client });
+      assert.equal(afterRotation.serverCN, 'second');
+      // setSecureContext must not silently drop client-certificate enforcement.
+      await assert.rejects(httpsCall({ port: listener.port, ca: ca.cert }));
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('notices files replaced in place', async () => {
+    const { tls } = await tlsDir('in-place', first);
+    const logs = captureLogs();
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger: logs.logger,
+      watch: { debounceMs: 50, pollMs: 0 },
+    });
+    try {
+      await writeFile(tls.cert, second.cert);
+      await writeFile(tls.key, second.key);
+      await eventually(
+        async () => (await httpsCall({ port: listener.port, ca: ca.cert })).serverCN === 'second',
+        5000,
+        'the rotated certificate',
+      );
+      assert.ok(logs.events('tls.reloaded').length >= 1);
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('notices a Kubernetes Secret volume update (the ..data symlink swap)', async () => {
+    const root = join(dir, 'secret-volume');
+    await mkdir(join(root, '..v1'), { recursive: true });
+    await mkdir(join(root, '..v2'), { recursive: true });
+    await writeFile(join(root, '..v1', 'tls.crt'), first.cert);
+    await writeFile(join(root, '..v1', 'tls.key'), first.key);
+    await writeFile(join(root, '..v2', 'tls.crt'), second.cert);
+    await writeFile(join(root, '..v2', 'tls.key'), second.key);
+    await symlink('..v1', join(root, '..data'));
+    await symlink('..data/tls.crt', join(root, 'tls.crt'));
+    await symlink('..data/tls.key', join(root, 'tls.key'));
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls: { cert: join(root, 'tls.crt'), key: join(root, 'tls.key') },
+      logger: captureLogs().logger,
+      watch: { debounceMs: 50, pollMs: 0 },
+    });
+    try {
+      assert.equal((await httpsCall({ port: listener.port, ca: ca.cert })).serverCN, 'first');
+      // What the kubelet's atomic writer does: a new ..data symlink renamed over the old one.
+      await symlink('..v2', join(root, '..data_tmp'));
+      await rename(join(root, '..data_tmp'), join(root, '..data'));
+      await eventually(
+        async () => (await httpsCall({ port: listener.port, ca: ca.cert })).serverCN === 'second',
+        5000,
+        'the swapped certificate',
+      );
+    } finally {
+      await listener.close();
+    }
+  });
+});
+
+describe('graceful close', () => {
+  it('finishes an in-flight request, closes its connection, and refuses new ones', async () => {
+    const { tls } = await tlsDir('close', first);
+    let release: () => void = () => undefined;
+    const started = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const handler: RequestListener = (req, res) => {
+      release();
+      setTimeout(() => {
+        ok(req, res);
+      }, 300);
+    };
+    const listener = await listenHttps({
+      handler,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger: captureLogs().logger,
+      watch: false,
+    });
+    const agent = new Agent({ keepAlive: true });
+    try {
+      const inFlight = httpsCall({ port: listener.port, ca: ca.cert, agent });
+      await started;
+      const closed = listener.close(5000);
+      const reply = await inFlight;
+      assert.equal(reply.status, 200);
+      assert.equal(reply.headers['connection'], 'close');
+      await closed;
+      await assert.rejects(httpsCall({ port: listener.port, ca: ca.cert }), {
+        code: 'ECONNREFUSED',
+      });
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('closes idle keep-alive connections at once and forces the rest after the grace period', async () => {
+    const { tls } = await tlsDir('force', first);
+    const handler: RequestListener = (req, res) => {
+      if (req.url === '/hang') return; // never answers
+      ok(req, res);
+    };
+    const logs = captureLogs();
+    const listener = await listenHttps({
+      handler,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger: logs.logger,
+      watch: false,
+    });
+    const agent = new Agent({ keepAlive: true });
+    try {
+      await httpsCall({ port: listener.port, ca: ca.cert, agent }); // leaves an idle connection
+      const hanging = httpsCall({ port: listener.port, ca: ca.cert, path: '/hang' });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const startedAt = Date.now();
+      await listener.close(300);
+      const took = Date.now() - startedAt;
+      assert.ok(took >= 250 && took < 3000, `close took ${took} ms`);
+      await assert.rejects(hanging, { code: 'ECONNRESET' });
+      assert.equal(logs.events('server.forced-close').length, 1);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
+/** A stand-in engine that records what serve() does with it. */
+class RecordingEngine implements ReconfigurableReviewer {
+  readonly configs: VerifierConfig[];
+  constructor(config: VerifierConfig) {
+    this.configs = [config];
+  }
+  review(): Promise<ImageReviewStatus> {
+    return Promise.resolve({ allowed: true });
+  }
+  reconfigure(config: VerifierConfig): void {
+    this.configs.push(config);
+  }
+}
+
+describe('serve', () => {
+  const configText = (rules: string) =>
+    [
+      'listen: { port: 8443, host: 127.0.0.1, tls: { cert: tls.crt, key: tls.key } }',
+      'rules:',
+      rules,
+      '',
+    ].join('\n');
+  const oneRule = '  - { images: "docker.io/library/*", allow: true }';
+  const twoRules = `${oneRule}\n  - { images: "registry.test/*", allow: true }`;
+
+  async function start() {
+    const { dir: at } = await tlsDir(`serve-${Math.random().toString(36).slice(2)}`, first);
+    const configPath = join(at, 'verifier.yaml');
+    await writeFile(configPath, configText(oneRule));
+    const logs = captureLogs();
+    let engine: RecordingEngine | undefined;
+    const running = await serve({
+      configPath,
+      logger: logs.logger,
+      port: 0,
+      handleSignals: false,
+      drainDelayMs: 300,
+      watch: { debounceMs: 50, pollMs: 0 },
+      engine: {
+        loadConfig,
+        createEngine: (config) => (engine = new RecordingEngine(config)),
+      },
+    });
+    assert.ok(engine);
+    return { running, engine, logs, configPath };
+  }
+
+  it('answers reviews over HTTPS with the engine built from the config file', async () => {
+    const { running, engine, logs } = await start();
+    try {
+      assert.equal(engine.configs[0]?.rules.length, 1);
+      const reply = await httpsCall({
+        port: running.port,
+        ca: ca.cert,
+        path: '/image-policy',
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify(reviewBody(['alpine:3'])),
+      });
+      assert.equal(reply.status, 200);
+      assert.deepEqual(JSON.parse(reply.body), {
+        apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+        kind: 'ImageReview',
+        status: { allowed: true },
+      });
+      assert.equal(logs.events('server.listening')[0]?.['port'], running.port);
+    } finally {
+      await running.shutdown('test');
+    }
+  });
+
+  it('reloads a changed config, keeps the old one when the new one is invalid', async () => {
+    const { running, engine, logs, configPath } = await start();
+    try {
+      await writeFile(configPath, configText(twoRules));
+      await eventually(() => engine.configs.length === 2, 5000, 'the reloaded config');
+      assert.equal(engine.configs[1]?.rules.length, 2);
+      assert.equal(logs.events('config.reloaded').length, 1);
+
+      await writeFile(configPath, configText('  - { images: "x/*", allow: maybe }'));
+      await eventually(
+        () => logs.events('config.reload-failed').length === 1,
+        5000,
+        'the rejected config',
+      );
+      assert.equal(engine.configs.length, 2, 'an invalid config never reaches the engine');
+      const failure = logs.events('config.reload-failed')[0];
+      assert.equal((failure?.['error'] as { code?: string }).code, 'CONFIG_INVALID');
+      const ready = await httpsCall({ port: running.port, ca: ca.cert, path: '/readyz' });
+      assert.equal(ready.status, 200, 'still serving with the previous config');
+
+      const { body } = await running.metrics.exposition();
+      assert.match(
+        body,
+        /^kpack_trust_verifier_reloads_total\{kind="config",result="success"\} 1$/m,
+      );
+      assert.match(
+        body,
+        /^kpack_trust_verifier_reloads_total\{kind="config",result="failure"\} 1$/m,
+      );
+    } finally {
+      await running.shutdown('test');
+    }
+  });
+
+  it('turns readyz 503 as soon as a shutdown starts, then stops', async () => {
+    const { running, logs } = await start();
+    assert.equal(
+      (await httpsCall({ port: running.port, ca: ca.cert, path: '/readyz' })).status,
+      200,
+    );
+    const stopping = running.shutdown('SIGTERM');
+    const during = await httpsCall({ port: running.port, ca: ca.cert, path: '/readyz' });
+    assert.equal(during.status, 503);
+    assert.deepEqual(JSON.parse(during.body), { status: 'not ready', reason: 'shutting down' });
+    await stopping;
+    await running.stopped;
+    assert.deepEqual(
+      logs.lines.map((l) => l['event']).filter((e) => String(e).startsWith('server.')),
+      ['server.listening', 'server.shutting-down', 'server.stopped'],
+    );
+    await assert.rejects(httpsCall({ port: running.port, ca: ca.cert }), { code: 'ECONNREFUSED' });
+  });
+});
