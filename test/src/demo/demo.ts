@@ -1,0 +1,275 @@
+/**
+ * The end-to-end demo (the README's first command): the real notary stack on loopback, a kpack-style
+ * build signed by kpack-trust-signer with keys generated into Kubernetes Secrets on first use, and
+ * kpack-trust-verifier answering ImageReviews — then a table of what it admitted and denied, and why.
+ *
+ * Everything runs on 127.0.0.1 and stops by itself. The Kubernetes API is a local server that
+ * answers as kube-apiserver does (no kube-apiserver can be installed here); notary-server,
+ * notary-signer, docker-registry and skopeo are Debian's real binaries.
+ */
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startFakeApiserver, type FakeApiserver } from '../kube/fake-apiserver.js';
+import { pushImage, startStack, type NotaryStack } from '../stack/index.js';
+import { freePort } from '../stack/processes.js';
+
+/** One row of the demo's result table. */
+export interface DemoRow {
+  readonly image: string;
+  readonly expected: 'allowed' | 'denied';
+  readonly allowed: boolean;
+  readonly reason: string;
+  readonly ms: number;
+}
+
+/** The repository root: the directory holding the signer and verifier workspaces. */
+function repoRoot(): string {
+  let dir = fileURLToPath(new URL('.', import.meta.url));
+  while (!existsSync(join(dir, 'signer', 'package.json'))) {
+    const parent = join(dir, '..');
+    if (parent === dir) throw new Error('cannot find the kpack-trust repository root');
+    dir = parent;
+  }
+  return dir;
+}
+
+const log = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+/** Runs a built CLI of this repository and returns its stdout; fails with its stderr. */
+function runCli(
+  root: string,
+  bin: string,
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(
+      process.execPath,
+      [join(root, bin), ...args],
+      { env: { ...process.env, ...env }, maxBuffer: 8 << 20 },
+      (err, stdout, stderr) => {
+        if (err) reject(new Error(`${bin} ${args[0] ?? ''} failed:\n${stderr}`));
+        else resolve(stdout);
+      },
+    );
+  });
+}
+
+/** POSTs one ImageReview to the verifier over HTTPS and returns its status and the round-trip time. */
+function review(
+  url: string,
+  ca: string,
+  image: string,
+): Promise<{ allowed: boolean; reason: string; ms: number }> {
+  const body = JSON.stringify({
+    apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+    kind: 'ImageReview',
+    spec: { containers: [{ image }], annotations: {}, namespace: 'default' },
+  });
+  const started = process.hrtime.bigint();
+  return new Promise((resolve, reject) => {
+    const req = request(
+      url,
+      { method: 'POST', ca, headers: { 'content-type': 'application/json' }, timeout: 30_000 },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const ms = Number(process.hrtime.bigint() - started) / 1e6;
+          try {
+            const parsed = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
+              status?: { allowed?: boolean; reason?: string };
+            };
+            resolve({
+              allowed: parsed.status?.allowed === true,
+              reason: parsed.status?.reason ?? '',
+              ms,
+            });
+          } catch {
+            reject(
+              new Error(`verifier answered ${res.statusCode ?? '?'} with a body that is not JSON`),
+            );
+          }
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function waitReady(url: string, ca: string, child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`the verifier exited with code ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = request(`${url}/readyz`, { ca, timeout: 1000 }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      });
+      req.on('error', () => {
+        resolve(false);
+      });
+      req.end();
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the verifier did not become ready within 20 s');
+}
+
+function table(rows: readonly DemoRow[]): string {
+  const header = ['image', 'decision', 'ms', 'reason'];
+  const cells = rows.map((r) => [
+    r.image,
+    r.allowed ? 'ALLOWED' : 'DENIED',
+    r.ms.toFixed(1),
+    r.allowed ? '-' : r.reason,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => (c[i] ?? '').length)));
+  const fmt = (c: readonly string[]): string =>
+    c.map((v, i) => (i === 3 ? v : v.padEnd(widths[i] ?? 0))).join('  ');
+  return [fmt(header), fmt(widths.map((w) => '-'.repeat(w))), ...cells.map(fmt)].join('\n');
+}
+
+/** Runs the whole demo and returns its rows (the caller prints or asserts them). */
+export async function runDemo(): Promise<DemoRow[]> {
+  const root = repoRoot();
+  const signerBin = 'signer/dist/src/main.js';
+  const verifierBin = 'verifier/dist/src/main.js';
+  let stack: NotaryStack | undefined;
+  let apiserver: FakeApiserver | undefined;
+  let verifier: ChildProcess | undefined;
+  try {
+    log('starting notary-signer, notary-server and docker-registry on 127.0.0.1 …');
+    stack = await startStack({ trustService: 'remote' });
+    apiserver = await startFakeApiserver();
+    const work = await stack.tempDir('demo');
+    const kubeconfig = await apiserver.writeKubeconfig(join(work, 'kubeconfig'), {
+      namespace: 'builds',
+    });
+    const registry = stack.registryHost;
+
+    log('pushing demo images with skopeo …');
+    const app = await pushImage(stack, 'demo/app', 'v1', { content: 'app build 1' });
+    await pushImage(stack, 'demo/app', 'unsigned', { content: 'never signed' });
+    const other = await pushImage(stack, 'demo/other', 'v1', { content: 'other team' });
+
+    const sign = async (
+      repo: string,
+      tags: string[],
+      digest: string,
+      secrets: string,
+    ): Promise<string> => {
+      const report = join(work, `${secrets}-report.toml`);
+      await writeFile(
+        report,
+        `[image]\ntags = [${tags.map((t) => JSON.stringify(`${registry}/${repo}:${t}`)).join(', ')}]\ndigest = "${digest}"\n`,
+      );
+      const out = await runCli(root, signerBin, [
+        'sign',
+        '--notary-url',
+        stack?.notaryUrl ?? '',
+        '--notary-ca',
+        stack?.caFile ?? '',
+        '--report',
+        report,
+        '--secret-store',
+        'kubernetes',
+        '--kubeconfig',
+        kubeconfig,
+        '--namespace',
+        'builds',
+        '--root-key-secret',
+        `${secrets}-notary-root`,
+        '--targets-key-secret',
+        `${secrets}-notary-targets`,
+      ]);
+      const summary = JSON.parse(out.trim().split('\n').at(-1) ?? '{}') as { rootKeyId?: string };
+      if (!summary.rootKeyId) throw new Error(`the signer printed no rootKeyId: ${out}`);
+      return summary.rootKeyId;
+    };
+
+    log(
+      'kpack-trust-signer: signing demo/app:v1 and demo/app:latest (keys generated into Secrets) …',
+    );
+    const appRoot = await sign('demo/app', ['v1', 'latest'], app.digest, 'app');
+    log(`  root key id to pin: ${appRoot}`);
+    log('kpack-trust-signer: signing demo/other:v1 with its own, different root …');
+    await sign('demo/other', ['v1'], other.digest, 'other');
+
+    const port = await freePort();
+    const config = join(work, 'verifier.yaml');
+    await writeFile(
+      config,
+      [
+        `listen: { port: ${port}, host: 127.0.0.1, tls: { cert: ${JSON.stringify(stack.certificates.server.certFile)}, key: ${JSON.stringify(stack.certificates.server.keyFile)} } }`,
+        'notary:',
+        `  - registry: "${registry}"`,
+        `    server: ${stack.notaryUrl}`,
+        `    ca: ${JSON.stringify(stack.caFile)}`,
+        'rules:',
+        `  - images: "${registry}/demo/*"`,
+        `    trust: { rootKeys: ["${appRoot}"] }`,
+        '',
+      ].join('\n'),
+    );
+    log(
+      `starting kpack-trust-verifier on https://127.0.0.1:${port} pinning root ${appRoot.slice(0, 12)}… …`,
+    );
+    verifier = spawn(process.execPath, [join(root, verifierBin), 'serve', '--config', config], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    const url = `https://127.0.0.1:${port}`;
+    await waitReady(url, stack.caPem, verifier);
+
+    const nobody = `sha256:${randomBytes(32).toString('hex')}`;
+    const cases: [string, DemoRow['expected']][] = [
+      [`${registry}/demo/app:v1`, 'allowed'],
+      [`${registry}/demo/app@${app.digest}`, 'allowed'],
+      [`${registry}/demo/app:unsigned`, 'denied'],
+      [`${registry}/demo/other:v1`, 'denied'],
+      [`${registry}/demo/app@${nobody}`, 'denied'],
+    ];
+    const rows: DemoRow[] = [];
+    for (const [image, expected] of cases) {
+      const r = await review(`${url}/image-policy`, stack.caPem, image);
+      rows.push({ image, expected, ...r });
+    }
+    return rows;
+  } finally {
+    if (verifier && verifier.exitCode === null) {
+      verifier.kill('SIGTERM');
+      await new Promise((r) => verifier?.once('exit', r));
+    }
+    await apiserver?.close();
+    await stack?.stop();
+  }
+}
+
+/** Entry point: print the table; exit 1 if any decision differs from what the demo expects. */
+async function main(): Promise<void> {
+  const rows = await runDemo();
+  process.stdout.write(`\n${table(rows)}\n\n`);
+  const wrong = rows.filter((r) => r.allowed !== (r.expected === 'allowed'));
+  if (wrong.length > 0) {
+    process.stderr.write(`unexpected decisions: ${wrong.map((r) => r.image).join(', ')}\n`);
+    process.exitCode = 1;
+  } else {
+    log('every decision is as expected; everything started has been stopped.');
+  }
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`demo failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  });
+}
