@@ -1,0 +1,948 @@
+/**
+ * The Helm chart (charts/kpack-trust) rendered by a real Helm binary: `helm lint --strict` and
+ * `helm template` for the default values and each values file in charts/kpack-trust/ci/, every
+ * rendered object validated against the Kubernetes (and cert-manager / prometheus-operator CRD)
+ * schemas of the kubernetes-models packages, the rendered verifier config loaded by the verifier's
+ * own parseConfig against the files the pod would actually have mounted, what NOTES.txt prints for
+ * kube-apiserver, and bad values rejected with Helm's exact message.
+ *
+ * The kubernetes-models validators check types, required fields, formats and enums; like the
+ * Kubernetes OpenAPI they are built from, they do not reject unknown fields, so the tests below
+ * also assert the fields that matter by value.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { isAbsolute, join } from 'node:path';
+import { describe, it } from 'node:test';
+import {
+  isMap,
+  isScalar,
+  parseAllDocuments,
+  parseDocument,
+  parse as parseYaml,
+  stringify,
+} from 'yaml';
+import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
+import { Service } from 'kubernetes-models/v1/Service';
+import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
+import { Container } from 'kubernetes-models/v1/Container';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
+import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
+import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
+import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import { parseConfig, type VerifierConfig } from '@kpack-trust/verifier';
+import { CHART_DIR, runHelm } from './support/helm.js';
+
+const RELEASE = 'rel';
+const NAMESPACE = 'trust';
+const VERIFIER = `${RELEASE}-kpack-trust-verifier`;
+const SIGNER = `${RELEASE}-kpack-trust-signer`;
+const CI_DIR = join(CHART_DIR, 'ci');
+
+/** A rendered Kubernetes object, as parsed YAML. */
+type K8sObject = Record<string, unknown> & {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+};
+
+type Validate = (object: K8sObject) => void;
+
+function validator(model: new (data: never) => { validate(): void }): Validate {
+  return (object) => {
+    new model(object as never).validate();
+  };
+}
+
+/** Every kind the chart may render; a kind missing here fails the test rather than going unchecked. */
+const VALIDATORS: Readonly<Record<string, Validate>> = {
+  'v1/ConfigMap': validator(ConfigMap),
+  'v1/Service': validator(Service),
+  'v1/ServiceAccount': validator(ServiceAccount),
+  'apps/v1/Deployment': validator(Deployment),
+  'policy/v1/PodDisruptionBudget': validator(PodDisruptionBudget),
+  'rbac.authorization.k8s.io/v1/Role': validator(Role),
+  'rbac.authorization.k8s.io/v1/RoleBinding': validator(RoleBinding),
+  'networking.k8s.io/v1/NetworkPolicy': validator(NetworkPolicy),
+  'cert-manager.io/v1/Certificate': validator(Certificate),
+  'monitoring.coreos.com/v1/ServiceMonitor': validator(ServiceMonitor),
+};
+
+/** `-f` for a values file (relative to charts/kpack-trust/ci/, or absolute) and extra flags. */
+function valuesArgs(valuesFile: string | undefined, extra: readonly string[]): string[] {
+  return [
+    ...(valuesFile ? ['-f', isAbsolute(valuesFile) ? valuesFile : join(CI_DIR, valuesFile)] : []),
+    ...extra,
+  ];
+}
+
+/** `helm template` of the chart; fails the test with Helm's stderr when it does not render. */
+function render(valuesFile?: string, extra: readonly string[] = []): K8sObject[] {
+  const run = runHelm([
+    'template',
+    RELEASE,
+    CHART_DIR,
+    '--namespace',
+    NAMESPACE,
+    ...valuesArgs(valuesFile, extra),
+  ]);
+  assert.equal(run.status, 0, run.stderr);
+  return parseAllDocuments(run.stdout)
+    .map((doc) => doc.toJS() as unknown)
+    .filter((object): object is K8sObject => object !== null && typeof object === 'object');
+}
+
+/** What `helm install --dry-run=client` prints as NOTES (no cluster is contacted). */
+function notes(valuesFile?: string, extra: readonly string[] = []): string {
+  const run = runHelm([
+    'install',
+    RELEASE,
+    CHART_DIR,
+    '--namespace',
+    NAMESPACE,
+    '--dry-run=client',
+    '--output',
+    'json',
+    ...valuesArgs(valuesFile, extra),
+  ]);
+  assert.equal(run.status, 0, run.stderr);
+  const release = JSON.parse(run.stdout) as { info: { notes: string } };
+  return release.info.notes;
+}
+
+/** Helm's error output for values that must not render. */
+function rejection(args: readonly string[]): string {
+  const run = runHelm(['template', RELEASE, CHART_DIR, '--namespace', NAMESPACE, ...args]);
+  assert.notEqual(run.status, 0, 'helm template should have failed');
+  assert.equal(run.stdout, '');
+  return run.stderr;
+}
+
+function validateAll(objects: readonly K8sObject[]): void {
+  assert.ok(objects.length > 0);
+  for (const object of objects) {
+    const key = `${object.apiVersion}/${object.kind}`;
+    const validate = VALIDATORS[key];
+    assert.ok(validate, `no schema validator for ${key}: add one before the chart renders it`);
+    try {
+      validate(object);
+    } catch (error) {
+      assert.fail(
+        `${key} ${object.metadata.name}: ${error instanceof Error ? error.message : String(error)}`,
+      );
+    }
+  }
+}
+
+function find(
+  objects: readonly K8sObject[],
+  kind: string,
+  name: string,
+  namespace = NAMESPACE,
+): K8sObject {
+  const found = objects.filter(
+    (o) => o.kind === kind && o.metadata.name === name && o.metadata.namespace === namespace,
+  );
+  assert.equal(found.length, 1, `expected one ${kind} ${namespace}/${name}`);
+  return found[0] as K8sObject;
+}
+
+function kinds(objects: readonly K8sObject[]): string[] {
+  return objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort();
+}
+
+/** Untyped access into parsed YAML, failing the test on a missing step. */
+function at(value: unknown, ...path: (string | number)[]): unknown {
+  let current = value;
+  for (const step of path) {
+    assert.ok(
+      current !== null && typeof current === 'object',
+      `no ${String(step)} in ${JSON.stringify(current)}`,
+    );
+    current = (current as Record<string | number, unknown>)[step];
+  }
+  return current;
+}
+
+interface PodFiles {
+  /** Reads a file as the verifier container would see it, or throws ENOENT. */
+  read(path: string): string;
+}
+
+/**
+ * The verifier container's file system as far as the chart mounts it: ConfigMap volumes backed by
+ * the rendered ConfigMaps, Secret volumes by stand-in contents, and extra volumes by `external`.
+ */
+function podFiles(
+  objects: readonly K8sObject[],
+  external: Readonly<Record<string, string>> = {},
+): PodFiles {
+  const deployment = find(objects, 'Deployment', VERIFIER);
+  const pod = at(deployment, 'spec', 'template', 'spec') as {
+    volumes: {
+      name: string;
+      configMap?: { name: string };
+      secret?: { secretName: string; items?: { key: string; path: string }[] };
+    }[];
+    containers: { volumeMounts: { name: string; mountPath: string }[] }[];
+  };
+  const container = pod.containers[0];
+  assert.ok(container);
+  const secretStandIns: Readonly<Record<string, string>> = {
+    'tls.crt': 'serving certificate',
+    'tls.key': 'serving key',
+    '.dockerconfigjson': '{"auths":{}}',
+    'config.json': '{"auths":{}}',
+  };
+  return {
+    read(path: string): string {
+      for (const mount of container.volumeMounts) {
+        if (!path.startsWith(`${mount.mountPath}/`)) continue;
+        const file = path.slice(mount.mountPath.length + 1);
+        const volume = pod.volumes.find((v) => v.name === mount.name);
+        assert.ok(volume, `volume ${mount.name} is mounted but not defined`);
+        if (volume.configMap) {
+          const rendered = objects.find(
+            (o) => o.kind === 'ConfigMap' && o.metadata.name === volume.configMap?.name,
+          );
+          const content = rendered
+            ? (at(rendered, 'data') as Record<string, string>)[file]
+            : external[`${mount.name}/${file}`];
+          if (content !== undefined) return content;
+        }
+        if (volume.secret) {
+          const item = volume.secret.items?.find((i) => i.path === file);
+          const content = item ? secretStandIns[item.key] : undefined;
+          if (content !== undefined) return content;
+        }
+      }
+      throw Object.assign(new Error(`ENOENT: ${path} is in no mounted volume`), { code: 'ENOENT' });
+    },
+  };
+}
+
+/** The rendered config.yaml, loaded by the verifier's parser against the pod's files. */
+function loadRenderedConfig(
+  objects: readonly K8sObject[],
+  external: Readonly<Record<string, string>> = {},
+): VerifierConfig {
+  const configMap = find(objects, 'ConfigMap', VERIFIER);
+  const text = (at(configMap, 'data') as Record<string, string>)['config.yaml'];
+  assert.ok(text);
+  const files = podFiles(objects, external);
+  const config = parseConfig(
+    text,
+    '/etc/kpack-trust/config',
+    (path) => files.read(path),
+    'config.yaml',
+  );
+  // The listener's certificate and key are read when the server starts: they must be mounted too.
+  files.read(config.listen.tls.cert);
+  files.read(config.listen.tls.key);
+  return config;
+}
+
+/** The paragraph of NOTES.txt that starts with `firstLine`, parsed as YAML. */
+function notesBlock(text: string, firstLine: string): unknown {
+  const block = text.split('\n\n').find((paragraph) => paragraph.startsWith(firstLine));
+  assert.ok(block, `NOTES.txt has no block starting with ${firstLine}`);
+  return parseYaml(block);
+}
+
+/** Values files of the scenarios, parsed, to compare rendered output with its input. */
+function ciValues(file: string): unknown {
+  return parseYaml(readFileSync(join(CI_DIR, file), 'utf8'));
+}
+
+describe('kpack-trust Helm chart', () => {
+  describe('helm lint --strict', () => {
+    for (const valuesFile of [
+      undefined,
+      'cert-manager-values.yaml',
+      'network-monitoring-values.yaml',
+      'mtls-values.yaml',
+      'policy-values.yaml',
+    ]) {
+      it(`passes with ${valuesFile ?? 'the default values'}`, () => {
+        const run = runHelm(['lint', '--strict', CHART_DIR, ...valuesArgs(valuesFile, [])]);
+        assert.equal(run.status, 0, run.stdout + run.stderr);
+        assert.match(run.stdout, /1 chart\(s\) linted, 0 chart\(s\) failed/);
+      });
+    }
+  });
+
+  describe('default values', () => {
+    const objects = render();
+
+    it('render exactly the verifier and the signer objects, all valid Kubernetes objects', () => {
+      validateAll(objects);
+      assert.deepEqual(kinds(objects), [
+        `ConfigMap/${NAMESPACE}/${SIGNER}`,
+        `ConfigMap/${NAMESPACE}/${VERIFIER}`,
+        `Deployment/${NAMESPACE}/${VERIFIER}`,
+        `PodDisruptionBudget/${NAMESPACE}/${VERIFIER}`,
+        `Role/${NAMESPACE}/${SIGNER}`,
+        `RoleBinding/${NAMESPACE}/${SIGNER}`,
+        `Service/${NAMESPACE}/${VERIFIER}`,
+        `ServiceAccount/${NAMESPACE}/${SIGNER}`,
+        `ServiceAccount/${NAMESPACE}/${VERIFIER}`,
+      ]);
+    });
+
+    it('run two hardened verifier replicas with HTTPS probes and resource bounds', () => {
+      const deployment = find(objects, 'Deployment', VERIFIER);
+      assert.equal(at(deployment, 'spec', 'replicas'), 2);
+      const pod = at(deployment, 'spec', 'template', 'spec');
+      assert.deepEqual(at(pod, 'securityContext'), {
+        fsGroup: 65532,
+        runAsGroup: 65532,
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      assert.equal(at(pod, 'automountServiceAccountToken'), false);
+      assert.equal(
+        at(
+          pod,
+          'affinity',
+          'podAntiAffinity',
+          'preferredDuringSchedulingIgnoredDuringExecution',
+          0,
+          'podAffinityTerm',
+          'topologyKey',
+        ),
+        'kubernetes.io/hostname',
+      );
+      const container = at(pod, 'containers', 0);
+      assert.equal(at(container, 'image'), 'kpack-trust/verifier:0.1.0');
+      assert.deepEqual(at(container, 'args'), [
+        'serve',
+        '--config',
+        '/etc/kpack-trust/config/config.yaml',
+        '--log-level',
+        'info',
+        '--drain-seconds',
+        '5',
+      ]);
+      assert.deepEqual(at(container, 'securityContext'), {
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+        readOnlyRootFilesystem: true,
+        runAsNonRoot: true,
+      });
+      assert.deepEqual(at(container, 'livenessProbe', 'httpGet'), {
+        path: '/healthz',
+        port: 'https',
+        scheme: 'HTTPS',
+      });
+      assert.deepEqual(at(container, 'readinessProbe', 'httpGet'), {
+        path: '/readyz',
+        port: 'https',
+        scheme: 'HTTPS',
+      });
+      assert.deepEqual(at(container, 'resources'), {
+        requests: { cpu: '100m', memory: '128Mi' },
+        limits: { memory: '512Mi' },
+      });
+      // The verifier reloads its config itself; a checksum would only restart pods needlessly.
+      assert.equal(at(deployment, 'spec', 'template', 'metadata', 'annotations'), undefined);
+      const pdb = find(objects, 'PodDisruptionBudget', VERIFIER);
+      assert.equal(at(pdb, 'spec', 'minAvailable'), 1);
+      assert.deepEqual(
+        at(pdb, 'spec', 'selector', 'matchLabels'),
+        at(deployment, 'spec', 'selector', 'matchLabels'),
+      );
+    });
+
+    it('point the Service at the HTTPS port and mount the TLS Secret the NOTES name', () => {
+      const service = find(objects, 'Service', VERIFIER);
+      assert.deepEqual(at(service, 'spec', 'ports'), [
+        { name: 'https', port: 443, targetPort: 'https', protocol: 'TCP' },
+      ]);
+      const volumes = at(
+        find(objects, 'Deployment', VERIFIER),
+        'spec',
+        'template',
+        'spec',
+        'volumes',
+      );
+      assert.equal(at(volumes, 1, 'secret', 'secretName'), `${VERIFIER}-tls`);
+    });
+
+    it('render a verifier config that the verifier loads, exempting its own namespace', () => {
+      const config = loadRenderedConfig(objects);
+      assert.equal(config.listen.port, 8443);
+      assert.equal(config.listen.tls.cert, '/etc/kpack-trust/tls/tls.crt');
+      assert.equal(config.listen.tls.clientCA, undefined);
+      assert.deepEqual(config.notary, []);
+      assert.deepEqual(config.rules, []);
+      assert.deepEqual(config.exemptNamespaces, ['kube-system', NAMESPACE]);
+      assert.equal(config.failure, 'deny');
+      assert.equal(config.breakGlass.enabled, false);
+    });
+
+    it('give the signer exactly get (on its two key Secrets) and create on Secrets', () => {
+      const role = find(objects, 'Role', SIGNER);
+      assert.deepEqual(at(role, 'rules'), [
+        {
+          apiGroups: [''],
+          resources: ['secrets'],
+          verbs: ['get'],
+          resourceNames: ['kpack-trust-root-key', 'kpack-trust-targets-key'],
+        },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
+      ]);
+      const binding = find(objects, 'RoleBinding', SIGNER);
+      assert.deepEqual(at(binding, 'subjects'), [
+        { kind: 'ServiceAccount', name: SIGNER, namespace: NAMESPACE },
+      ]);
+      assert.deepEqual(at(binding, 'roleRef'), {
+        apiGroup: 'rbac.authorization.k8s.io',
+        kind: 'Role',
+        name: SIGNER,
+      });
+    });
+
+    it('print the AdmissionConfiguration, the webhook kubeconfig and the apiserver flags', () => {
+      const text = notes();
+      assert.deepEqual(notesBlock(text, 'apiVersion: apiserver.config.k8s.io/v1'), {
+        apiVersion: 'apiserver.config.k8s.io/v1',
+        kind: 'AdmissionConfiguration',
+        plugins: [
+          {
+            name: 'ImagePolicyWebhook',
+            configuration: {
+              imagePolicy: {
+                kubeConfigFile: '/etc/kubernetes/kpack-trust/webhook.kubeconfig',
+                allowTTL: 300,
+                denyTTL: 30,
+                retryBackoff: 500,
+                defaultAllow: false,
+              },
+            },
+          },
+        ],
+      });
+      const kubeconfig = notesBlock(text, 'apiVersion: v1\nkind: Config');
+      assert.deepEqual(at(kubeconfig, 'clusters', 0, 'cluster'), {
+        server: `https://${VERIFIER}.${NAMESPACE}.svc/image-policy`,
+        'certificate-authority': '/etc/kubernetes/kpack-trust/verifier-ca.crt',
+      });
+      assert.equal(at(kubeconfig, 'current-context'), 'kpack-trust-verifier');
+      assert.ok(text.includes('  --enable-admission-plugins=NodeRestriction,ImagePolicyWebhook\n'));
+      assert.ok(
+        text.includes(
+          '  --admission-control-config-file=/etc/kubernetes/kpack-trust/admission-config.yaml\n',
+        ),
+      );
+      assert.ok(
+        text.includes(
+          `kubectl -n ${NAMESPACE} get secret ${VERIFIER}-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > /etc/kubernetes/kpack-trust/verifier-ca.crt`,
+        ),
+      );
+    });
+
+    it('print a signing step that is a valid container using the signer ConfigMap', () => {
+      const text = notes();
+      const step = text.split('\n\n').find((p) => p.startsWith('  - name: sign'));
+      assert.ok(step);
+      const containers = parseYaml(step) as unknown[];
+      const container = containers[0] as Record<string, unknown>;
+      assert.doesNotThrow(() => {
+        new Container(container as never).validate();
+      });
+      assert.deepEqual(at(container, 'envFrom'), [{ configMapRef: { name: SIGNER } }]);
+      const data = at(find(objects, 'ConfigMap', SIGNER), 'data') as Record<string, string>;
+      // Every $(VAR) the step's args use is a key of the ConfigMap it loads.
+      const variables = (at(container, 'args') as string[]).flatMap((a) =>
+        [...a.matchAll(/\$\(([A-Z_]+)\)/g)].map((m) => m[1]),
+      );
+      assert.deepEqual(variables, [
+        'KPACK_TRUST_NOTARY_URL',
+        'KPACK_TRUST_NAMESPACE',
+        'KPACK_TRUST_ROOT_KEY_SECRET',
+        'KPACK_TRUST_TARGETS_KEY_SECRET',
+      ]);
+      for (const name of variables)
+        assert.ok(name !== undefined && name in data, `${name} is not in the ConfigMap`);
+    });
+  });
+
+  describe('TLS from cert-manager (ci/cert-manager-values.yaml)', () => {
+    const objects = render('cert-manager-values.yaml');
+
+    it('render a valid Certificate for the Service names and the fixed cluster IP', () => {
+      validateAll(objects);
+      const certificate = find(objects, 'Certificate', VERIFIER);
+      assert.equal(at(certificate, 'spec', 'secretName'), `${VERIFIER}-tls`);
+      assert.deepEqual(at(certificate, 'spec', 'dnsNames'), [
+        VERIFIER,
+        `${VERIFIER}.${NAMESPACE}`,
+        `${VERIFIER}.${NAMESPACE}.svc`,
+        `${VERIFIER}.${NAMESPACE}.svc.cluster.local`,
+        'image-policy.example.com',
+      ]);
+      assert.deepEqual(at(certificate, 'spec', 'ipAddresses'), ['10.96.200.10']);
+      assert.deepEqual(at(certificate, 'spec', 'issuerRef'), {
+        name: 'cluster-ca',
+        kind: 'ClusterIssuer',
+        group: 'cert-manager.io',
+      });
+      const deployment = find(objects, 'Deployment', VERIFIER);
+      const volumes = at(deployment, 'spec', 'template', 'spec', 'volumes');
+      assert.equal(at(volumes, 1, 'secret', 'secretName'), at(certificate, 'spec', 'secretName'));
+      assert.equal(at(find(objects, 'Service', VERIFIER), 'spec', 'clusterIP'), '10.96.200.10');
+    });
+
+    it('pin the image by digest, require anti-affinity and budget by maxUnavailable', () => {
+      const deployment = find(objects, 'Deployment', VERIFIER);
+      const pod = at(deployment, 'spec', 'template', 'spec');
+      assert.equal(
+        at(pod, 'containers', 0, 'image'),
+        'registry.example.com/platform/kpack-trust-verifier@sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae',
+      );
+      assert.equal(at(deployment, 'spec', 'replicas'), 3);
+      assert.equal(
+        at(
+          pod,
+          'affinity',
+          'podAntiAffinity',
+          'requiredDuringSchedulingIgnoredDuringExecution',
+          0,
+          'topologyKey',
+        ),
+        'kubernetes.io/hostname',
+      );
+      assert.equal(at(pod, 'priorityClassName'), 'system-cluster-critical');
+      const pdb = at(find(objects, 'PodDisruptionBudget', VERIFIER), 'spec');
+      assert.equal(at(pdb, 'maxUnavailable'), 1);
+      assert.equal(at(pdb, 'minAvailable'), undefined);
+    });
+
+    it('print the webhook URL with the fixed IP', () => {
+      const kubeconfig = notesBlock(
+        notes('cert-manager-values.yaml'),
+        'apiVersion: v1\nkind: Config',
+      );
+      assert.equal(
+        at(kubeconfig, 'clusters', 0, 'cluster', 'server'),
+        'https://10.96.200.10/image-policy',
+      );
+    });
+  });
+
+  describe('NetworkPolicy and ServiceMonitor (ci/network-monitoring-values.yaml)', () => {
+    const objects = render('network-monitoring-values.yaml');
+
+    it('render both, valid, with egress to DNS and each notary port', () => {
+      validateAll(objects);
+      const policy = find(objects, 'NetworkPolicy', VERIFIER);
+      assert.deepEqual(at(policy, 'spec', 'ingress'), [
+        {
+          ports: [{ port: 'https', protocol: 'TCP' }],
+          from: [{ ipBlock: { cidr: '10.0.0.0/24' } }],
+        },
+      ]);
+      const egress = at(policy, 'spec', 'egress') as unknown[];
+      assert.deepEqual(at(egress, 0, 'ports'), [
+        { port: 53, protocol: 'UDP' },
+        { port: 53, protocol: 'TCP' },
+      ]);
+      // 4443 from notary.example.com:4443, 443 from notary.docker.io and extraEgressPorts, 8443 extra.
+      assert.deepEqual(at(egress, 1, 'ports'), [
+        { port: 443, protocol: 'TCP' },
+        { port: 4443, protocol: 'TCP' },
+        { port: 8443, protocol: 'TCP' },
+      ]);
+      assert.deepEqual(at(egress, 1, 'to', 0, 'ipBlock', 'except'), ['169.254.169.254/32']);
+      assert.deepEqual(
+        at(policy, 'spec', 'podSelector', 'matchLabels'),
+        at(find(objects, 'Deployment', VERIFIER), 'spec', 'selector', 'matchLabels'),
+      );
+    });
+
+    it('scrape /metrics over HTTPS, verifying the serving certificate', () => {
+      const monitor = find(objects, 'ServiceMonitor', VERIFIER);
+      assert.equal(at(monitor, 'metadata', 'labels', 'release'), 'prometheus');
+      assert.deepEqual(at(monitor, 'spec', 'endpoints'), [
+        {
+          port: 'https',
+          scheme: 'https',
+          path: '/metrics',
+          interval: '15s',
+          scrapeTimeout: '10s',
+          tlsConfig: {
+            serverName: `${VERIFIER}.${NAMESPACE}.svc`,
+            ca: { secret: { name: 'verifier-serving-cert', key: 'ca.crt' } },
+          },
+        },
+      ]);
+    });
+
+    it('render a config with both notary servers that the verifier loads', () => {
+      const config = loadRenderedConfig(objects);
+      assert.deepEqual(
+        config.notary.map((n) => [n.registry, n.server, n.timeoutMs]),
+        [
+          ['registry.example.com', 'https://notary.example.com:4443', 10_000],
+          ['docker.io', 'https://notary.docker.io', 10_000],
+        ],
+      );
+    });
+  });
+
+  describe('mutual TLS (ci/mtls-values.yaml)', () => {
+    const objects = render('mtls-values.yaml');
+    const clientCa = at(ciValues('mtls-values.yaml'), 'verifier', 'tls', 'clientCA') as string;
+    const servingCa = at(ciValues('mtls-values.yaml'), 'verifier', 'tls', 'caBundle') as string;
+
+    it('demand the client CA in the config, shipped in the ConfigMap', () => {
+      validateAll(objects);
+      const config = loadRenderedConfig(objects);
+      assert.equal(config.listen.tls.clientCA, '/etc/kpack-trust/config/client-ca.crt');
+      const data = at(find(objects, 'ConfigMap', VERIFIER), 'data') as Record<string, string>;
+      assert.equal(data['client-ca.crt'], clientCa);
+      assert.equal(config.rules[0]?.action, 'deny');
+    });
+
+    it('probe the port with TCP, since the kubelet has no client certificate', () => {
+      const container = at(
+        find(objects, 'Deployment', VERIFIER),
+        'spec',
+        'template',
+        'spec',
+        'containers',
+        0,
+      );
+      assert.deepEqual(at(container, 'livenessProbe', 'tcpSocket'), { port: 'https' });
+      assert.deepEqual(at(container, 'readinessProbe', 'tcpSocket'), { port: 'https' });
+      assert.equal(at(container, 'livenessProbe', 'httpGet'), undefined);
+    });
+
+    it('leave the signer out when it is disabled', () => {
+      assert.deepEqual(
+        objects.filter((o) => o.metadata.name === SIGNER),
+        [],
+      );
+    });
+
+    it('print a kubeconfig with the serving CA embedded and the apiserver client certificate', () => {
+      const kubeconfig = notesBlock(notes('mtls-values.yaml'), 'apiVersion: v1\nkind: Config');
+      assert.equal(
+        at(kubeconfig, 'clusters', 0, 'cluster', 'certificate-authority-data'),
+        Buffer.from(servingCa).toString('base64'),
+      );
+      assert.deepEqual(at(kubeconfig, 'users', 0), {
+        name: 'kube-apiserver',
+        user: {
+          'client-certificate': '/etc/kubernetes/kpack-trust/apiserver-client.crt',
+          'client-key': '/etc/kubernetes/kpack-trust/apiserver-client.key',
+        },
+      });
+    });
+  });
+
+  describe('several notary servers and every policy key (ci/policy-values.yaml)', () => {
+    const objects = render('policy-values.yaml');
+    const values = ciValues('policy-values.yaml');
+    const notaryCa = at(values, 'verifier', 'notary', 0, 'ca') as string;
+    const external = { 'local-notary-ca/local-notary-ca.crt': notaryCa };
+
+    it('render valid objects, with the signer in both build namespaces', () => {
+      validateAll(objects);
+      for (const namespace of ['builds', 'builds-staging']) {
+        find(objects, 'ServiceAccount', SIGNER, namespace);
+        const role = find(objects, 'Role', SIGNER, namespace);
+        assert.deepEqual(at(role, 'rules', 0, 'resourceNames'), [
+          'kpack-trust-root-key',
+          'kpack-trust-targets-key',
+          'app-a-root-key',
+        ]);
+        const binding = find(objects, 'RoleBinding', SIGNER, namespace);
+        assert.equal(at(binding, 'subjects', 0, 'namespace'), namespace);
+        const data = at(find(objects, 'ConfigMap', SIGNER, namespace), 'data');
+        assert.deepEqual(data, {
+          KPACK_TRUST_NOTARY_URL: 'https://notary.example.com:4443',
+          KPACK_TRUST_NAMESPACE: namespace,
+          KPACK_TRUST_ROOT_KEY_SECRET: 'kpack-trust-root-key',
+          KPACK_TRUST_TARGETS_KEY_SECRET: 'kpack-trust-targets-key',
+          KPACK_TRUST_DELEGATION: 'targets/releases',
+          'notary-ca.crt': notaryCa,
+        });
+      }
+      assert.deepEqual(
+        objects.filter((o) => o.metadata.name === SIGNER && o.metadata.namespace === NAMESPACE),
+        [],
+      );
+      const pod = at(find(objects, 'Deployment', VERIFIER), 'spec', 'template', 'spec');
+      assert.deepEqual(at(pod, 'imagePullSecrets'), [
+        { name: 'regcred' },
+        { name: 'other-regcred' },
+      ]);
+      assert.equal(
+        at(find(objects, 'Service', VERIFIER), 'metadata', 'labels', 'team'),
+        'platform',
+      );
+    });
+
+    it('render a config the verifier loads, naming only files the pod has', () => {
+      const config = loadRenderedConfig(objects, external);
+      const [first, second, third] = config.notary;
+      assert.equal(first?.caFile, '/etc/kpack-trust/config/notary-ca-0.crt');
+      assert.equal(first?.caPem, notaryCa);
+      assert.equal(first?.timeoutMs, 5000);
+      assert.equal(
+        first?.credentialsFile,
+        '/etc/kpack-trust/notary-credentials/0/.dockerconfigjson',
+      );
+      assert.equal(second?.caFile, '/etc/kpack-trust/extra/local-notary-ca.crt');
+      assert.equal(second?.server, 'https://127.0.0.1:4443/notary');
+      assert.equal(second?.credentialsFile, '/etc/kpack-trust/notary-credentials/1/config.json');
+      assert.equal(third?.caFile, undefined);
+      assert.deepEqual(
+        config.rules.map((r) => [r.name, r.action, r.requireDigest, r.detectionMode]),
+        [
+          ['releases', 'verify', true, false],
+          ['local-ca', 'verify', false, true],
+          ['registry.example.com/experiments/*', 'verify', false, false],
+          ['docker.io/library/*', 'allow', false, false],
+          ['**', 'deny', false, false],
+        ],
+      );
+      const releases = config.rules[0];
+      assert.ok(releases?.action === 'verify');
+      assert.deepEqual(releases.namespaces, ['prod-*']);
+      assert.deepEqual(releases.excludeNamespaces, ['prod-sandbox']);
+      assert.deepEqual(
+        releases.trust.signers.map((s) => [
+          s.role,
+          s.keyIds.length,
+          s.canonicalIds.length,
+          s.threshold,
+        ]),
+        [
+          ['targets/releases', 1, 1, 1],
+          ['targets/qa', 1, 0, 1],
+        ],
+      );
+      assert.equal(releases.trust.signersThreshold, 1);
+      assert.deepEqual(config.exemptNamespaces, ['kube-system', 'kpack', NAMESPACE]);
+      assert.equal(config.failure, 'error');
+      assert.deepEqual(config.breakGlass, {
+        enabled: true,
+        annotation: 'platform.image-policy.k8s.io/break-glass',
+      });
+      assert.deepEqual(config.cache, {
+        maxRepositories: 5000,
+        ttlSeconds: 120,
+        maxTrustStates: 50_000,
+      });
+    });
+
+    it('carry a digest of the CA files in config.yaml, so a CA-only change reloads the verifier', () => {
+      // The verifier reloads when config.yaml changes; the CA files beside it are only re-read then.
+      const changedValues = structuredClone(values) as { verifier: { notary: { ca: string }[] } };
+      const firstServer = changedValues.verifier.notary[0];
+      assert.ok(firstServer);
+      firstServer.ca = at(ciValues('mtls-values.yaml'), 'verifier', 'tls', 'clientCA') as string;
+      const dir = mkdtempSync(join(tmpdir(), 'kpack-trust-chart-'));
+      try {
+        const file = join(dir, 'values.yaml');
+        writeFileSync(file, stringify(changedValues));
+        const configLines = (rendered: readonly K8sObject[]): string[] =>
+          (
+            (at(find(rendered, 'ConfigMap', VERIFIER), 'data') as Record<string, string>)[
+              'config.yaml'
+            ] ?? ''
+          ).split('\n');
+        const before = configLines(objects);
+        const after = configLines(render(file));
+        assert.equal(after.length, before.length);
+        const differing = before.filter((line, i) => line !== after[i]);
+        assert.equal(differing.length, 1, 'only the digest line differs');
+        assert.match(
+          differing[0] ?? '',
+          /^# CA files \(sha256 of their contents; a change here makes the verifier reload\): [0-9a-f]{64}$/,
+        );
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('print a signing step with the notary CA volume and the delegation', () => {
+      const step = notes('policy-values.yaml')
+        .split('\n\n')
+        .find((p) => p.startsWith('  - name: sign'));
+      assert.ok(step);
+      const [container, volume] = parseYaml(step) as unknown[];
+      assert.doesNotThrow(() => {
+        new Container(container as never).validate();
+      });
+      assert.ok(
+        (at(container, 'args') as string[]).includes(
+          '--notary-ca=/etc/kpack-trust/signer/notary-ca.crt',
+        ),
+      );
+      assert.ok(
+        (at(container, 'args') as string[]).includes('--delegation=$(KPACK_TRUST_DELEGATION)'),
+      );
+      assert.deepEqual(at(container, 'volumeMounts'), [
+        { name: 'kpack-trust-signer', mountPath: '/etc/kpack-trust/signer', readOnly: true },
+      ]);
+      assert.deepEqual(volume, { name: 'kpack-trust-signer', configMap: { name: SIGNER } });
+    });
+
+    it('mount each notary credentials Secret where the config looks for it', () => {
+      const pod = at(find(objects, 'Deployment', VERIFIER), 'spec', 'template', 'spec');
+      const volumes = at(pod, 'volumes') as { name: string }[];
+      assert.deepEqual(
+        volumes.filter((v) => v.name.startsWith('notary-credentials')),
+        [
+          {
+            name: 'notary-credentials-0',
+            secret: {
+              secretName: 'notary-pull-secret',
+              items: [{ key: '.dockerconfigjson', path: '.dockerconfigjson' }],
+            },
+          },
+          {
+            name: 'notary-credentials-1',
+            secret: {
+              secretName: 'local-notary-credentials',
+              items: [{ key: 'config.json', path: 'config.json' }],
+            },
+          },
+        ],
+      );
+    });
+  });
+
+  describe('the schema validator itself', () => {
+    it('rejects a Deployment with a wrong type, so the checks above can fail', () => {
+      const deployment = structuredClone(find(render(), 'Deployment', VERIFIER));
+      (deployment['spec'] as Record<string, unknown>)['replicas'] = 'two';
+      assert.throws(
+        () => VALIDATORS['apps/v1/Deployment']?.(deployment),
+        /data\/spec\/replicas must be integer/,
+      );
+    });
+  });
+
+  describe('values.yaml', () => {
+    it('has a comment on every key', () => {
+      const document = parseDocument(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8'));
+      const missing: string[] = [];
+      const walk = (node: unknown, path: string): void => {
+        if (!isMap(node)) return;
+        node.items.forEach((pair, i) => {
+          const key = isScalar(pair.key) ? String(pair.key.value) : '(complex key)';
+          const name = path === '' ? key : `${path}.${key}`;
+          // The first key's comment attaches to the enclosing map (or, at the top, the document).
+          const own = isScalar(pair.key) ? pair.key.commentBefore : undefined;
+          const inherited =
+            i === 0
+              ? (node.commentBefore ?? (path === '' ? document.commentBefore : undefined))
+              : undefined;
+          if (!(own ?? inherited)) missing.push(name);
+          walk(pair.value, name);
+        });
+      };
+      walk(document.contents, '');
+      assert.deepEqual(missing, []);
+    });
+  });
+
+  describe('bad values', () => {
+    const schemaError = (where: string, problem: string): string =>
+      `Error: values don't meet the specifications of the schema(s) in the following chart(s):\nkpack-trust:\n- at '${where}': ${problem}\n\n`;
+
+    it('reject an unknown key', () => {
+      assert.equal(
+        rejection(['--set', 'verifier.bogus=1']),
+        schemaError('/verifier', "additional properties 'bogus' not allowed"),
+      );
+    });
+
+    it('reject an unknown key inside a rule', () => {
+      assert.equal(
+        rejection([
+          '--set',
+          'verifier.config.rules[0].images=x',
+          '--set',
+          'verifier.config.rules[0].allow=true',
+          '--set',
+          'verifier.config.rules[0].rootKey=abc',
+        ]),
+        schemaError('/verifier/config/rules/0', "additional properties 'rootKey' not allowed"),
+      );
+    });
+
+    it('reject a wrong type', () => {
+      assert.equal(
+        rejection(['--set-string', 'verifier.replicaCount=two']),
+        schemaError('/verifier/replicaCount', 'got string, want integer'),
+      );
+    });
+
+    it('reject a value outside an enum', () => {
+      assert.equal(
+        rejection(['--set', 'verifier.config.failure=open']),
+        schemaError('/verifier/config/failure', "value must be one of 'deny', 'error'"),
+      );
+    });
+
+    it('reject a root key id that is not 64 hex digits', () => {
+      assert.equal(
+        rejection([
+          '--set',
+          'verifier.config.rules[0].images=x',
+          '--set',
+          'verifier.config.rules[0].trust.rootKeys[0]=ABC',
+        ]),
+        schemaError(
+          '/verifier/config/rules/0/trust/rootKeys/0',
+          "'ABC' does not match pattern '^[0-9a-f]{64}$'",
+        ),
+      );
+    });
+
+    it('reject both an existing TLS Secret and cert-manager', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.tls.existingSecret=a',
+          '--set',
+          'verifier.tls.certManager.enabled=true',
+        ]),
+        /^Error: execution error at \(kpack-trust\/templates\/verifier-configmap\.yaml:2:4\): verifier\.tls: set either existingSecret or certManager\.enabled, not both\n/,
+      );
+    });
+
+    it('reject cert-manager without an issuer', () => {
+      assert.match(
+        rejection(['--set', 'verifier.tls.certManager.enabled=true']),
+        /^Error: execution error at \(kpack-trust\/templates\/verifier-configmap\.yaml:2:4\): verifier\.tls\.certManager\.issuerRef\.name is required when certManager\.enabled is true\n/,
+      );
+    });
+
+    it('reject the same registry twice in verifier.notary', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.notary[0].registry=docker.io',
+          '--set',
+          'verifier.notary[0].server=https://a.example',
+          '--set',
+          'verifier.notary[1].registry=docker.io',
+          '--set',
+          'verifier.notary[1].server=https://b.example',
+        ]),
+        /: verifier\.notary: registry docker\.io is listed twice\n/,
+      );
+    });
+  });
+});
