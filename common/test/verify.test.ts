@@ -248,6 +248,43 @@ describe('updateCollection', () => {
     assert.equal(resolveTarget(c, 'v1').sha256Hex, m.digestHex);
   });
 
+  it('anchors a pin on a middle root key and walks forward from that version', async () => {
+    const key = (): ReturnType<typeof fixtureKey> =>
+      fixtureKey({ certificateFor: GUN, notBefore: new Date(NOW.getTime() - DAY) });
+    const second = await key();
+    await repo.rotateRoot([second]);
+    await repo.rotateRoot([await key()]);
+    const fetcher = new MemoryFetcher(repo);
+    const c = await verify(repo, { anchor: { rootKeyIds: [second.publicKey.id] }, fetcher });
+    assert.equal(c.root.version, 3);
+    // The newest root is tried first, then 2.root.json anchors; version 1 is never needed.
+    assert.deepEqual(
+      fetcher.requests.filter((r) => r.includes('root')),
+      [`${GUN}/root.json`, `${GUN}/2.root.json`],
+    );
+  });
+
+  it('rejects a root older than one trusted before, even when the pin anchors it', async () => {
+    const next = await fixtureKey({
+      certificateFor: GUN,
+      notBefore: new Date(NOW.getTime() - DAY),
+    });
+    const v1 = repo.bytesOf('root');
+    const oldPin = pinned(repo);
+    await repo.rotateRoot([next]);
+    const seen = await verify(repo, { anchor: oldPin });
+    repo.files.set('root.json', v1);
+    await rejects(
+      verify(repo, { anchor: oldPin, state: { floors: seen.floors } }),
+      'VERSION_ROLLBACK',
+      {
+        role: 'root',
+        actual: 1,
+        floor: 2,
+      },
+    );
+  });
+
   it('rejects a rotated root that the old root did not sign', async () => {
     const oldPin = pinned(repo);
     const next = await fixtureKey({

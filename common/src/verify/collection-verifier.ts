@@ -118,7 +118,6 @@ export class CollectionVerifier {
       { keyIds: [...keyIds], threshold: root.roles.root.threshold },
       root.keys,
     );
-    this.checkFloor('root', root.version);
     this.root = root;
     this.rootBytes = bytes;
     return root;
@@ -131,7 +130,6 @@ export class CollectionVerifier {
     const envelope = parseEnvelope(bytes, 'root');
     const root = parseRoot(envelope.signed);
     this.verifyRootSignatures(envelope, root, this.validRootKeys(root), root.keys);
-    this.checkFloor('root', root.version);
     this.root = root;
     this.rootBytes = bytes;
     return root;
@@ -169,7 +167,9 @@ export class CollectionVerifier {
     this.expectStage('root', 'timestamp', 'the timestamp must follow the root');
     const root = this.root;
     if (!root) return this.fail('timestamp', 'needs a trusted root first');
-    // 5.3.10: the final root must be current before anything it vouches for is used.
+    // 5.3.10: the final root must be current before anything it vouches for is used, and not
+    // older than a root trusted before (checked here, on the final root, so that a walk may start
+    // from an older anchored version).
     this.checkExpiry('root', root);
     this.checkFloor('root', root.version);
     const envelope = parseEnvelope(bytes, 'timestamp');

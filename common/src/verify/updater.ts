@@ -139,20 +139,55 @@ async function establishRoot(
   try {
     verifier.anchorRoot(latestBytes, options.anchor);
   } catch (err) {
-    // A pin made before a root rotation still anchors version 1; walking forward from there proves
-    // the rotation chain (each root signed by its predecessor's threshold).
-    if (!isTrustError(err, 'ROOT_NOT_TRUSTED') || latestVersion === 1 || options.anchor.tofu)
-      throw err;
-    try {
-      verifier.anchorRoot(
-        await fetcher.fetchMetadata(gun, { role: 'root', version: 1, maxBytes: limits.root }),
-        options.anchor,
-      );
-    } catch {
+    if (!isTrustError(err, 'ROOT_NOT_TRUSTED') || latestVersion === 1 || options.anchor.tofu) {
       throw err;
     }
-    await walkRoots(fetcher, verifier, 1, latestVersion, latestBytes, limits);
+    // A pin made before one or more root rotations anchors an older version. Search back from the
+    // newest for the most recent root the pin anchors, then walk forward from it: each later root
+    // must be signed by its predecessor's threshold, so the chain of trust is proved, not assumed.
+    const anchored = await findAnchoredRoot(
+      fetcher,
+      verifier,
+      options.anchor,
+      latestVersion,
+      limits,
+    );
+    if (anchored === undefined) throw err;
+    await walkRoots(fetcher, verifier, anchored, latestVersion, latestBytes, limits);
   }
+}
+
+/** The newest root version below `latest` that the anchor accepts (now the verifier's root), if any. */
+async function findAnchoredRoot(
+  fetcher: MetadataFetcher,
+  verifier: CollectionVerifier,
+  anchor: CompiledAnchor,
+  latest: number,
+  limits: DownloadLimits,
+): Promise<number | undefined> {
+  const oldest = Math.max(1, latest - limits.rootRotations);
+  for (let version = latest - 1; version >= oldest; version--) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await fetcher.fetchMetadata(verifier.gun, {
+        role: 'root',
+        version,
+        maxBytes: limits.root,
+      });
+    } catch (err) {
+      // A repository set up with a server-managed snapshot starts at root version 2.
+      if (isTrustError(err, 'HTTP_STATUS') && err.facts.status === 404) continue;
+      throw err;
+    }
+    try {
+      verifier.anchorRoot(bytes, anchor);
+      return version;
+    } catch (err) {
+      // Not this one (other keys, an expired certificate, a malformed old file): keep looking.
+      if (!isTrustError(err)) throw err;
+    }
+  }
+  return undefined;
 }
 
 async function walkRoots(
