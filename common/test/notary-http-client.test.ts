@@ -439,6 +439,25 @@ void describe('NotaryHttpClient', () => {
       );
     });
 
+    void it('verifies each of many concurrent connections against the configured CA', async () => {
+      reset((_req, res) => {
+        setTimeout(() => reply(res, 200, 'x'), 20);
+      });
+      const fetchAll = (c: NotaryHttpClient): Promise<Uint8Array>[] =>
+        Array.from({ length: 8 }, () => c.fetchMetadata(GUN, { role: 'root', maxBytes: 10 }));
+      const trusted = await Promise.all(fetchAll(client({ exclusiveCa: true })));
+      assert.deepEqual(
+        trusted.map((b) => b.length),
+        Array.from({ length: 8 }, () => 1),
+      );
+      assert.equal(server.connections, 8, 'one connection per concurrent request');
+      const refused = await Promise.allSettled(
+        fetchAll(client({ ca: otherCa.certPem, exclusiveCa: true })),
+      );
+      assert.ok(refused.every((r) => r.status === 'rejected'));
+      assert.equal(server.seen.length, 8, 'only the trusted client got answers');
+    });
+
     void it('refuses a certificate for another host name', async () => {
       const wrongName = await ca.issue({
         commonName: 'elsewhere',

@@ -43,7 +43,14 @@ export interface DecisionObserver {
     readonly rule?: string;
     readonly result: 'allowed' | 'denied' | 'would-deny' | 'break-glass' | 'exempt';
     readonly reason: string;
+    /** The engine's outcome code (ImageDecision.code), for bounded metric labels. */
+    readonly code?: string;
     readonly durationMs: number;
+    /**
+     * Set on memoised decisions: events carrying the same `memo` object have identical fields
+     * apart from `durationMs`, so an observer may cache work per memo (the log line's fields).
+     */
+    readonly memo?: object;
   }): void;
   /** One notary fetch (a whole collection update). */
   notaryFetched(event: {

@@ -6,6 +6,7 @@ import request from 'supertest';
 import { createApp, type AppOptions, type Readiness } from '../src/http/app.js';
 import { createJsonLogger } from '../src/http/logger.js';
 import { VerifierMetrics } from '../src/http/metrics.js';
+import type { ImageReviewStatus } from '../src/review.js';
 import { StubReviewer, reviewBody } from './support/stub-reviewer.js';
 
 function setup(options: Partial<AppOptions> & { ready?: Readiness } = {}) {
@@ -146,6 +147,51 @@ describe('POST / and /image-policy', () => {
         reply(res).status?.reason,
       );
     }
+  });
+
+  it('reuses the reply bytes of a frozen status only, never of one that can change', async () => {
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const logger = createJsonLogger({ write: () => undefined });
+    const mutable: { allowed: boolean; reason?: string } = { allowed: true };
+    const frozen = Object.freeze({
+      allowed: false,
+      reason: 'x: denied',
+      auditAnnotations: Object.freeze({ 'image-0-rule': 'r' }),
+    });
+    let next: ImageReviewStatus = mutable;
+    const app = createApp({ reviewer: { review: () => Promise.resolve(next) }, metrics, logger });
+    const body = reviewBody(['registry.test/allowed/a:1']);
+    assert.deepEqual(reply(await post(app, body)).status, { allowed: true });
+    mutable.allowed = false;
+    mutable.reason = 'changed';
+    assert.deepEqual(reply(await post(app, body)).status, { allowed: false, reason: 'changed' });
+    next = frozen;
+    for (let i = 0; i < 2; i++) {
+      assert.deepEqual(reply(await post(app, body)).status, {
+        allowed: false,
+        reason: 'x: denied',
+        auditAnnotations: { 'image-0-rule': 'r' },
+      });
+    }
+  });
+
+  it('answers 500 as well when the reviewer throws before returning a promise', async () => {
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const lines: string[] = [];
+    const logger = createJsonLogger({ write: (line) => lines.push(line) });
+    const app = createApp({
+      reviewer: {
+        review: () => {
+          throw new Error('synchronous failure');
+        },
+      },
+      metrics,
+      logger,
+    });
+    const res = await post(app, reviewBody(['registry.test/allowed/a:1']));
+    assert.equal(res.status, 500);
+    assert.equal(reply(res).error, 'InternalError');
+    assert.ok(lines.some((l) => l.includes('"event":"review.failed"')));
   });
 
   it('answers 500 when the reviewer throws, so the apiserver retries and applies defaultAllow', async () => {

@@ -75,8 +75,7 @@ describe('classifyReason', () => {
 
   it('prefers the outcome code when the event carries a known one', () => {
     const reason = 'trust data for x from notary y failed verification: timestamp expired';
-    const withCode = (code: string): ImageDecisionEvent =>
-      ({ ...decision({ reason }), code }) as ImageDecisionEvent;
+    const withCode = (code: string): ImageDecisionEvent => ({ ...decision({ reason }), code });
     assert.equal(classifyReason(withCode('EXPIRED')), 'expired');
     assert.equal(classifyReason(withCode('VERSION_ROLLBACK')), 'version_rollback');
     assert.equal(classifyReason(withCode('SIGNERS_NOT_MET')), 'signers_not_met');
@@ -159,6 +158,37 @@ describe('VerifierMetrics', () => {
       assert.ok(lines.includes(line), `missing: ${line}`);
     }
     assert.ok(!body.includes('registry.test/'), 'neither GUNs nor images become label values');
+  });
+
+  it('counts hot counters between scrapes without losing or repeating any', async () => {
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const hits = async (): Promise<string | undefined> =>
+      /^kpack_trust_verifier_cache_lookups_total\{result="hit"\} (\d+)$/m.exec(
+        (await metrics.exposition()).body,
+      )?.[1];
+    metrics.cacheLookup({ hit: true });
+    metrics.reviewAnswered('allowed', 0.001);
+    metrics.httpResponse('review', 200);
+    assert.equal(await hits(), '1');
+    assert.equal(await hits(), '1', 'a second scrape adds nothing');
+    metrics.cacheLookup({ hit: true });
+    metrics.cacheLookup({ hit: false });
+    metrics.reviewAnswered('allowed', 0.001);
+    metrics.reviewAnswered('error', 0.001);
+    metrics.httpResponse('review', 200);
+    metrics.httpResponse('review', 500);
+    const { body } = await metrics.exposition();
+    for (const line of [
+      'kpack_trust_verifier_cache_lookups_total{result="hit"} 2',
+      'kpack_trust_verifier_cache_lookups_total{result="miss"} 1',
+      'kpack_trust_verifier_reviews_total{outcome="allowed"} 2',
+      'kpack_trust_verifier_reviews_total{outcome="error"} 1',
+      'kpack_trust_verifier_review_duration_seconds_count{outcome="allowed"} 2',
+      'kpack_trust_verifier_http_responses_total{route="review",code="200"} 2',
+      'kpack_trust_verifier_http_responses_total{route="review",code="500"} 1',
+    ]) {
+      assert.ok(body.split('\n').includes(line), `missing: ${line}`);
+    }
   });
 
   it('registers the default process metrics unless told not to', async () => {
@@ -251,6 +281,40 @@ describe('DecisionLog and combineObservers', () => {
         durationMs: 0.123,
       },
     ]);
+  });
+
+  it('logs a memoised decision exactly as any other, serializing its fields once per memo', () => {
+    const { logger, lines } = collect();
+    const log = new DecisionLog(logger);
+    const fields = {
+      image: 'registry.test/team/app:1',
+      namespace: 'team',
+      digest: `sha256:${'c'.repeat(64)}`,
+      role: 'targets',
+      rule: 'team',
+      result: 'allowed' as const,
+      reason: 'signed by "targets" in notary https://notary.test',
+    };
+    const memo = { ...fields };
+    log.imageDecided({ ...fields, durationMs: 0.123456 });
+    log.imageDecided({ ...fields, durationMs: 0.123456, memo });
+    log.imageDecided({ ...fields, durationMs: 2, memo });
+    assert.equal(lines.length, 3);
+    assert.equal(lines[1], lines[0]);
+    assert.deepEqual(JSON.parse(lines[2] ?? ''), { ...JSON.parse(lines[0] ?? ''), durationMs: 2 });
+    // Below the level nothing is written, memo or not.
+    const quiet = collect('warn');
+    new DecisionLog(quiet.logger).imageDecided({ ...fields, durationMs: 1, memo });
+    assert.deepEqual(quiet.lines, []);
+  });
+
+  it('bounds the strings of a memoised decision like any other', () => {
+    const { logger, parsed } = collect();
+    const image = `registry.test/${'a'.repeat(5000)}`;
+    new DecisionLog(logger).imageDecided(decision({ image, durationMs: Number.NaN, memo: {} }));
+    const [line] = parsed();
+    assert.equal(line?.['image'], `${image.slice(0, 2048)}…(${image.length} chars)`);
+    assert.equal(line?.['durationMs'], null);
   });
 
   it('logs failed notary fetches as warnings and successful ones at debug', () => {

@@ -82,7 +82,12 @@ interface Refusal {
 
 /** Checks the headers that decide whether the body is worth reading at all. */
 function refuseByHeaders(req: IncomingMessage, limit: number): Refusal | undefined {
-  const [mediaType = '', ...parameters] = (req.headers['content-type'] ?? '').split(';');
+  const contentType = req.headers['content-type'];
+  // What the apiserver sends: skip the parsing below.
+  if (contentType === 'application/json' && req.headers['content-encoding'] === undefined) {
+    return Number(req.headers['content-length'] ?? 0) > limit ? tooLarge(limit) : undefined;
+  }
+  const [mediaType = '', ...parameters] = (contentType ?? '').split(';');
   if (!JSON_MEDIA_TYPE.test(mediaType.trim().toLowerCase())) {
     return {
       status: 415,
@@ -122,38 +127,58 @@ function tooLarge(limit: number): Refusal {
   };
 }
 
-/** Reads the body up to `limit` bytes; undefined when the client went away mid-body. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | Refusal | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (value: Buffer | Refusal | undefined): void => {
-      if (done) return;
-      done = true;
-      resolve(value);
-    };
-    req.on('data', (chunk: Buffer) => {
-      if (done) return;
-      size += chunk.length;
-      if (size > limit) {
-        finish(tooLarge(limit));
-        return;
-      }
-      chunks.push(chunk);
-    });
-    req.on('end', () => {
-      finish(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
-    });
-    req.on('error', () => {
-      finish(undefined);
-    });
-    req.on('close', () => {
-      finish(undefined);
-    });
+/**
+ * Reads the body up to `limit` bytes and calls `done` once with it or with a 413 refusal. A client
+ * that hangs up mid-body gets no call: nobody is left to answer. Two listeners and no promise:
+ * this runs for every review (and IncomingMessage emits no 'error' without a listener).
+ */
+function readBody(
+  req: IncomingMessage,
+  limit: number,
+  done: (body: Buffer | Refusal) => void,
+): void {
+  let first: Buffer | undefined;
+  let chunks: Buffer[] | undefined;
+  let size = 0;
+  let finished = false;
+  req.on('data', (chunk: Buffer) => {
+    if (finished) return;
+    size += chunk.length;
+    if (size > limit) {
+      finished = true;
+      done(tooLarge(limit));
+      return;
+    }
+    if (first === undefined) first = chunk;
+    else (chunks ??= [first]).push(chunk);
+  });
+  req.on('end', () => {
+    if (finished) return;
+    finished = true;
+    done(chunks !== undefined ? Buffer.concat(chunks, size) : (first ?? EMPTY));
   });
 }
 
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * The reply bytes of a status. A frozen status (the engine's memoised ones) cannot change, so its
+ * bytes are kept beside it and reused for as long as the status itself lives.
+ */
+function replyBytes(status: ImageReviewStatus, kept: WeakMap<ImageReviewStatus, Buffer>): Buffer {
+  const immutable =
+    Object.isFrozen(status) &&
+    (status.auditAnnotations === undefined || Object.isFrozen(status.auditAnnotations));
+  if (!immutable) return Buffer.from(JSON.stringify(imageReviewResponse(status)));
+  let bytes = kept.get(status);
+  if (bytes === undefined) {
+    bytes = Buffer.from(JSON.stringify(imageReviewResponse(status)));
+    kept.set(status, bytes);
+  }
+  return bytes;
+}
+
+/** Answers `body` as JSON: a value to serialize, or its JSON bytes already made. */
 function sendJson(
   res: ServerResponse,
   status: number,
@@ -161,7 +186,7 @@ function sendJson(
   closeConnection = false,
 ): void {
   if (res.headersSent || res.destroyed) return;
-  const payload = Buffer.from(JSON.stringify(body));
+  const payload = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
   res.writeHead(status, {
     'Content-Type': 'application/json; charset=utf-8',
     'Content-Length': payload.length,
@@ -177,6 +202,7 @@ export function createApp(options: AppOptions): VerifierApp {
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
   const maxImages = options.maxImages ?? DEFAULT_MAX_IMAGES;
   const operations = operationsApp(options, metrics);
+  const replies = new WeakMap<ImageReviewStatus, Buffer>();
 
   const answer = (res: ServerResponse, status: number, body: unknown, close = false): void => {
     sendJson(res, status, body, close);
@@ -188,16 +214,23 @@ export function createApp(options: AppOptions): VerifierApp {
     answer(res, refusal.status, { error: refusal.error, message: refusal.message }, true);
   };
 
-  const review = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
-    const started = performance.now();
-    const elapsed = (): number => (performance.now() - started) / 1000;
-    const byHeaders = refuseByHeaders(req, bodyLimit);
-    if (byHeaders) {
-      refuse(res, byHeaders, started);
-      return;
-    }
-    const body = await readBody(req, bodyLimit);
-    if (body === undefined) return; // the client hung up; nobody is left to answer
+  const failed = (
+    res: ServerResponse,
+    namespace: string,
+    error: unknown,
+    started: number,
+  ): void => {
+    metrics.reviewAnswered('error', (performance.now() - started) / 1000);
+    logger.error('review.failed', { namespace, error });
+    answer(res, 500, {
+      error: 'InternalError',
+      message:
+        'the image policy engine could not decide; the apiserver retries, then applies defaultAllow',
+    });
+  };
+
+  /** Everything after the body arrived; throws only on a bug. */
+  const decide = (res: ServerResponse, body: Buffer | Refusal, started: number): void => {
     if (!Buffer.isBuffer(body)) {
       refuse(res, body, started);
       return;
@@ -227,7 +260,7 @@ export function createApp(options: AppOptions): VerifierApp {
       const reason =
         `the pod has ${spec.containers.length} images and at most ${maxImages} are reviewed ` +
         `per pod, so it is denied`;
-      metrics.reviewAnswered('denied', elapsed());
+      metrics.reviewAnswered('denied', (performance.now() - started) / 1000);
       logger.warn('review.too-many-images', {
         namespace: spec.namespace,
         images: spec.containers.length,
@@ -236,30 +269,65 @@ export function createApp(options: AppOptions): VerifierApp {
       answer(res, 200, imageReviewResponse({ allowed: false, reason }));
       return;
     }
-    let status: ImageReviewStatus;
+    let pending: Promise<ImageReviewStatus>;
     try {
-      status = await reviewer.review(spec);
+      pending = reviewer.review(spec);
     } catch (error) {
-      metrics.reviewAnswered('error', elapsed());
-      logger.error('review.failed', { namespace: spec.namespace, error });
-      answer(res, 500, {
-        error: 'InternalError',
-        message:
-          'the image policy engine could not decide; the apiserver retries, then applies defaultAllow',
-      });
+      failed(res, spec.namespace, error, started);
       return;
     }
-    metrics.reviewAnswered(status.allowed ? 'allowed' : 'denied', elapsed());
-    answer(res, 200, imageReviewResponse(status));
+    pending.then(
+      (status) => {
+        try {
+          metrics.reviewAnswered(
+            status.allowed ? 'allowed' : 'denied',
+            (performance.now() - started) / 1000,
+          );
+          answer(res, 200, replyBytes(status, replies));
+        } catch (error) {
+          bug(res, error);
+        }
+      },
+      (error: unknown) => {
+        try {
+          failed(res, spec.namespace, error, started);
+        } catch (bugged) {
+          bug(res, bugged);
+        }
+      },
+    );
+  };
+
+  const bug = (res: ServerResponse, error: unknown): void => {
+    // Only a bug gets here; the request still gets an answer and the process lives on.
+    logger.error('http.error', { route: 'review', error });
+    answer(res, 500, { error: 'InternalError', message: 'internal error' });
+  };
+
+  // Callbacks rather than async functions: the review path runs once per pod admission.
+  const review = (req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now();
+    const byHeaders = refuseByHeaders(req, bodyLimit);
+    if (byHeaders) {
+      refuse(res, byHeaders, started);
+      return;
+    }
+    readBody(req, bodyLimit, (body) => {
+      try {
+        decide(res, body, started);
+      } catch (error) {
+        bug(res, error);
+      }
+    });
   };
 
   return (req, res) => {
     if (req.method === 'POST' && routeOf(pathOf(req.url)) === 'review') {
-      review(req, res).catch((error: unknown) => {
-        // Only a bug gets here; the request still gets an answer and the process lives on.
-        logger.error('http.error', { route: 'review', error });
-        answer(res, 500, { error: 'InternalError', message: 'internal error' });
-      });
+      try {
+        review(req, res);
+      } catch (error) {
+        bug(res, error);
+      }
       return;
     }
     operations(req, res);

@@ -72,6 +72,11 @@ const KNOWN_CODES = new Set([
   'AUTH_FAILED',
 ]);
 
+/** Each known code's label, made once rather than lower-cased per decision. */
+const CODE_LABELS: ReadonlyMap<string, string> = new Map(
+  [...KNOWN_CODES].map((code) => [code, code.toLowerCase()]),
+);
+
 // When an event carries no code: the engine's wording (policy/engine.ts, policy/resolve-image.ts),
 // first match wins, named like the code the engine would have given.
 const REASON_PATTERNS: readonly (readonly [string, RegExp])[] = [
@@ -94,9 +99,10 @@ const REASON_PATTERNS: readonly (readonly [string, RegExp])[] = [
  */
 export function classifyReason(event: ImageDecisionEvent): string {
   const extra = event as { readonly code?: unknown; readonly errorCode?: unknown };
-  for (const code of [extra.code, extra.errorCode]) {
-    if (typeof code === 'string' && KNOWN_CODES.has(code)) return code.toLowerCase();
-  }
+  const label =
+    (typeof extra.code === 'string' ? CODE_LABELS.get(extra.code) : undefined) ??
+    (typeof extra.errorCode === 'string' ? CODE_LABELS.get(extra.errorCode) : undefined);
+  if (label !== undefined) return label;
   switch (event.result) {
     case 'allowed':
       return 'signed';
@@ -129,6 +135,17 @@ export class VerifierMetrics implements DecisionObserver {
   private readonly httpResponses: Counter<'route' | 'code'>;
   private readonly reloads: Counter<'kind' | 'result'>;
   private readonly classify: ReasonClassifier;
+  // Counters bumped on every review are kept in plain numbers and added to their prom-client
+  // counters when those are read (their `collect`): an addition instead of a label hash per event.
+  private lookupHits = 0;
+  private lookupMisses = 0;
+  private readonly reviewCounts: Record<ReviewOutcome, number> = {
+    allowed: 0,
+    denied: 0,
+    rejected: 0,
+    error: 0,
+  };
+  private readonly responseCounts = new Map<RouteLabel, Map<number, number>>();
 
   constructor(options: VerifierMetricsOptions = {}) {
     this.registry = new Registry();
@@ -166,12 +183,18 @@ export class VerifierMetrics implements DecisionObserver {
       help: 'Lookups of verified repository collections in the cache, by hit or miss.',
       labelNames: ['result'],
       registers,
+      collect: () => {
+        this.flushLookups();
+      },
     });
     this.reviews = new Counter({
       name: `${METRIC_PREFIX}reviews_total`,
       help: 'ImageReview requests by outcome (allowed, denied, rejected as malformed, error).',
       labelNames: ['outcome'],
       registers,
+      collect: () => {
+        this.flushReviews();
+      },
     });
     this.reviewSeconds = new Histogram({
       name: `${METRIC_PREFIX}review_duration_seconds`,
@@ -185,6 +208,9 @@ export class VerifierMetrics implements DecisionObserver {
       help: 'HTTP responses by route and status code.',
       labelNames: ['route', 'code'],
       registers,
+      collect: () => {
+        this.flushResponses();
+      },
     });
     this.reloads = new Counter({
       name: `${METRIC_PREFIX}reloads_total`,
@@ -218,23 +244,52 @@ export class VerifierMetrics implements DecisionObserver {
 
   /** DecisionObserver: one cache hit or miss. */
   cacheLookup(event: { readonly hit: boolean }): void {
-    this.cacheLookups.inc({ result: event.hit ? 'hit' : 'miss' });
+    if (event.hit) this.lookupHits += 1;
+    else this.lookupMisses += 1;
   }
 
   /** One answered ImageReview. */
   reviewAnswered(outcome: ReviewOutcome, seconds: number): void {
-    this.reviews.inc({ outcome });
+    this.reviewCounts[outcome] += 1;
     this.reviewSeconds.observe({ outcome }, seconds);
   }
 
   /** One HTTP response. */
   httpResponse(route: RouteLabel, statusCode: number): void {
-    this.httpResponses.inc({ route, code: String(statusCode) });
+    let codes = this.responseCounts.get(route);
+    if (codes === undefined) {
+      codes = new Map();
+      this.responseCounts.set(route, codes);
+    }
+    codes.set(statusCode, (codes.get(statusCode) ?? 0) + 1);
   }
 
   /** One config or certificate reload attempt. */
   reloaded(kind: 'config' | 'tls', ok: boolean): void {
     this.reloads.inc({ kind, result: ok ? 'success' : 'failure' });
+  }
+
+  private flushLookups(): void {
+    if (this.lookupHits > 0) this.cacheLookups.inc({ result: 'hit' }, this.lookupHits);
+    if (this.lookupMisses > 0) this.cacheLookups.inc({ result: 'miss' }, this.lookupMisses);
+    this.lookupHits = 0;
+    this.lookupMisses = 0;
+  }
+
+  private flushReviews(): void {
+    for (const outcome of Object.keys(this.reviewCounts) as ReviewOutcome[]) {
+      const count = this.reviewCounts[outcome];
+      if (count > 0) this.reviews.inc({ outcome }, count);
+      this.reviewCounts[outcome] = 0;
+    }
+  }
+
+  private flushResponses(): void {
+    for (const [route, codes] of this.responseCounts) {
+      for (const [code, count] of codes)
+        this.httpResponses.inc({ route, code: String(code) }, count);
+      codes.clear();
+    }
   }
 
   /** The text exposition format, and its content type. */

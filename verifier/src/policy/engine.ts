@@ -23,6 +23,13 @@
  *   image-<i>-rule        the rule that decided
  *   image-<i>-would-deny  detection mode: why the image would have been denied
  *   break-glass           `<annotation key>=<value>` when break-glass admitted the pod
+ *
+ * Cached decisions are memoised (see DecisionMemo in memo.ts): per configuration, what an image
+ * string means in a namespace (reference, rule, notary source — or a decision that needs no trust
+ * data), and per verified collection the verdict resolved from it. A memoised verdict is used only
+ * while the trust cache still holds that very collection fresh (so never past its TTL or expiry);
+ * reconfigure starts a new memo; failures (notary unavailable, failed verification, bugs) are never
+ * memoised, so the next review asks notary again.
  */
 import {
   TrustError,
@@ -31,6 +38,7 @@ import {
   parseImageReference,
   type DownloadLimits,
   type ImageReference,
+  type TrustedCollection,
 } from '@kpack-trust/common';
 import type { PolicyRule, VerifierConfig } from '../config/types.js';
 import type {
@@ -39,9 +47,19 @@ import type {
   ImageReviewSpec,
   ImageReviewStatus,
 } from '../review.js';
-import { TrustCache } from '../trust/cache.js';
+import { TrustCache, collectionKey, type NotarySource } from '../trust/cache.js';
 import { NotarySources, httpFetcherFactory, type FetcherFactory } from '../trust/notary-clients.js';
 import { compileNamespaceGlob } from './glob.js';
+import {
+  DEFAULT_MEMO_ENTRIES,
+  DecisionMemo,
+  podMemoKey,
+  routeMemoKey,
+  sameOutcomes,
+  type Outcome,
+  type Route,
+  type VerifyRoute,
+} from './memo.js';
 import { resolveImage } from './resolve-image.js';
 import { RuleSet } from './rules.js';
 
@@ -58,6 +76,8 @@ export interface ImagePolicyEngineOptions {
   readonly limits?: Partial<DownloadLimits>;
   /** Most images of one review decided at once (default 32). */
   readonly concurrency?: number;
+  /** Entries of each decision memo (image routes, pod statuses); 0 turns memoising off. */
+  readonly memoEntries?: number;
 }
 
 /** What happened to one image. */
@@ -110,13 +130,19 @@ const UNAVAILABLE_CODES = new Set<string>([
   'DOWNLOAD_TOO_LARGE',
 ]);
 
-type Verdict = Omit<ImageDecision, 'image' | 'durationMs'>;
+/** An image decision without the image and the time it took. */
+export type Verdict = Omit<ImageDecision, 'image' | 'durationMs'>;
+
+type VerifyRule = Extract<PolicyRule, { action: 'verify' }>;
+type Writable<T> = { -readonly [K in keyof T]: T[K] };
 
 /** Decides ImageReviews; see the module comment. */
 export class ImagePolicyEngine implements ImageReviewer {
   private current: VerifierConfig;
   private rules: RuleSet;
   private exempt: readonly RegExp[];
+  private memo: DecisionMemo | undefined;
+  private readonly memoEntries: number;
   private readonly now: () => Date;
   private readonly observer: DecisionObserver | undefined;
   private readonly sources: NotarySources;
@@ -128,6 +154,8 @@ export class ImagePolicyEngine implements ImageReviewer {
     this.current = config;
     this.rules = new RuleSet(config.rules);
     this.exempt = config.exemptNamespaces.map(compileNamespaceGlob);
+    this.memoEntries = options.memoEntries ?? DEFAULT_MEMO_ENTRIES;
+    this.memo = DecisionMemo.create(this.memoEntries);
     this.now = options.now ?? (() => new Date());
     this.observer = options.observer;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
@@ -155,7 +183,8 @@ export class ImagePolicyEngine implements ImageReviewer {
   /**
    * Switches to a new configuration without a restart. Trust states (roots, rollback floors) and
    * cached collections are kept for anchors that did not change; notary clients whose settings
-   * changed are closed once the updates using them have settled.
+   * changed are closed once the updates using them have settled. Memoised decisions are dropped:
+   * they belong to the old rules (reviews under way finish with the memo they started with).
    */
   reconfigure(config: VerifierConfig): void {
     const rules = new RuleSet(config.rules);
@@ -169,6 +198,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     this.current = config;
     this.rules = rules;
     this.exempt = exempt;
+    this.memo = DecisionMemo.create(this.memoEntries);
     if (retired.length > 0) {
       void this.cache.settled().then(() => {
         for (const fetcher of retired) fetcher.close?.();
@@ -178,40 +208,124 @@ export class ImagePolicyEngine implements ImageReviewer {
 
   /** The ImageReviewer contract: the status only. */
   async review(spec: ImageReviewSpec): Promise<ImageReviewStatus> {
-    return (await this.decide(spec)).status;
+    const decision = this.start(spec);
+    return (decision instanceof Promise ? await decision : decision).status;
   }
 
   /** Decides a review and reports each image's decision (what `check` prints). */
   async decide(spec: ImageReviewSpec): Promise<PodDecision> {
+    return this.start(spec);
+  }
+
+  /**
+   * Decides at once when no image needs a fetch (the memo or a fresh cached collection has every
+   * answer), else returns a promise; throws REVIEW_FAILED under `failure: error` (see above).
+   */
+  private start(spec: ImageReviewSpec): PodDecision | Promise<PodDecision> {
     const config = this.current;
     const rules = this.rules;
-    const distinct = [...new Set(spec.containers.map((c) => c.image))];
+    const memo = this.memo;
+    const namespace = spec.namespace;
+    const distinct = distinctImages(spec);
 
     const podWide = this.podWideVerdict(spec, config);
-    let decisions: ImageDecision[];
     if (podWide !== undefined) {
-      decisions = distinct.map((image) => ({ image, ...podWide, durationMs: 0 }));
-    } else {
-      decisions = await mapConcurrently(distinct, this.concurrency, (image) =>
-        this.decideImage(image, spec.namespace, config, rules),
-      );
-    }
-    for (const d of decisions) {
-      // `code` rides along beyond the contract's fields: observers may read it for bounded labels.
-      const event = {
-        image: d.image,
-        namespace: spec.namespace,
-        ...(d.digest === undefined ? {} : { digest: d.digest }),
-        ...(d.role === undefined ? {} : { role: d.role }),
-        ...(d.rule === undefined ? {} : { rule: d.rule }),
-        result: d.result,
-        reason: d.reason,
-        code: d.code,
-        durationMs: d.durationMs,
-      };
-      this.observer?.imageDecided(event);
+      const decisions = distinct.map((image) => ({ image, ...podWide, durationMs: 0 }));
+      for (const d of decisions) this.report(transient(d.image, namespace, d), d.durationMs);
+      return this.conclude(spec, config, decisions, podWide);
     }
 
+    // Only images whose collection must be fetched wait, under the concurrency limit.
+    const outcomes = new Array<Outcome>(distinct.length);
+    const decisions = new Array<ImageDecision>(distinct.length);
+    let waiting: { index: number; route: VerifyRoute }[] | undefined;
+    for (let i = 0; i < distinct.length; i++) {
+      const image = distinct[i] as string;
+      const started = performance.now();
+      const route = this.routeOf(image, namespace, config, rules, memo);
+      const outcome = route.kind === 'settled' ? route.outcome : this.cachedOutcome(route);
+      if (outcome === undefined) {
+        (waiting ??= []).push({ index: i, route: route as VerifyRoute });
+        continue;
+      }
+      outcomes[i] = outcome;
+      decisions[i] = decided(image, outcome, performance.now() - started);
+    }
+    if (waiting === undefined) return this.finish(spec, config, memo, outcomes, decisions);
+    return mapConcurrently(waiting, this.concurrency, async ({ index, route }) => {
+      const started = performance.now();
+      const outcome = await this.fetchedOutcome(route);
+      outcomes[index] = outcome;
+      decisions[index] = decided(route.image, outcome, performance.now() - started);
+    }).then(() => this.finish(spec, config, memo, outcomes, decisions));
+  }
+
+  /** Reports each decision and builds the status, reusing a memoised one when it still holds. */
+  private finish(
+    spec: ImageReviewSpec,
+    config: VerifierConfig,
+    memo: DecisionMemo | undefined,
+    outcomes: Outcome[],
+    decisions: ImageDecision[],
+  ): PodDecision {
+    for (let i = 0; i < decisions.length; i++) {
+      this.report(outcomes[i] as Outcome, (decisions[i] as ImageDecision).durationMs);
+    }
+    if (memo === undefined || !outcomes.every((o) => o.lasting)) {
+      return this.conclude(spec, config, decisions, undefined);
+    }
+    // The status is a function of the outcomes (and the container order): a pod of one container
+    // keeps it on the outcome itself, other pods in the pod memo. Frozen, so the HTTP layer may
+    // reuse its bytes.
+    if (spec.containers.length === 1) {
+      const outcome = outcomes[0] as Outcome;
+      outcome.solo ??= freezeStatus(this.conclude(spec, config, decisions, undefined).status);
+      return { status: outcome.solo, images: decisions };
+    }
+    const key = podMemoKey(spec);
+    if (key === undefined) return this.conclude(spec, config, decisions, undefined);
+    const known = memo.pods.get(key);
+    if (known !== undefined && sameOutcomes(known.outcomes, outcomes)) {
+      return { status: known.status, images: decisions };
+    }
+    const status = freezeStatus(this.conclude(spec, config, decisions, undefined).status);
+    memo.pods.set(key, { outcomes, status });
+    return { status, images: decisions };
+  }
+
+  /** Stops: waits for updates under way, then closes every notary client. */
+  async close(): Promise<void> {
+    await this.cache.settled();
+    for (const fetcher of this.sources.all()) fetcher.close?.();
+  }
+
+  private report(outcome: Outcome, durationMs: number): void {
+    if (this.observer === undefined) return;
+    const e = outcome.event;
+    // Field by field rather than by spreading: this runs for every image of every review.
+    const event: Writable<Parameters<DecisionObserver['imageDecided']>[0]> = {
+      image: e.image,
+      namespace: e.namespace,
+      result: e.result,
+      reason: e.reason,
+      durationMs,
+    };
+    if (e.digest !== undefined) event.digest = e.digest;
+    if (e.role !== undefined) event.role = e.role;
+    if (e.rule !== undefined) event.rule = e.rule;
+    if (e.code !== undefined) event.code = e.code;
+    // Only a memoised outcome is met again; marking the others would only churn observers' caches.
+    if (outcome.lasting && this.memoEntries > 0) event.memo = e;
+    this.observer.imageDecided(event);
+  }
+
+  /** The status from the decisions; throws REVIEW_FAILED under `failure: error` (see above). */
+  private conclude(
+    spec: ImageReviewSpec,
+    config: VerifierConfig,
+    decisions: ImageDecision[],
+    podWide: Verdict | undefined,
+  ): PodDecision {
     const denied = decisions.filter((d) => d.result === 'denied');
     if (
       config.failure === 'error' &&
@@ -254,12 +368,6 @@ export class ImagePolicyEngine implements ImageReviewer {
     return { status, images: decisions };
   }
 
-  /** Stops: waits for updates under way, then closes every notary client. */
-  async close(): Promise<void> {
-    await this.cache.settled();
-    for (const fetcher of this.sources.all()) fetcher.close?.();
-  }
-
   private podWideVerdict(spec: ImageReviewSpec, config: VerifierConfig): Verdict | undefined {
     if (this.exempt.some((ns) => ns.test(spec.namespace))) {
       return {
@@ -282,104 +390,216 @@ export class ImagePolicyEngine implements ImageReviewer {
     return undefined;
   }
 
-  private async decideImage(
+  /** The image's route under this configuration: memoised, or worked out (never throws). */
+  private routeOf(
     image: string,
     namespace: string,
     config: VerifierConfig,
     rules: RuleSet,
-  ): Promise<ImageDecision> {
-    const started = performance.now();
-    let verdict: Verdict;
+    memo: DecisionMemo | undefined,
+  ): Route {
+    const key = memo === undefined ? undefined : routeMemoKey(namespace, image);
+    if (key !== undefined) {
+      const known = memo?.routes.get(key);
+      if (known !== undefined) return known;
+    }
+    let route: Route;
     try {
-      verdict = await this.verdict(image, namespace, config, rules);
+      route = this.newRoute(image, namespace, config, rules);
     } catch (error) {
       // A bug must not crash the review or admit the image: deny it, as notary failures are.
       const message = error instanceof Error ? error.message : String(error);
-      verdict = deny(config.detectionMode, {
+      const verdict = deny(config.detectionMode, {
         reason: `internal error while deciding: ${sentence(message)}`,
         code: 'INTERNAL',
         unavailable: true,
       });
+      return { kind: 'settled', outcome: transient(image, namespace, verdict) };
     }
-    return { image, ...verdict, durationMs: performance.now() - started };
+    if (key !== undefined) memo?.routes.set(key, route);
+    return route;
   }
 
-  private async verdict(
+  /** Parse and normalize → the most specific rule → requireDigest → allow / deny / verify. */
+  private newRoute(
     image: string,
     namespace: string,
     config: VerifierConfig,
     rules: RuleSet,
-  ): Promise<Verdict> {
+  ): Route {
+    const settled = (verdict: Verdict): Route => ({
+      kind: 'settled',
+      outcome: lasting(image, namespace, verdict),
+    });
     let ref: ImageReference;
     try {
       ref = parseImageReference(image);
     } catch (error) {
       if (!isTrustError(error, 'REFERENCE_INVALID')) throw error;
-      return deny(config.detectionMode, {
-        reason: `not a valid image reference (${error.facts.problem})`,
-        code: error.code,
-      });
+      return settled(
+        deny(config.detectionMode, {
+          reason: `not a valid image reference (${error.facts.problem})`,
+          code: error.code,
+        }),
+      );
     }
     const rule = rules.match(ref.name, namespace);
     if (rule === undefined) {
-      return deny(config.detectionMode, {
-        reason: `no policy rule matches ${ref.name} in namespace "${namespace}"`,
-        code: 'NO_RULE',
-      });
+      return settled(
+        deny(config.detectionMode, {
+          reason: `no policy rule matches ${ref.name} in namespace "${namespace}"`,
+          code: 'NO_RULE',
+        }),
+      );
     }
     const ruleFacts = { rule: rule.name };
     if (rule.requireDigest && ref.digest === undefined) {
-      return deny(rule.detectionMode, {
-        ...ruleFacts,
-        reason: `rule "${rule.name}" requires a digest reference (${ref.name}@sha256:…)`,
-        code: 'DIGEST_REQUIRED',
-      });
+      return settled(
+        deny(rule.detectionMode, {
+          ...ruleFacts,
+          reason: `rule "${rule.name}" requires a digest reference (${ref.name}@sha256:…)`,
+          code: 'DIGEST_REQUIRED',
+        }),
+      );
     }
     switch (rule.action) {
       case 'allow':
-        return {
+        return settled({
           ...ruleFacts,
           result: 'exempt',
           code: 'RULE_ALLOW',
           reason: `admitted without verification by rule "${rule.name}"`,
-        };
-      case 'deny':
-        return deny(rule.detectionMode, {
-          ...ruleFacts,
-          reason: `denied by rule "${rule.name}"`,
-          code: 'RULE_DENY',
         });
-      case 'verify':
-        return this.verify(ref, rule);
+      case 'deny':
+        return settled(
+          deny(rule.detectionMode, {
+            ...ruleFacts,
+            reason: `denied by rule "${rule.name}"`,
+            code: 'RULE_DENY',
+          }),
+        );
+      case 'verify': {
+        const source = this.sources.forRegistry(ref.registry);
+        const gun = gunOf(ref);
+        return {
+          kind: 'verify',
+          image,
+          namespace,
+          ref,
+          rule,
+          source,
+          gun,
+          key: collectionKey(source.server, gun, rule.trust.anchor),
+          last: undefined,
+        };
+      }
     }
   }
 
-  private async verify(
-    ref: ImageReference,
-    rule: Extract<PolicyRule, { action: 'verify' }>,
-  ): Promise<Verdict> {
-    const source = this.sources.forRegistry(ref.registry);
-    const gun = gunOf(ref);
-    const base = { rule: rule.name };
-    try {
-      const collection = await this.cache.collection(source, gun, rule.trust.anchor);
-      const resolved = resolveImage(collection, ref, rule.trust, source.server);
-      if (!resolved.ok) {
-        return deny(rule.detectionMode, { ...base, reason: resolved.why, code: resolved.code });
-      }
-      return {
-        ...base,
-        result: 'allowed',
-        code: 'SIGNED',
-        reason: `signed by ${resolved.role} in notary ${source.server}`,
-        digest: `sha256:${resolved.digestHex}`,
-        role: resolved.role,
-        ...(ref.tag === undefined ? { tag: resolved.tag } : {}),
-      };
-    } catch (error) {
-      return deny(rule.detectionMode, { ...base, ...explainFailure(error, source.server, gun) });
-    }
+  /** The outcome from the cached collection while it is fresh; undefined when it must be fetched. */
+  private cachedOutcome(route: VerifyRoute): Outcome | undefined {
+    const collection = this.cache.freshCollection(route.key);
+    return collection === undefined ? undefined : this.resolvedOutcome(route, collection);
   }
+
+  /** The outcome after updating the collection (shared with concurrent lookups). */
+  private async fetchedOutcome(route: VerifyRoute): Promise<Outcome> {
+    let collection: TrustedCollection;
+    try {
+      collection = await this.cache.collection(route.source, route.gun, route.rule.trust.anchor);
+    } catch (error) {
+      const verdict = deny(route.rule.detectionMode, {
+        rule: route.rule.name,
+        ...explainFailure(error, route.source.server, route.gun),
+      });
+      return transient(route.image, route.namespace, verdict);
+    }
+    return this.resolvedOutcome(route, collection);
+  }
+
+  /**
+   * resolveImage's verdict on a verified collection, memoised on the route for that very
+   * collection object: a refreshed collection is a new object, so it is resolved afresh.
+   */
+  private resolvedOutcome(route: VerifyRoute, collection: TrustedCollection): Outcome {
+    const last = route.last;
+    if (last !== undefined && last.collection.deref() === collection) return last.outcome;
+    let verdict: Verdict;
+    try {
+      verdict = verifiedVerdict(route.ref, route.rule, route.source, collection);
+    } catch (error) {
+      verdict = deny(route.rule.detectionMode, {
+        rule: route.rule.name,
+        ...explainFailure(error, route.source.server, route.gun),
+      });
+      return transient(route.image, route.namespace, verdict);
+    }
+    const outcome = lasting(route.image, route.namespace, verdict);
+    route.last = { collection: new WeakRef(collection), outcome };
+    return outcome;
+  }
+}
+
+/** What a verified collection says about the reference under the rule. */
+function verifiedVerdict(
+  ref: ImageReference,
+  rule: VerifyRule,
+  source: NotarySource,
+  collection: TrustedCollection,
+): Verdict {
+  const resolved = resolveImage(collection, ref, rule.trust, source.server);
+  if (!resolved.ok) {
+    return deny(rule.detectionMode, { rule: rule.name, reason: resolved.why, code: resolved.code });
+  }
+  return {
+    rule: rule.name,
+    result: 'allowed',
+    code: 'SIGNED',
+    reason: `signed by ${resolved.role} in notary ${source.server}`,
+    digest: `sha256:${resolved.digestHex}`,
+    role: resolved.role,
+    ...(ref.tag === undefined ? { tag: resolved.tag } : {}),
+  };
+}
+
+/** A memoisable outcome: a verdict that stays true as long as what it was decided from. */
+function lasting(image: string, namespace: string, verdict: Verdict): Outcome {
+  return { verdict, event: eventOf(image, namespace, verdict), lasting: true, solo: undefined };
+}
+
+/** An outcome that must not be memoised: failures, bugs, pod-wide decisions. */
+function transient(image: string, namespace: string, verdict: Verdict): Outcome {
+  return { verdict, event: eventOf(image, namespace, verdict), lasting: false, solo: undefined };
+}
+
+function eventOf(image: string, namespace: string, v: Verdict): Outcome['event'] {
+  return {
+    image,
+    namespace,
+    ...(v.digest === undefined ? {} : { digest: v.digest }),
+    ...(v.role === undefined ? {} : { role: v.role }),
+    ...(v.rule === undefined ? {} : { rule: v.rule }),
+    result: v.result,
+    reason: v.reason,
+    code: v.code,
+  };
+}
+
+function decided(image: string, outcome: Outcome, durationMs: number): ImageDecision {
+  return { image, ...outcome.verdict, durationMs };
+}
+
+/** The distinct image strings of the pod in order of first appearance. */
+function distinctImages(spec: ImageReviewSpec): string[] {
+  const containers = spec.containers;
+  if (containers.length === 1) return [(containers[0] as { image: string }).image];
+  return [...new Set(containers.map((c) => c.image))];
+}
+
+/** A status nobody can change, so it can be shared between reviews and its bytes reused. */
+function freezeStatus(status: ImageReviewStatus): ImageReviewStatus {
+  if (status.auditAnnotations !== undefined) Object.freeze(status.auditAnnotations);
+  return Object.freeze(status);
 }
 
 /** A denial, or in detection mode a would-deny that admits. */

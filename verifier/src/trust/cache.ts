@@ -77,6 +77,10 @@ export interface TrustCacheStats {
   readonly inFlight: number;
 }
 
+// One frozen event each, rather than an object per lookup.
+const HIT = Object.freeze({ hit: true });
+const MISS = Object.freeze({ hit: false });
+
 /** Verified collections with coalesced updates; see the module comment for the rules. */
 export class TrustCache {
   private collections: LRUCache<string, CachedCollection>;
@@ -108,14 +112,14 @@ export class TrustCache {
     gun: string,
     anchor: CompiledAnchor,
   ): Promise<TrustedCollection> {
-    const key = cacheKey(source.server, gun, anchor);
+    const key = collectionKey(source.server, gun, anchor);
     const cached = this.collections.get(key);
     const now = this.options.now().getTime();
     if (cached !== undefined && this.fresh(cached, now)) {
-      this.options.observer?.cacheLookup({ hit: true });
+      this.options.observer?.cacheLookup(HIT);
       return cached.collection;
     }
-    this.options.observer?.cacheLookup({ hit: false });
+    this.options.observer?.cacheLookup(MISS);
     const pending = this.inFlight.get(key);
     if (pending !== undefined) return pending;
     const update = this.update(key, source, gun, anchor).finally(() => {
@@ -125,9 +129,21 @@ export class TrustCache {
     return update;
   }
 
+  /**
+   * The cached collection of `key` (see collectionKey) while it is fresh, counted as a hit; else
+   * undefined, uncounted — the collection() call that follows counts the miss. Never fetches.
+   * Decision memos compare its identity: the same object means the same verified data.
+   */
+  freshCollection(key: string): TrustedCollection | undefined {
+    const cached = this.collections.get(key);
+    if (cached === undefined || !this.fresh(cached, this.options.now().getTime())) return undefined;
+    this.options.observer?.cacheLookup(HIT);
+    return cached.collection;
+  }
+
   /** The trust state kept for a key (tests and diagnostics). */
   trustState(server: string, gun: string, anchor: CompiledAnchor): TrustState | undefined {
-    return this.states.peek(cacheKey(server, gun, anchor));
+    return this.states.peek(collectionKey(server, gun, anchor));
   }
 
   /** Drops cached collections but keeps trust states (floors), as an eviction would. */
@@ -222,7 +238,7 @@ function withDeadline<T>(work: Promise<T>, source: NotarySource, gun: string): P
 }
 
 /** Key of a (server, GUN, anchor) triple; the anchor by a fingerprint of what it pins. */
-function cacheKey(server: string, gun: string, anchor: CompiledAnchor): string {
+export function collectionKey(server: string, gun: string, anchor: CompiledAnchor): string {
   return `${server}\n${gun}\n${anchorFingerprint(anchor)}`;
 }
 
