@@ -283,9 +283,30 @@ function spkiBase64(key: KeyObject): string {
   return key.export({ format: 'der', type: 'spki' }).toString('base64');
 }
 
+// The DER SubjectPublicKeyInfo of every P-256 key with an uncompressed point starts with these 27
+// bytes and is 91 bytes long: such bytes are canonical DER by construction.
+const P256_SPKI_PREFIX = Buffer.from(
+  '3059301306072a8648ce3d020106082a8648ce3d03010703420004',
+  'hex',
+);
+
 /** Go's x509.ParsePKIXPublicKey is strict DER; accept only bytes that re-encode identically. */
 function parseSpki(bytes: Buffer): KeyObject | undefined {
   try {
+    // Fast path for the keys notary makes (P-256): importing the point as a JWK costs about a third
+    // of a DER import plus the re-encoding check, and a cold repository parses several keys. The
+    // JWK import still rejects a point that is not on the curve.
+    if (bytes.length === 91 && bytes.subarray(0, 27).equals(P256_SPKI_PREFIX)) {
+      return createPublicKey({
+        key: {
+          kty: 'EC',
+          crv: 'P-256',
+          x: bytes.subarray(27, 59).toString('base64url'),
+          y: bytes.subarray(59).toString('base64url'),
+        },
+        format: 'jwk',
+      });
+    }
     const key = createPublicKey({ key: bytes, format: 'der', type: 'spki' });
     return key.export({ format: 'der', type: 'spki' }).equals(bytes) ? key : undefined;
   } catch {
