@@ -3,6 +3,7 @@
  * a time, each asserting the exact error code and facts.
  */
 import assert from 'node:assert/strict';
+import { createPublicKey } from 'node:crypto';
 import { beforeEach, describe, it } from 'node:test';
 import { isTrustError, type TrustErrorCode, type TrustErrorFacts } from '../src/errors.js';
 import { compileAnchor, type TrustAnchor } from '../src/verify/anchor.js';
@@ -89,6 +90,21 @@ describe('updateCollection', () => {
     assert.notEqual(key.canonicalId, key.id);
     await verify(repo, { anchor: { rootKeyIds: [key.canonicalId] } });
     await verify(repo, { anchor: { rootKeysPem: [key.certificate.toString()] } });
+  });
+
+  it('accepts a pin by PEM public key for bare ecdsa and ed25519 root keys', async () => {
+    for (const type of ['ecdsa', 'ed25519'] as const) {
+      const rootKey = await fixtureKey({ type });
+      const bare = await FixtureRepository.create(GUN, NOW, { rootKeys: [rootKey] });
+      const pem = createPublicKey(rootKey.privateKey)
+        .export({ type: 'spki', format: 'pem' })
+        .toString();
+      await verify(bare, { anchor: { rootKeysPem: [pem] } });
+      const other = createPublicKey((await fixtureKey({ type })).privateKey)
+        .export({ type: 'spki', format: 'pem' })
+        .toString();
+      await rejects(verify(bare, { anchor: { rootKeysPem: [other] } }), 'ROOT_NOT_TRUSTED');
+    }
   });
 
   it('TOFU must be explicit', async () => {

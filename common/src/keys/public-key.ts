@@ -73,6 +73,7 @@ export class PublicKey {
   /** The leaf certificate, for x509 types. */
   readonly certificate: X509Certificate | undefined;
   readonly #key: KeyObject;
+  #spki: string | undefined;
 
   private constructor(
     type: KeyType,
@@ -218,6 +219,12 @@ export class PublicKey {
         return new PublicKey(type, publicValue, leaf.publicKey, leaf);
       }
     }
+  }
+
+  /** Base64 DER SubjectPublicKeyInfo (of the certificate's key for x509 types): what PEM pins compare. */
+  get spkiBase64(): string {
+    this.#spki ??= spkiBase64(this.#key);
+    return this.#spki;
   }
 
   /** Always private: null. */

@@ -74,20 +74,6 @@ export function splitPemCertificates(bundle: string): string[] {
   return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
 }
 
-/** The DER SPKI (base64) of a notary public key, certificate or bare. */
-function spkiOfKey(key: PublicKey): string {
-  if (key.certificate)
-    return key.certificate.publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
-  return key.type === 'ed25519'
-    ? Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(key.publicValue, 'base64')]).toString(
-        'base64',
-      )
-    : key.publicValue;
-}
-
-// notary's ed25519 keyval.public is the raw 32-byte key; SPKI wraps it with this fixed prefix.
-const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-
 /** Why a root certificate was not counted. */
 export interface CertificateProblem {
   readonly keyId: string;
@@ -139,7 +125,7 @@ export function rootCertificateProblems(
 
 function matchesPins(key: PublicKey, anchor: CompiledAnchor, now: Date): boolean {
   if (anchor.keyIds.has(key.id) || anchor.keyIds.has(key.canonicalId)) return true;
-  if (anchor.spkis.size > 0 && anchor.spkis.has(spkiOfKey(key))) return true;
+  if (anchor.spkis.size > 0 && anchor.spkis.has(key.spkiBase64)) return true;
   return (
     anchor.cas.length > 0 && key.certificate !== undefined && issuedByAnchorCa(key, anchor.cas, now)
   );
