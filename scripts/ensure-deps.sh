@@ -14,10 +14,19 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "missing: ${missing[*]} — install them with: sudo sh -c '$install_cmd'" >&2
     exit 1
   fi
-  echo "installing Debian packages for: ${missing[*]}" >&2
+  # apt's and dpkg's chatter goes to a log, shown only when the install fails. stdin is closed and
+  # conffile questions answered (keep the local file), so nothing can wait on a prompt in CI.
+  mkdir -p test-results
+  apt_log=test-results/apt.log
+  echo "installing Debian packages for: ${missing[*]} (log: $apt_log)" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >&2
-  apt-get install -y -qq notary docker-registry skopeo openssl >&2
+  if ! { apt-get update -qq &&
+    apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+      notary docker-registry skopeo openssl; } </dev/null >"$apt_log" 2>&1; then
+    tail -n 40 "$apt_log" >&2
+    echo "installing the Debian packages failed; run: sudo sh -c '$install_cmd'" >&2
+    exit 1
+  fi
 fi
 
 # npm ci when node_modules is missing or older than the lock file.
