@@ -72,6 +72,8 @@ export class PublicKey {
   readonly publicValue: string;
   /** The leaf certificate, for x509 types. */
   readonly certificate: X509Certificate | undefined;
+  /** The whole chain, leaf first, for x509 types (empty otherwise), parsed once with the key. */
+  readonly certificateChain: readonly X509Certificate[];
   readonly #key: KeyObject;
   #spki: string | undefined;
 
@@ -79,14 +81,15 @@ export class PublicKey {
     type: KeyType,
     publicValue: string,
     key: KeyObject,
-    certificate: X509Certificate | undefined,
+    chain: readonly X509Certificate[],
   ) {
     this.type = type;
     this.publicValue = publicValue;
     this.#key = key;
-    this.certificate = certificate;
+    this.certificate = chain[0];
+    this.certificateChain = chain;
     this.id = keyIdOf({ keytype: type, keyval: { public: publicValue, private: null } });
-    this.canonicalId = certificate ? PublicKey.fromKeyObject(key).id : this.id;
+    this.canonicalId = this.certificate ? PublicKey.fromKeyObject(key).id : this.id;
   }
 
   /** Strict parse; `context` names where it came from for error facts. Throws METADATA_MALFORMED (shape) or KEY_INVALID (content). */
@@ -131,16 +134,16 @@ export class PublicKey {
       case 'ec': {
         const curve = pub.asymmetricKeyDetails?.namedCurve ?? '';
         if (!CURVES.has(curve)) throw invalid(`elliptic curve ${curve} is not supported`);
-        return new PublicKey('ecdsa', spkiBase64(pub), pub, undefined);
+        return new PublicKey('ecdsa', spkiBase64(pub), pub, []);
       }
       case 'ed25519': {
         const raw = pub
           .export({ format: 'der', type: 'spki' })
           .subarray(ED25519_SPKI_PREFIX.length);
-        return new PublicKey('ed25519', raw.toString('base64'), pub, undefined);
+        return new PublicKey('ed25519', raw.toString('base64'), pub, []);
       }
       case 'rsa':
-        return new PublicKey('rsa', spkiBase64(pub), pub, undefined);
+        return new PublicKey('rsa', spkiBase64(pub), pub, []);
       default:
         throw invalid(`${pub.asymmetricKeyType ?? 'unknown'} keys are not notary keys`);
     }
@@ -198,13 +201,13 @@ export class PublicKey {
           throw invalid(`keyval.public is not a DER SubjectPublicKeyInfo of an ${type} key`);
         }
         checkCurve(key, invalid);
-        return new PublicKey(type, publicValue, key, undefined);
+        return new PublicKey(type, publicValue, key, []);
       }
       case 'ed25519': {
         if (bytes.length !== 32) throw invalid('an ed25519 public key is 32 raw bytes');
         const key = parseSpki(Buffer.concat([ED25519_SPKI_PREFIX, bytes]));
         if (!key) throw invalid('not a valid ed25519 public key');
-        return new PublicKey(type, publicValue, key, undefined);
+        return new PublicKey(type, publicValue, key, []);
       }
       case 'ecdsa-x509':
       case 'rsa-x509': {
@@ -216,7 +219,7 @@ export class PublicKey {
           throw invalid(`the certificate holds a ${leaf.publicKey.asymmetricKeyType ?? '?'} key`);
         }
         checkCurve(leaf.publicKey, invalid);
-        return new PublicKey(type, publicValue, leaf.publicKey, leaf);
+        return new PublicKey(type, publicValue, leaf.publicKey, certificates);
       }
     }
   }

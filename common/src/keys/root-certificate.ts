@@ -6,7 +6,7 @@
 import { createPublicKey, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { TrustError } from '../errors.js';
 import * as der from './der.js';
-import { readCertificates, type PublicKey } from './public-key.js';
+import type { PublicKey } from './public-key.js';
 import { encodePem } from './pem.js';
 
 // notary.Year is 365 days flat, and the client asks for 10 of them (client.rootCertKey).
@@ -120,11 +120,8 @@ export function checkRootCertificate(key: PublicKey, gun: string, now: Date): vo
   }
   let parsed = PARSED_BUNDLES.get(key);
   if (!parsed) {
-    const { certificates } = readCertificates(
-      Buffer.from(key.publicValue, 'base64').toString('utf8'),
-    );
     try {
-      parsed = certificates.map((c) => parseCertificate(c.raw));
+      parsed = key.certificateChain.map((c) => parseCertificate(c.raw));
     } catch (err) {
       if (err instanceof der.DerError) throw fail(`certificate does not parse: ${err.message}`);
       throw err;
