@@ -8,7 +8,7 @@ import { isTrustError, type TrustErrorCode } from '../src/errors.js';
 import type { CredentialSource } from '../src/notary/credentials.js';
 import { staticCredentials } from '../src/notary/credentials.js';
 import { NotaryHttpClient, type NotaryClientOptions } from '../src/notary/http-client.js';
-import { createTestCa, type TestCa, type TestCertificate } from './support/tls.js';
+import { createTestCa, type TestCa, type TestCertificate } from '../src/testing/tls.js';
 
 const GUN = '127.0.0.1:5000/demo/app';
 const TUF = `/v2/${GUN}/_trust/tuf`;
@@ -126,9 +126,9 @@ void describe('NotaryHttpClient', () => {
   };
 
   before(async () => {
-    ca = await createTestCa('notary test CA');
-    otherCa = await createTestCa('unrelated CA');
-    cert = await ca.issue({ commonName: 'notary-server' });
+    ca = createTestCa({ commonName: 'notary test CA' });
+    otherCa = createTestCa({ commonName: 'unrelated CA' });
+    cert = ca.issue({ commonName: 'notary-server' });
     server = await startServer(cert, (_req, res) => reply(res, 500, 'no handler'));
   });
   after(async () => {
@@ -459,7 +459,7 @@ void describe('NotaryHttpClient', () => {
     });
 
     void it('refuses a certificate for another host name', async () => {
-      const wrongName = await ca.issue({
+      const wrongName = ca.issue({
         commonName: 'elsewhere',
         subjectAltNames: ['DNS:elsewhere.example'],
       });

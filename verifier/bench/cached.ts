@@ -15,7 +15,7 @@
  * rounds against the goals (≥ 60 % of the bare server's req/s; p99 < 5 ms at 1,000 reviews/s).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { readFile, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -240,7 +240,7 @@ async function main(): Promise<void> {
     serverCpus: values['server-cpus'] ?? 'any',
   });
   const tls = await benchTls();
-  const ca = await readFile(tls.cert, 'utf8');
+  const ca = tls.caPem;
   const children: ChildProcess[] = [];
   try {
     const verifierChild = await startChild(['--serve', 'verifier', '--dir', tls.dir]);

@@ -3,14 +3,17 @@
  * notary repository (a FixtureRepository behind a MemoryFetcher), or a bare Node https server that
  * answers a constant ImageReview — the baseline the verifier is compared with.
  */
-import { execFile } from 'node:child_process';
 import { openSync, writeSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import { FixtureRepository, MemoryFetcher, fakeManifest } from '@kpack-trust/common/testing';
+import {
+  FixtureRepository,
+  MemoryFetcher,
+  createTestCa,
+  fakeManifest,
+} from '@kpack-trust/common/testing';
 import { imageTarget, type MetadataFetcher } from '@kpack-trust/common';
 import { loadConfig } from '../src/config/load.js';
 import { createApp } from '../src/http/app.js';
@@ -24,31 +27,23 @@ export const REGISTRY = '127.0.0.1:5000';
 export const GUN = `${REGISTRY}/demo/app`;
 export const IMAGE = `${GUN}:v1`;
 
-/** A self-signed P-256 certificate for 127.0.0.1 in a fresh directory (tls.crt, tls.key). */
-export async function benchTls(): Promise<{ dir: string; cert: string; key: string }> {
+/**
+ * A fresh directory with the verifier's serving certificate (tls.crt, tls.key: P-256, SAN 127.0.0.1
+ * and localhost) and the PEM of the throw-away CA that issued it, for the load generator to trust.
+ */
+export async function benchTls(): Promise<{
+  dir: string;
+  cert: string;
+  key: string;
+  caPem: string;
+}> {
   const dir = await mkdtemp(join(tmpdir(), 'verifier-bench-'));
   const cert = join(dir, 'tls.crt');
   const key = join(dir, 'tls.key');
-  await promisify(execFile)('openssl', [
-    'req',
-    '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
-    '-keyout',
-    key,
-    '-out',
-    cert,
-    '-days',
-    '1',
-    '-subj',
-    '/CN=localhost',
-    '-addext',
-    'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ]);
-  return { dir, cert, key };
+  const ca = createTestCa({ commonName: 'verifier bench CA' });
+  const leaf = ca.issue({ commonName: 'localhost' });
+  await Promise.all([writeFile(cert, leaf.certPem), writeFile(key, leaf.keyPem, { mode: 0o600 })]);
+  return { dir, cert, key, caPem: ca.certPem };
 }
 
 /** A signed repository: `tags` tags in `targets`, each for its own fake manifest digest. */

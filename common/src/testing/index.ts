@@ -2,3 +2,4 @@
 export * from './fixture-repository.js';
 export * from './memory-fetcher.js';
 export * from './hash.js';
+export * from './tls.js';

@@ -1,12 +1,13 @@
 /**
- * Throw-away key material made with the real `openssl` (P-256 throughout): one CA, the TLS leaves
- * the stack needs, the token issuer's signing certificate, and delegation keys for notary.
+ * Throw-away key material for the stack, written to files because notary-server, notary-signer,
+ * docker-registry and the notary CLI take file paths: one CA and the TLS leaves the stack needs
+ * (from `@kpack-trust/common/testing`), the token issuer's signing certificate, and delegation keys
+ * shaped like the ones notary makes. P-256 throughout.
  */
-import { execFile } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { requireBinary } from './binaries.js';
+import { createRootCertificate, generateSigningKey } from '@kpack-trust/common';
+import { createTestCa, type TestCertificate } from '@kpack-trust/common/testing';
 
 /** A certificate file and the unencrypted PKCS#8 private key it belongs to (both PEM). */
 export interface CertificatePair {
@@ -40,143 +41,58 @@ export interface DelegationKey extends CertificatePair {
   readonly name: string;
 }
 
-/** TLS leaves only live as long as a test run. */
-const TLS_DAYS = 30;
 /** notary warns about delegation certificates that expire within months, so these get ten years. */
-const DELEGATION_DAYS = 3650;
+const DELEGATION_YEARS = 10;
 
-/** Runs openssl with arguments; rejects with its stderr. */
-function openssl(args: readonly string[], cwd: string): Promise<void> {
-  const binary = requireBinary('openssl');
-  return new Promise((resolve, reject) => {
-    execFile(binary, args, { cwd }, (error, _stdout, stderr) => {
-      if (error === null) resolve();
-      else reject(new Error(`openssl ${args.join(' ')} failed: ${stderr || error.message}`));
-    });
-  });
-}
-
-/** A random positive serial, so parallel signings never share a serial file. */
-function serial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0] ?? 0) & 0x7f;
-  return `0x${bytes.toString('hex')}`;
-}
-
-/** A fresh P-256 key (PKCS#8, unencrypted) and a CSR for `subject`. */
-async function keyAndRequest(dir: string, base: string, subject: string): Promise<void> {
-  await openssl(
-    [
-      'req',
-      '-new',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      `${base}.key`,
-      '-subj',
-      subject,
-      '-out',
-      `${base}.csr`,
-    ],
-    dir,
-  );
-}
-
-/** Issues a leaf signed by the CA in `dir` with the given X.509v3 extensions. */
-async function issueLeaf(
+/** Writes `base.crt` and `base.key` (owner-only, like any private key file) in `dir`. */
+async function writePair(
   dir: string,
   base: string,
-  commonName: string,
-  extensions: readonly string[],
+  pem: TestCertificate,
 ): Promise<CertificatePair> {
-  await keyAndRequest(dir, base, `/CN=${commonName}`);
-  await writeFile(join(dir, `${base}.ext`), `${extensions.join('\n')}\n`);
-  await openssl(
-    [
-      'x509',
-      '-req',
-      '-in',
-      `${base}.csr`,
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-set_serial',
-      serial(),
-      '-days',
-      String(TLS_DAYS),
-      '-sha256',
-      '-extfile',
-      `${base}.ext`,
-      '-out',
-      `${base}.crt`,
-    ],
-    dir,
-  );
-  return { certFile: join(dir, `${base}.crt`), keyFile: join(dir, `${base}.key`) };
+  const certFile = join(dir, `${base}.crt`);
+  const keyFile = join(dir, `${base}.key`);
+  await Promise.all([
+    writeFile(certFile, pem.certPem),
+    writeFile(keyFile, pem.keyPem, { mode: 0o600 }),
+  ]);
+  return { certFile, keyFile };
 }
 
 /** Makes the CA and every leaf the stack needs in `dir` (created if absent). */
 export async function createCertificates(dir: string): Promise<StackCertificates> {
   await mkdir(dir, { recursive: true });
-  await keyAndRequest(dir, 'ca', '/CN=kpack-trust throw-away test CA');
-  await writeFile(
-    join(dir, 'ca.ext'),
-    'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n',
-  );
-  await openssl(
-    [
-      'x509',
-      '-req',
-      '-in',
-      'ca.csr',
-      '-signkey',
-      'ca.key',
-      '-set_serial',
-      serial(),
-      '-days',
-      String(TLS_DAYS),
-      '-sha256',
-      '-extfile',
-      'ca.ext',
-      '-out',
-      'ca.crt',
-    ],
-    dir,
-  );
-
-  const loopbackSan = 'subjectAltName=IP:127.0.0.1,DNS:localhost';
-  const leaf = 'basicConstraints=critical,CA:FALSE';
-  const signing = 'keyUsage=critical,digitalSignature';
-  const [server, signer, signerClient, tokenSigner] = await Promise.all([
-    issueLeaf(dir, 'notary-server', 'notary-server', [
-      leaf,
-      signing,
-      'extendedKeyUsage=serverAuth',
-      loopbackSan,
-    ]),
-    issueLeaf(dir, 'notary-signer', 'notary-signer', [
-      leaf,
-      signing,
-      'extendedKeyUsage=serverAuth',
-      `${loopbackSan},DNS:notary-signer`,
-    ]),
-    issueLeaf(dir, 'notary-server-client', 'notary-server', [
-      leaf,
-      signing,
-      'extendedKeyUsage=clientAuth',
-    ]),
-    issueLeaf(dir, 'token-signer', 'kpack-trust test token issuer', [leaf, signing]),
+  const ca = createTestCa({ commonName: 'kpack-trust throw-away test CA' });
+  const [authority, server, signer, signerClient, tokenSigner] = await Promise.all([
+    writePair(dir, 'ca', ca),
+    writePair(dir, 'notary-server', ca.issue({ commonName: 'notary-server' })),
+    writePair(
+      dir,
+      'notary-signer',
+      ca.issue({
+        commonName: 'notary-signer',
+        subjectAltNames: ['IP:127.0.0.1', 'DNS:localhost', 'DNS:notary-signer'],
+      }),
+    ),
+    // Go's notary-signer requires clientAuth of the certificate notary-server presents.
+    writePair(
+      dir,
+      'notary-server-client',
+      ca.issue({ commonName: 'notary-server', usage: 'client' }),
+    ),
+    // No extendedKeyUsage: the registry verifies the x5c chain with Go's default (serverAuth),
+    // which a certificate without the extension satisfies.
+    writePair(
+      dir,
+      'token-signer',
+      ca.issue({ commonName: 'kpack-trust test token issuer', usage: 'none' }),
+    ),
   ]);
-  const caFile = join(dir, 'ca.crt');
   return {
     dir,
-    caFile,
-    caKeyFile: join(dir, 'ca.key'),
-    caPem: await readFile(caFile, 'utf8'),
+    caFile: authority.certFile,
+    caKeyFile: authority.keyFile,
+    caPem: ca.certPem,
     server,
     signer,
     signerClient,
@@ -186,42 +102,16 @@ export async function createCertificates(dir: string): Promise<StackCertificates
 
 /**
  * A P-256 key and a self-signed certificate with CN `name`, as `notary delegation add` and
- * `notary key import` take them. The file names start with `name`, so keep it path-safe.
+ * `notary key import` take them; the certificate is the one notary itself would make (CA:FALSE,
+ * codeSigning). The file names start with `name`, so keep it path-safe.
  */
 export async function createDelegationKey(dir: string, name: string): Promise<DelegationKey> {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
     throw new Error(`delegation key name ${JSON.stringify(name)} must be a plain file name`);
   }
   await mkdir(dir, { recursive: true });
-  const keyFile = join(dir, `${name}.key`);
-  const certFile = join(dir, `${name}.crt`);
-  await openssl(
-    [
-      'req',
-      '-x509',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
-      '-keyout',
-      keyFile,
-      '-subj',
-      `/CN=${name}`,
-      '-days',
-      String(DELEGATION_DAYS),
-      '-sha256',
-      // Shaped like the certificates notary makes itself: a leaf for code signing.
-      '-addext',
-      'basicConstraints=critical,CA:FALSE',
-      '-addext',
-      'keyUsage=critical,digitalSignature',
-      '-addext',
-      'extendedKeyUsage=codeSigning',
-      '-out',
-      certFile,
-    ],
-    dir,
-  );
-  return { name, keyFile, certFile };
+  const key = generateSigningKey('ecdsa');
+  const certPem = await createRootCertificate(name, key, { years: DELEGATION_YEARS });
+  const keyPem = key.export({ format: 'pem', type: 'pkcs8' }).toString();
+  return { name, ...(await writePair(dir, name, { certPem, keyPem })) };
 }
