@@ -6,33 +6,32 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { FixtureRepository, MemoryFetcher, fakeManifest } from '@kpack-trust/common/testing';
+import { FixtureRepository, type MemoryFetcher } from '@kpack-trust/common/testing';
 import {
   ControlledFetcher,
   GUN,
   HOUR,
+  IMAGE,
   NOW,
   PREAMBLE,
+  V1,
+  V2,
   configFrom,
   engineWith,
+  expireTimestampAfter,
   pinnedConfig,
   pod,
+  signedRepository,
   unreachable,
 } from './support/engine.js';
 import { podMemoKey, routeMemoKey } from '../src/policy/memo.js';
-
-const v1 = fakeManifest('v1');
-const v2 = fakeManifest('v2');
-const IMAGE = `${GUN}:v1`;
 
 describe('decision memo', () => {
   let repo: FixtureRepository;
   let fetcher: MemoryFetcher;
 
   beforeEach(async () => {
-    repo = await FixtureRepository.create(GUN, NOW);
-    await repo.signTag('v1', v1.digestHex, v1.length);
-    fetcher = new MemoryFetcher(repo);
+    ({ repo, fetcher } = await signedRepository());
   });
 
   it('answers repeated reviews from the memo, still counting each as a cache hit', async () => {
@@ -53,23 +52,23 @@ describe('decision memo', () => {
       pinnedConfig(repo, { top: 'cache: { ttlSeconds: 60 }' }),
       fetcher,
     );
-    const oldDigest = `${GUN}@sha256:${v1.digestHex}`;
+    const oldDigest = `${GUN}@sha256:${V1.digestHex}`;
     assert.equal(
       (await engine.review(pod([IMAGE]))).auditAnnotations?.['image-0-digest'],
-      `sha256:${v1.digestHex}`,
+      `sha256:${V1.digestHex}`,
     );
     assert.equal((await engine.review(pod([oldDigest]))).allowed, true);
     // v1 now points to another digest; the verified collection in the cache still says v1.
-    await repo.signTag('v1', v2.digestHex, v2.length);
+    await repo.signTag('v1', V2.digestHex, V2.length);
     clock.advance(59_000);
     assert.equal(
       (await engine.review(pod([IMAGE]))).auditAnnotations?.['image-0-digest'],
-      `sha256:${v1.digestHex}`,
+      `sha256:${V1.digestHex}`,
     );
     clock.advance(1_000);
     assert.equal(
       (await engine.review(pod([IMAGE]))).auditAnnotations?.['image-0-digest'],
-      `sha256:${v2.digestHex}`,
+      `sha256:${V2.digestHex}`,
     );
     const stale = await engine.decide(pod([oldDigest]));
     assert.equal(stale.images[0]?.code, 'NOT_SIGNED');
@@ -77,8 +76,7 @@ describe('decision memo', () => {
   });
 
   it('never answers from a collection at or past its expiry, whatever the TTL', async () => {
-    const expires = new Date(NOW.getTime() + HOUR).toISOString();
-    await repo.publish([], { timestamp: { signed: (s) => ({ ...s, expires }) } });
+    await expireTimestampAfter(repo, HOUR);
     const { engine, clock } = engineWith(
       pinnedConfig(repo, { top: 'cache: { ttlSeconds: 86400 }' }),
       fetcher,
@@ -168,14 +166,14 @@ describe('decision memo', () => {
     const first = await engine.review(pod(images));
     assert.equal(first.allowed, false);
     assert.equal(await engine.review(pod(images)), first);
-    await repo.signTag('v2', v2.digestHex, v2.length);
+    await repo.signTag('v2', V2.digestHex, V2.length);
     clock.advance(60_000);
     const after = await engine.review(pod(images));
     assert.equal(after.allowed, true, after.reason);
-    assert.equal(after.auditAnnotations?.['image-1-digest'], `sha256:${v2.digestHex}`);
+    assert.equal(after.auditAnnotations?.['image-1-digest'], `sha256:${V2.digestHex}`);
     // The same images in another order are another pod: indexes differ.
     const swapped = await engine.review(pod([...images].reverse()));
-    assert.equal(swapped.auditAnnotations?.['image-0-digest'], `sha256:${v2.digestHex}`);
+    assert.equal(swapped.auditAnnotations?.['image-0-digest'], `sha256:${V2.digestHex}`);
   });
 
   it('splitting the same characters differently between namespace and image is another key', async () => {

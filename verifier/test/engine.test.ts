@@ -18,31 +18,30 @@ import {
   ControlledFetcher,
   DAY,
   GUN,
+  IMAGE,
   NOTARY,
   NOW,
   PREAMBLE,
   REGISTRY,
+  V1,
+  V2,
   configFrom,
   engineWith,
   pinnedConfig,
   pod,
   repositoryWithSameRootKey,
+  signedRepository,
   unreachable,
 } from './support/engine.js';
 
-const v1 = fakeManifest('v1');
-const v2 = fakeManifest('v2');
 const rel = fakeManifest('release');
-const IMAGE = `${GUN}:v1`;
 
 describe('ImagePolicyEngine', () => {
   let repo: FixtureRepository;
   let fetcher: MemoryFetcher;
 
   beforeEach(async () => {
-    repo = await FixtureRepository.create(GUN, NOW);
-    await repo.signTag('v1', v1.digestHex, v1.length);
-    fetcher = new MemoryFetcher(repo);
+    ({ repo, fetcher } = await signedRepository());
   });
 
   describe('tags, digests and tag@digest', () => {
@@ -52,7 +51,7 @@ describe('ImagePolicyEngine', () => {
       assert.deepEqual(status, {
         allowed: true,
         auditAnnotations: {
-          'image-0-digest': `sha256:${v1.digestHex}`,
+          'image-0-digest': `sha256:${V1.digestHex}`,
           'image-0-role': 'targets',
           'image-0-rule': 'demo',
         },
@@ -66,7 +65,7 @@ describe('ImagePolicyEngine', () => {
         {
           image: IMAGE,
           namespace: 'default',
-          digest: `sha256:${v1.digestHex}`,
+          digest: `sha256:${V1.digestHex}`,
           role: 'targets',
           rule: 'demo',
           result: 'allowed',
@@ -103,20 +102,20 @@ describe('ImagePolicyEngine', () => {
     });
 
     it('admits a digest reference signed for some tag, and audits that tag', async () => {
-      await repo.signTag('v2', v2.digestHex, v2.length);
+      await repo.signTag('v2', V2.digestHex, V2.length);
       const { engine } = engineWith(pinnedConfig(repo), fetcher);
-      const status = await engine.review(pod([`${GUN}@sha256:${v2.digestHex}`]));
+      const status = await engine.review(pod([`${GUN}@sha256:${V2.digestHex}`]));
       assert.equal(status.allowed, true);
       assert.equal(status.auditAnnotations?.['image-0-tag'], 'v2');
-      assert.equal(status.auditAnnotations?.['image-0-digest'], `sha256:${v2.digestHex}`);
+      assert.equal(status.auditAnnotations?.['image-0-digest'], `sha256:${V2.digestHex}`);
     });
 
     it('denies a digest no tag points to', async () => {
       const { engine } = engineWith(pinnedConfig(repo), fetcher);
-      const decision = await engine.decide(pod([`${GUN}@sha256:${v2.digestHex}`]));
+      const decision = await engine.decide(pod([`${GUN}@sha256:${V2.digestHex}`]));
       assert.equal(
         decision.status.reason,
-        `${GUN}@sha256:${v2.digestHex}: not signed in notary ${NOTARY} (no signed tag of ${GUN} points to sha256:${v2.digestHex})`,
+        `${GUN}@sha256:${V2.digestHex}: not signed in notary ${NOTARY} (no signed tag of ${GUN} points to sha256:${V2.digestHex})`,
       );
       assert.equal(decision.images[0]?.code, 'NOT_SIGNED');
     });
@@ -126,7 +125,7 @@ describe('ImagePolicyEngine', () => {
       await repo.addDelegation('targets/releases');
       await repo.signTag('v1', rel.digestHex, rel.length, 'targets/releases');
       const { engine } = engineWith(pinnedConfig(repo), fetcher);
-      const stale = await engine.decide(pod([`${GUN}@sha256:${v1.digestHex}`]));
+      const stale = await engine.decide(pod([`${GUN}@sha256:${V1.digestHex}`]));
       assert.equal(stale.status.allowed, false);
       assert.equal(stale.images[0]?.code, 'NOT_SIGNED');
       const current = await engine.decide(pod([`${GUN}@sha256:${rel.digestHex}`]));
@@ -136,11 +135,11 @@ describe('ImagePolicyEngine', () => {
 
     it('admits tag@digest only when the tag is signed for that digest', async () => {
       const { engine } = engineWith(pinnedConfig(repo), fetcher);
-      assert.equal((await engine.review(pod([`${IMAGE}@sha256:${v1.digestHex}`]))).allowed, true);
-      const wrong = await engine.decide(pod([`${IMAGE}@sha256:${v2.digestHex}`]));
+      assert.equal((await engine.review(pod([`${IMAGE}@sha256:${V1.digestHex}`]))).allowed, true);
+      const wrong = await engine.decide(pod([`${IMAGE}@sha256:${V2.digestHex}`]));
       assert.equal(
         wrong.status.reason,
-        `${IMAGE}@sha256:${v2.digestHex}: tag "v1" is signed for sha256:${v1.digestHex}, not for the referenced sha256:${v2.digestHex}`,
+        `${IMAGE}@sha256:${V2.digestHex}: tag "v1" is signed for sha256:${V1.digestHex}, not for the referenced sha256:${V2.digestHex}`,
       );
       assert.equal(wrong.images[0]?.code, 'DIGEST_MISMATCH');
     });
@@ -157,7 +156,7 @@ describe('ImagePolicyEngine', () => {
       );
       assert.equal(tagOnly.images[0]?.code, 'DIGEST_REQUIRED');
       assert.equal(fetcher.requests.length, 0, 'denied before asking notary');
-      assert.equal((await engine.review(pod([`${GUN}@sha256:${v1.digestHex}`]))).allowed, true);
+      assert.equal((await engine.review(pod([`${GUN}@sha256:${V1.digestHex}`]))).allowed, true);
     });
   });
 
@@ -301,7 +300,7 @@ describe('ImagePolicyEngine', () => {
       assert.deepEqual(decision.status, {
         allowed: true,
         auditAnnotations: {
-          'image-0-digest': `sha256:${v1.digestHex}`,
+          'image-0-digest': `sha256:${V1.digestHex}`,
           'image-0-role': 'targets',
           'image-0-rule': 'demo',
           'image-1-rule': 'demo',
@@ -348,8 +347,8 @@ describe('ImagePolicyEngine', () => {
       const { engine, observer } = engineWith(pinnedConfig(repo), fetcher);
       const status = await engine.review(pod([IMAGE, 'quay.io/x/y', IMAGE]));
       assert.equal(observer.images.length, 2);
-      assert.equal(status.auditAnnotations?.['image-0-digest'], `sha256:${v1.digestHex}`);
-      assert.equal(status.auditAnnotations?.['image-2-digest'], `sha256:${v1.digestHex}`);
+      assert.equal(status.auditAnnotations?.['image-0-digest'], `sha256:${V1.digestHex}`);
+      assert.equal(status.auditAnnotations?.['image-2-digest'], `sha256:${V1.digestHex}`);
       assert.equal(status.auditAnnotations?.['image-1-digest'], undefined);
     });
 
@@ -357,7 +356,7 @@ describe('ImagePolicyEngine', () => {
       const repos = [repo];
       for (const name of ['b', 'c', 'd']) {
         const r = await repositoryWithSameRootKey(repo, `${REGISTRY}/demo/${name}`);
-        await r.signTag('v1', v1.digestHex, v1.length);
+        await r.signTag('v1', V1.digestHex, V1.length);
         repos.push(r);
       }
       const slow = new ControlledFetcher(new MemoryFetcher(...repos));
@@ -427,7 +426,7 @@ rules:
 
     it('uses the notary server the config names for each registry', async () => {
       const other = await repositoryWithSameRootKey(repo, 'quay.io/team/app');
-      await other.signTag('v1', v1.digestHex, v1.length);
+      await other.signTag('v1', V1.digestHex, V1.length);
       const servers: string[] = [];
       const config = configFrom(`${PREAMBLE}  - registry: quay.io
     server: https://notary.quay.example:8443/
@@ -471,16 +470,21 @@ rules:
       await repo.addDelegation('targets/bob', { keys: [bob] });
     });
 
-    function signers(spec: string): ReturnType<typeof pinnedConfig> {
-      return pinnedConfig(repo, { trustExtra: `, signers: [${spec}]` });
+    /** One entry of a rule's `signers` list, as YAML flow text. */
+    function signer(role: string, key: string): string {
+      return `{ role: ${role}, keys: [${JSON.stringify(key)}] }`;
+    }
+
+    /** An engine whose demo rule requires these signers (and this many of them, when given). */
+    function engineRequiring(spec: string, threshold?: number): ImagePolicyEngine {
+      const count = threshold === undefined ? '' : `, signersThreshold: ${threshold}`;
+      return engineWith(pinnedConfig(repo, { trustExtra: `, signers: [${spec}]${count}` }), fetcher)
+        .engine;
     }
 
     it('admits when the named role signs with its pinned key (pinned by canonical id)', async () => {
       await repo.signTag('v1', rel.digestHex, rel.length, 'targets/releases');
-      const { engine } = engineWith(
-        signers(`{ role: targets/releases, keys: ["${alice.publicKey.canonicalId}"] }`),
-        fetcher,
-      );
+      const engine = engineRequiring(signer('targets/releases', alice.publicKey.canonicalId));
       const status = await engine.review(pod([IMAGE]));
       assert.equal(status.allowed, true, status.reason);
       assert.equal(status.auditAnnotations?.['image-0-role'], 'targets/releases');
@@ -493,20 +497,14 @@ rules:
         .export({ type: 'spki', format: 'pem' })
         .toString();
       for (const key of [alice.publicKey.id, pem, alice.publicKey.certificate?.toString() ?? '']) {
-        const { engine } = engineWith(
-          signers(`{ role: targets/releases, keys: [${JSON.stringify(key)}] }`),
-          fetcher,
-        );
+        const engine = engineRequiring(signer('targets/releases', key));
         assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
       }
     });
 
     it('denies a role signed by another key than the pinned one', async () => {
       await repo.signTag('v1', rel.digestHex, rel.length, 'targets/releases');
-      const { engine } = engineWith(
-        signers(`{ role: targets/releases, keys: ["${bob.publicKey.id}"] }`),
-        fetcher,
-      );
+      const engine = engineRequiring(signer('targets/releases', bob.publicKey.id));
       const decision = await engine.decide(pod([IMAGE]));
       assert.equal(decision.images[0]?.code, 'SIGNERS_NOT_MET');
       assert.equal(
@@ -516,10 +514,7 @@ rules:
     });
 
     it('denies when the required role did not sign the tag, even if targets did', async () => {
-      const { engine } = engineWith(
-        signers(`{ role: targets/releases, keys: ["${alice.publicKey.id}"] }`),
-        fetcher,
-      );
+      const engine = engineRequiring(signer('targets/releases', alice.publicKey.id));
       const decision = await engine.decide(pod([IMAGE]));
       assert.equal(
         decision.status.reason,
@@ -528,13 +523,10 @@ rules:
     });
 
     it('needs the threshold of signers, and their agreement on one digest', async () => {
-      const both = `{ role: targets/alice, keys: ["${alice.publicKey.id}"] }, { role: targets/bob, keys: ["${bob.publicKey.id}"] }`;
+      const both = `${signer('targets/alice', alice.publicKey.id)}, ${signer('targets/bob', bob.publicKey.id)}`;
       await repo.signTag('v1', rel.digestHex, rel.length, 'targets/alice');
-      const all = engineWith(signers(both), fetcher).engine;
-      const one = engineWith(
-        pinnedConfig(repo, { trustExtra: `, signers: [${both}], signersThreshold: 1` }),
-        fetcher,
-      ).engine;
+      const all = engineRequiring(both);
+      const one = engineRequiring(both, 1);
 
       const missing = await all.decide(pod([IMAGE]));
       assert.equal(
@@ -546,43 +538,34 @@ rules:
       assert.equal(single.images[0]?.role, 'targets/alice');
 
       await repo.signTag('v1', rel.digestHex, rel.length, 'targets/bob');
-      const fresh = engineWith(signers(both), fetcher).engine;
+      const fresh = engineRequiring(both);
       const agreed = await fresh.decide(pod([IMAGE]));
       assert.equal(agreed.status.allowed, true);
       assert.equal(agreed.images[0]?.role, 'targets/alice,targets/bob');
 
-      await repo.signTag('v1', v2.digestHex, v2.length, 'targets/bob');
-      const disagreeing = engineWith(signers(both), fetcher).engine;
+      await repo.signTag('v1', V2.digestHex, V2.length, 'targets/bob');
+      const disagreeing = engineRequiring(both);
       const split = await disagreeing.decide(pod([IMAGE]));
       assert.equal(
         split.status.reason,
-        `${IMAGE}: the required signers disagree on "v1" (targets/alice: sha256:${rel.digestHex}, targets/bob: sha256:${v2.digestHex})`,
+        `${IMAGE}: the required signers disagree on "v1" (targets/alice: sha256:${rel.digestHex}, targets/bob: sha256:${V2.digestHex})`,
       );
-      const splitOne = engineWith(
-        pinnedConfig(repo, { trustExtra: `, signers: [${both}], signersThreshold: 1` }),
-        fetcher,
-      ).engine;
+      const splitOne = engineRequiring(both, 1);
       assert.equal((await splitOne.review(pod([IMAGE]))).allowed, false);
     });
 
     it('checks digests and tag@digest against the signers, not Docker order', async () => {
       await repo.signTag('v1', rel.digestHex, rel.length, 'targets/alice');
-      const { engine } = engineWith(
-        signers(`{ role: targets/alice, keys: ["${alice.publicKey.id}"] }`),
-        fetcher,
-      );
+      const engine = engineRequiring(signer('targets/alice', alice.publicKey.id));
       assert.equal((await engine.review(pod([`${GUN}@sha256:${rel.digestHex}`]))).allowed, true);
       assert.equal((await engine.review(pod([`${IMAGE}@sha256:${rel.digestHex}`]))).allowed, true);
       // targets signs v1 → v1's digest, but targets/alice is the required signer.
-      assert.equal((await engine.review(pod([`${GUN}@sha256:${v1.digestHex}`]))).allowed, false);
-      assert.equal((await engine.review(pod([`${IMAGE}@sha256:${v1.digestHex}`]))).allowed, false);
+      assert.equal((await engine.review(pod([`${GUN}@sha256:${V1.digestHex}`]))).allowed, false);
+      assert.equal((await engine.review(pod([`${IMAGE}@sha256:${V1.digestHex}`]))).allowed, false);
     });
 
     it('denies when a required role is absent from the trust data', async () => {
-      const { engine } = engineWith(
-        signers(`{ role: targets/carol, keys: ["${bob.publicKey.id}"] }`),
-        fetcher,
-      );
+      const engine = engineRequiring(signer('targets/carol', bob.publicKey.id));
       assert.match(
         (await engine.review(pod([IMAGE]))).reason ?? '',
         /\(targets\/carol is not in the trust data\)$/,

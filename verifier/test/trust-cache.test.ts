@@ -6,23 +6,24 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import type { MetadataFetcher } from '@kpack-trust/common';
-import { FixtureRepository, MemoryFetcher, fakeManifest } from '@kpack-trust/common/testing';
+import { FixtureRepository, MemoryFetcher } from '@kpack-trust/common/testing';
 import {
   ControlledFetcher,
   GUN,
   HOUR,
+  IMAGE,
   NOW,
   REGISTRY,
+  V1,
+  V2,
   engineWith,
+  expireTimestampAfter,
   pinnedConfig,
   pod,
   repositoryWithSameRootKey,
+  signedRepository,
   unreachable,
 } from './support/engine.js';
-
-const v1 = fakeManifest('v1');
-const v2 = fakeManifest('v2');
-const IMAGE = `${GUN}:v1`;
 
 /** Requests per file kind, with checksums elided. */
 function requestKinds(fetcher: MemoryFetcher): string[] {
@@ -34,9 +35,7 @@ describe('trust cache', () => {
   let fetcher: MemoryFetcher;
 
   beforeEach(async () => {
-    repo = await FixtureRepository.create(GUN, NOW);
-    await repo.signTag('v1', v1.digestHex, v1.length);
-    fetcher = new MemoryFetcher(repo);
+    ({ repo, fetcher } = await signedRepository());
   });
 
   it('serves a verified collection until the TTL passes, then updates it', async () => {
@@ -50,7 +49,7 @@ describe('trust cache', () => {
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
     assert.equal(fetcher.requests.length, 4, 'fresh: no request');
     // A tag signed meanwhile is seen only after the TTL.
-    await repo.signTag('v2', v2.digestHex, v2.length);
+    await repo.signTag('v2', V2.digestHex, V2.length);
     assert.equal((await engine.review(pod([`${GUN}:v2`]))).allowed, false);
     clock.advance(1_000);
     assert.equal((await engine.review(pod([`${GUN}:v2`]))).allowed, true);
@@ -59,8 +58,7 @@ describe('trust cache', () => {
   });
 
   it('never uses a collection at or past its expiry, whatever the TTL', async () => {
-    const expires = new Date(NOW.getTime() + HOUR).toISOString();
-    await repo.publish([], { timestamp: { signed: (s) => ({ ...s, expires }) } });
+    await expireTimestampAfter(repo, HOUR);
     const { engine, clock } = engineWith(
       pinnedConfig(repo, { top: 'cache: { ttlSeconds: 86400 }' }),
       fetcher,
@@ -79,7 +77,7 @@ describe('trust cache', () => {
 
   it('200 concurrent reviews of one cold image cause exactly one fetch per role', async () => {
     await repo.addDelegation('targets/releases');
-    await repo.signTag('v1', v1.digestHex, v1.length, 'targets/releases');
+    await repo.signTag('v1', V1.digestHex, V1.length, 'targets/releases');
     const slow = new ControlledFetcher(fetcher);
     slow.delayMs = 5;
     const { engine, observer } = engineWith(pinnedConfig(repo), slow);
@@ -124,10 +122,10 @@ describe('trust cache', () => {
 
   it('keeps rollback floors when the collection is evicted (freeze detected)', async () => {
     const other = await repositoryWithSameRootKey(repo, `${REGISTRY}/demo/other`);
-    await other.signTag('v1', v1.digestHex, v1.length);
+    await other.signTag('v1', V1.digestHex, V1.length);
     const both = new MemoryFetcher(repo, other);
     const oldTimestamp = repo.bytesOf('timestamp');
-    await repo.signTag('v2', v2.digestHex, v2.length);
+    await repo.signTag('v2', V2.digestHex, V2.length);
     const { engine } = engineWith(
       pinnedConfig(repo, { canonical: true, top: 'cache: { maxRepositories: 1 }' }),
       both,
@@ -147,7 +145,7 @@ describe('trust cache', () => {
 
   it('a fresh engine, with no floors, would have accepted that frozen timestamp', async () => {
     const oldTimestamp = repo.bytesOf('timestamp');
-    await repo.signTag('v2', v2.digestHex, v2.length);
+    await repo.signTag('v2', V2.digestHex, V2.length);
     repo.files.set('timestamp.json', oldTimestamp);
     const { engine } = engineWith(pinnedConfig(repo), fetcher);
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
@@ -155,7 +153,7 @@ describe('trust cache', () => {
 
   it('keeps rollback floors across reconfiguration', async () => {
     const oldTimestamp = repo.bytesOf('timestamp');
-    await repo.signTag('v2', v2.digestHex, v2.length);
+    await repo.signTag('v2', V2.digestHex, V2.length);
     const { engine, clock } = engineWith(pinnedConfig(repo), fetcher);
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
     engine.reconfigure(
@@ -204,7 +202,7 @@ describe('trust cache', () => {
 
   it('keeps separate trust per anchor, so a TOFU rule cannot vouch for a pinned one', async () => {
     const attacker = await FixtureRepository.create(GUN, NOW);
-    await attacker.signTag('v1', v2.digestHex, v2.length);
+    await attacker.signTag('v1', V2.digestHex, V2.length);
     const served = new MemoryFetcher(attacker);
     const { engine } = engineWith(
       pinnedConfig(repo, {

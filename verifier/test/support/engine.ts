@@ -4,7 +4,12 @@
  */
 import { TrustError, type MetadataFetcher, type MetadataRequest } from '@kpack-trust/common';
 import { PublicKey, createRootCertificate, localSigner } from '@kpack-trust/common';
-import { FixtureRepository, type FixtureKey } from '@kpack-trust/common/testing';
+import {
+  FixtureRepository,
+  MemoryFetcher,
+  fakeManifest,
+  type FixtureKey,
+} from '@kpack-trust/common/testing';
 import { parseConfig } from '../../src/config/parse.js';
 import type { VerifierConfig } from '../../src/config/types.js';
 import { ImagePolicyEngine, type ImagePolicyEngineOptions } from '../../src/policy/engine.js';
@@ -17,6 +22,12 @@ export const DAY = 24 * HOUR;
 export const REGISTRY = '127.0.0.1:5000';
 export const NOTARY = 'https://127.0.0.1:4443';
 export const GUN = `${REGISTRY}/demo/app`;
+/** The manifest `signedRepository` signs as tag v1. */
+export const V1 = fakeManifest('v1');
+/** A second manifest, for tags signed later or digests no tag points to. */
+export const V2 = fakeManifest('v2');
+/** The signed tag of `signedRepository`. */
+export const IMAGE = `${GUN}:v1`;
 /** Where test configs pretend to live; files are looked up under it. */
 export const CONFIG_DIR = '/etc/kpack-trust';
 
@@ -27,6 +38,25 @@ notary:
   - registry: ${REGISTRY}
     server: ${NOTARY}
 `;
+
+/**
+ * The repository most engine tests start from: GUN with v1 signed for V1, and a fetcher serving it
+ * that records every request.
+ */
+export async function signedRepository(): Promise<{
+  repo: FixtureRepository;
+  fetcher: MemoryFetcher;
+}> {
+  const repo = await FixtureRepository.create(GUN, NOW);
+  await repo.signTag('v1', V1.digestHex, V1.length);
+  return { repo, fetcher: new MemoryFetcher(repo) };
+}
+
+/** Re-signs `repo`'s timestamp to expire `ms` after NOW, every other role unchanged. */
+export async function expireTimestampAfter(repo: FixtureRepository, ms: number): Promise<void> {
+  const expires = new Date(NOW.getTime() + ms).toISOString();
+  await repo.publish([], { timestamp: { signed: (s) => ({ ...s, expires }) } });
+}
 
 /** Parses YAML config text; `files` maps absolute paths to contents. */
 export function configFrom(
