@@ -5,11 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for bin in notary notary-server notary-signer docker-registry skopeo openssl; do
+for bin in notary notary-server notary-signer docker-registry skopeo; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("$bin")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  install_cmd="apt-get update && apt-get install -y notary docker-registry skopeo openssl"
+  install_cmd="apt-get update && apt-get install -y notary docker-registry skopeo"
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing: ${missing[*]} — install them with: sudo sh -c '$install_cmd'" >&2
     exit 1
@@ -22,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   if ! { apt-get update -qq &&
     apt-get install -y -qq -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
-      notary docker-registry skopeo openssl; } </dev/null >"$apt_log" 2>&1; then
+      notary docker-registry skopeo; } </dev/null >"$apt_log" 2>&1; then
     tail -n 40 "$apt_log" >&2
     echo "installing the Debian packages failed; run: sudo sh -c '$install_cmd'" >&2
     exit 1

@@ -14,7 +14,6 @@ export const STACK_BINARIES = [
   'notary-signer',
   'docker-registry',
   'skopeo',
-  'openssl',
 ] as const;
 
 /** One of the executables in {@link STACK_BINARIES}. */
@@ -127,7 +126,6 @@ async function ensureOn(path: string): Promise<BinaryPaths> {
   if (process.getuid?.() !== 0) throw missingError(first.missing);
 
   const packages: string[] = [...STACK_PACKAGES];
-  if (first.missing.includes('openssl')) packages.push('openssl');
   process.stderr.write(
     `[stack] missing ${first.missing.join(', ')}; installing Debian packages: ${packages.join(' ')}\n`,
   );
