@@ -8,6 +8,7 @@ export {
   roleSigner,
   type NewRepositoryInput,
   type PublishPlan,
+  type Renewal,
   type SigningKeys,
   type TargetsChange,
   type UpdateInput,

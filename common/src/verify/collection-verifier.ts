@@ -65,6 +65,12 @@ export interface CollectionVerifierOptions {
   readonly now: Date;
   /** Versions seen before; anything lower is a rollback. */
   readonly floors?: VersionFloors;
+  /**
+   * Writers only (never a verifier): accept an expired timestamp, snapshot, targets or delegation,
+   * as notary's `RepoBuilder.Load(…, allowExpired)` does, so a publisher can renew what it read.
+   * Every other check still applies, and root expiry is never waived (see `loadTimestamp`).
+   */
+  readonly allowExpired?: boolean;
 }
 
 type Stage = 'root' | 'timestamp' | 'snapshot' | 'targets' | 'delegations';
@@ -74,6 +80,7 @@ export class CollectionVerifier {
   readonly gun: string;
   readonly now: Date;
   private readonly floors: Record<string, number>;
+  private readonly allowExpired: boolean;
   private stage: Stage = 'root';
   private root: RootMetadata | undefined;
   private rootBytes: Uint8Array | undefined;
@@ -86,6 +93,7 @@ export class CollectionVerifier {
     this.gun = options.gun;
     this.now = options.now;
     this.floors = { ...(options.floors ?? {}) };
+    this.allowExpired = options.allowExpired === true;
   }
 
   /** The root currently trusted (after anchoring/resuming and any rotations). */
@@ -169,7 +177,9 @@ export class CollectionVerifier {
     if (!root) return this.fail('timestamp', 'needs a trusted root first');
     // 5.3.10: the final root must be current before anything it vouches for is used, and not
     // older than a root trusted before (checked here, on the final root, so that a walk may start
-    // from an older anchored version).
+    // from an older anchored version). Never waived, not even for writers: notary's Go client
+    // loads the newest root with allowExpired=false to publish too, and re-signs root only
+    // before it expires (signRootIfNecessary).
     this.checkExpiry('root', root);
     this.checkFloor('root', root.version);
     const envelope = parseEnvelope(bytes, 'timestamp');
@@ -356,7 +366,10 @@ export class CollectionVerifier {
   }
 
   private checkExpiry(role: string, metadata: CommonMetadata): void {
-    if (metadata.expires.getTime() <= this.now.getTime()) {
+    // A waived expiry only skips this throw: every other check of the load still runs (notary's
+    // builder, too, checks expiry after signatures and versions).
+    const waived = this.allowExpired && role !== 'root';
+    if (metadata.expires.getTime() <= this.now.getTime() && !waived) {
       throw new TrustError(
         'EXPIRED',
         { role, expires: metadata.expires.toISOString(), now: this.now.toISOString() },

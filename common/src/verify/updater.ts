@@ -47,6 +47,8 @@ export interface UpdateOptions {
   readonly now: Date;
   readonly state?: TrustState;
   readonly limits?: Partial<DownloadLimits>;
+  /** Writers only: tolerate expired non-root roles (CollectionVerifierOptions.allowExpired); verifiers leave it unset. */
+  readonly allowExpired?: boolean;
 }
 
 /** Fetches and fully verifies one GUN's trust data. */
@@ -60,6 +62,7 @@ export async function updateCollection(
     gun,
     now: options.now,
     ...(options.state?.floors ? { floors: options.state.floors } : {}),
+    ...(options.allowExpired === true ? { allowExpired: true } : {}),
   });
   await establishRoot(fetcher, verifier, options, limits);
 

@@ -53,7 +53,9 @@ What happens:
      --root-key-id), signatures, thresholds, expiry, hashes — and our key must be the one the root
      (or the delegation) lists. Every tag is then added or replaced in ONE publish. Root is re-signed
      when it, or our root certificate, expires within six months and we hold the root key.
-     Re-signing the same digest publishes nothing.
+     Expired targets or delegations (3 years by default) are renewed in that publish when we hold
+     their key (else exit 2); an expired root cannot be renewed (exit 1).
+     Re-signing the same digest publishes nothing, unless something has expired.
   4. A concurrent writer (400 VERSION) makes us retry on fresh metadata, up to 5 attempts with
      jittered backoff.
 

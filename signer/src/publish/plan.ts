@@ -9,6 +9,7 @@ import {
   PublicKey,
   TrustError,
   checkRootCertificate,
+  isTrustError,
   createRootCertificate,
   defaultExpiry,
   localSigner,
@@ -55,10 +56,21 @@ export interface PublishPlan {
   readonly rootKeyId: string;
   /** The same key's canonical (bare public key) id, which survives certificate renewal. */
   readonly rootCanonicalKeyId: string;
-  /** Versions after the publish of root, the signed role, and the snapshot when we sign it. */
+  /** Versions after the publish of root, the signed role, any role it renews, and the snapshot when we sign it. */
   readonly versions: Readonly<Record<string, number>>;
   /** Whether root gets a new version (near expiry, or its certificate is). */
   readonly rootResigned: boolean;
+  /** Roles found expired that this publish brings back into force, in load order. */
+  readonly renewals: readonly Renewal[];
+}
+
+/** An expired role a publish renews: re-signed by us, or by the notary server after our POST. */
+export interface Renewal {
+  readonly role: string;
+  /** The expiry it had passed. */
+  readonly expired: Date;
+  /** Its new expiry when we sign it; absent when the notary server re-signs it (timestamp, a server-held snapshot). */
+  readonly expires?: Date;
 }
 
 /** Notary's client re-signs root when it expires within six months (client.go nearExpiry). */
@@ -158,6 +170,7 @@ export async function planNewRepository(input: NewRepositoryInput): Promise<Publ
     rootCanonicalKeyId: rootKey.canonicalId,
     versions,
     rootResigned: false,
+    renewals: [],
   };
 }
 
@@ -198,13 +211,22 @@ export interface UpdateInput extends TargetsChange {
    * never re-signed by us. Docker's multi-signer delegations cannot meet this; pin the root for them.
    */
   readonly requireOwnSignature?: boolean;
+  /**
+   * Set when the root was trusted on first use: an expired role is then renewed only when its
+   * current version already carries our signature, whichever role we sign (re-signing content
+   * unchanged is just what a forged chain would want from us).
+   */
+  readonly rootTrustedOnFirstUse?: boolean;
 }
 
 /**
  * The next versions for an existing repository: every tag added or replaced in the role we sign,
  * root re-signed when it (or our root certificate) expires within six months and we hold its key,
- * the snapshot signed only when root lists a snapshot key we hold. Nothing at all when the role
- * already maps every tag to this manifest and root needs no renewal (re-signing is idempotent).
+ * the snapshot signed only when root lists a snapshot key we hold. An expired role is renewed —
+ * read with `allowExpired`, re-signed unchanged at version + 1 with a fresh expiry — when we hold a
+ * key for it; an expired timestamp or server-held snapshot is re-signed by the server on any
+ * publish. Nothing at all when the role already maps every tag to this manifest, root needs no
+ * renewal and nothing has expired (re-signing is idempotent).
  */
 export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
   const { collection, keys, now, gun, role } = input;
@@ -226,7 +248,20 @@ export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
   const model: TargetsMetadata = existing?.metadata ?? { ...newTargets(now, 0) };
   const change = { set: input.targets };
   const resign = await rootResign(collection, keys, now);
-  const targetsChanged = changesAnything(model, change);
+  const expired = expiredRoles(collection, now);
+
+  // Every expired targets role needs a key we hold: find them all before signing anything.
+  const toSign = new Map<string, { next: TargetsMetadata; signer: MetadataSigner }>();
+  for (const { role: name, expires } of expired) {
+    if (name === 'timestamp' || name === 'snapshot' || name === role) continue;
+    toSign.set(name, renewal(input, name, expires));
+  }
+  const ownExpired = expired.some((e) => e.role === role);
+  // An expired timestamp or snapshot is renewed by whatever we publish; publish at least our role.
+  const needsPublish = expired.length > 0 && toSign.size === 0 && resign === undefined;
+  if (changesAnything(model, change) || ownExpired || needsPublish) {
+    toSign.set(role, { next: nextTargets(model, change, now), signer });
+  }
 
   const files: PublishFile[] = [];
   const versions: Record<string, number> = { root: current.version, [role]: model.version };
@@ -238,11 +273,12 @@ export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
     files.push({ role: 'root', bytes: await signRole(root, resign.signers) });
     versions['root'] = root.version;
   }
-  if (targetsChanged) {
-    const next = nextTargets(model, change, now);
-    files.push({ role, bytes: await signRole(next, [signer]) });
-    versions[role] = next.version;
+  // Parents before children, as notary-server validates them.
+  for (const [name, { next, signer: key }] of [...toSign].sort(([a], [b]) => depth(a) - depth(b))) {
+    files.push({ role: name, bytes: await signRole(next, [key]) });
+    versions[name] = next.version;
   }
+  let snapshotExpires: Date | undefined;
   if (files.length > 0) {
     const snapshotSigner = clientSnapshotSigner(current, keys);
     if (snapshotSigner !== undefined) {
@@ -253,8 +289,13 @@ export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
       );
       files.push({ role: 'snapshot', bytes: await signRole(snapshot, [snapshotSigner]) });
       versions['snapshot'] = snapshot.version;
+      snapshotExpires = snapshot.expires;
     }
   }
+  const renewals = expired.map(({ role: name, expires }): Renewal => {
+    const ours = name === 'snapshot' ? snapshotExpires : toSign.get(name)?.next.expires;
+    return { role: name, expired: expires, ...(ours === undefined ? {} : { expires: ours }) };
+  });
   return {
     files,
     root,
@@ -262,7 +303,67 @@ export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
     rootCanonicalKeyId: rootKeyOut.canonicalId,
     versions,
     rootResigned: resign !== undefined,
+    renewals,
   };
+}
+
+/**
+ * Roles of the collection whose expiry has passed (root excluded: the trust core never reads an
+ * expired root, even for a writer), in load order.
+ */
+function expiredRoles(collection: TrustedCollection, now: Date): { role: string; expires: Date }[] {
+  const roles: [string, Date][] = [
+    ['timestamp', collection.timestamp.expires],
+    ['snapshot', collection.snapshot.expires],
+    ...[...collection.targetsRoles].map(([name, r]): [string, Date] => [name, r.metadata.expires]),
+  ];
+  return roles
+    .filter(([, expires]) => expires.getTime() <= now.getTime())
+    .map(([role, expires]) => ({ role, expires }));
+}
+
+/**
+ * An expired targets role other than the one we sign, re-signed unchanged (notary's `witness`):
+ * we must hold a key the repository lists for it, and under TOFU its current version must already
+ * carry our signature.
+ */
+function renewal(
+  input: UpdateInput,
+  role: string,
+  expired: Date,
+): { next: TargetsMetadata; signer: MetadataSigner } {
+  const { collection, keys, now, gun } = input;
+  const current = collection.targetsRoles.get(role);
+  if (current === undefined) throw new RangeError(`${role} is not in the collection`);
+  const when = expired.toISOString();
+  let signer: MetadataSigner;
+  try {
+    signer = roleSigner(collection, role, keys, []);
+  } catch (err) {
+    if (!isTrustError(err, 'SIGNING_KEY_UNUSABLE')) throw err;
+    throw new TrustError(
+      'SIGNING_KEY_UNUSABLE',
+      { ...err.facts, problem: `${role} expired at ${when}; ${err.facts.problem}` },
+      `Cannot sign ${gun}: its ${role} expired at ${when} and we cannot renew it (${err.facts.problem}); ` +
+        `until a holder of a ${role} key re-signs it, clients reject ${role === 'targets' ? 'every tag' : `the tags in ${role}`}.`,
+      { cause: err },
+    );
+  }
+  const tofu = input.rootTrustedOnFirstUse === true || input.requireOwnSignature === true;
+  if (tofu && !current.signedBy.has(signer.publicKey.canonicalId)) {
+    throw unusable(
+      gun,
+      role,
+      signer.publicKey.id,
+      `${role} expired at ${when} and is not signed by our key, and the root was trusted on first use; ` +
+        'pin the root to renew it',
+    );
+  }
+  return { next: nextTargets(current.metadata, {}, now), signer };
+}
+
+function depth(role: string): number {
+  return role.split('/').length;
 }
 
 /**

@@ -62,7 +62,7 @@ export interface SignSummary {
   readonly rootKeyId: string;
   /** That key's canonical id (its bare public key), stable across certificate renewals. */
   readonly rootCanonicalKeyId: string;
-  /** Versions of root, the signed role and (when we sign it) the snapshot after this run. */
+  /** Versions of root, the signed role, any expired role renewed and (when we sign it) the snapshot after this run. */
   readonly versions: Readonly<Record<string, number>>;
   /** True when this run created the repository. */
   readonly created: boolean;
@@ -243,11 +243,25 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
   const anchor = anchorFor(keys, ctx.options.rootKeyIds);
   let collection;
   try {
+    // allowExpired: we are about to publish fresh versions, so an expired role (a build idle for
+    // three years) is read — every other check still applies — and renewed by the plan. Root
+    // expiry is never waived: see the EXPIRED case below.
     collection = await updateCollection(preloaded(deps.notary, gun, rootBytes), gun, {
       anchor: compileAnchor(anchor.anchor, gun),
       now,
+      allowExpired: true,
     });
   } catch (err) {
+    if (isTrustError(err, 'EXPIRED') && err.facts.role === 'root') {
+      throw new TrustError(
+        'EXPIRED',
+        err.facts,
+        `Cannot sign ${gun}: its root expired at ${err.facts.expires}. Root is renewed only before it expires ` +
+          '(within six months, by this signer or the notary CLI); an expired root cannot be renewed, so the ' +
+          `repository's trust data must be created anew (notary delete ${gun} --remote) and verifiers re-pinned.`,
+        { cause: err },
+      );
+    }
     if (isTrustError(err, 'ROOT_NOT_TRUSTED') && anchor.pinnedBy !== 'tofu') {
       throw new TrustError(
         'SIGNING_KEY_UNUSABLE',
@@ -268,6 +282,7 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
     keys,
     now,
     requireOwnSignature: anchor.pinnedBy === 'tofu' && ctx.role === 'targets',
+    rootTrustedOnFirstUse: anchor.pinnedBy === 'tofu',
   });
   if (plan.files.length === 0) {
     progress(`${gun}: every tag already points to ${image.digest}; nothing to publish`);
@@ -288,6 +303,7 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
     throw err;
   }
   if (plan.rootResigned) progress(`${gun}: root re-signed as version ${plan.root.version}`);
+  if (plan.renewals.length > 0) progress(`${gun}: renewed expired ${describeRenewals(plan)}`);
   return done(ctx, plan, false);
 }
 
@@ -314,6 +330,19 @@ function done(ctx: AttemptContext, plan: PublishPlan, created: boolean): Attempt
       attempts: ctx.attempt,
     },
   };
+}
+
+/** `targets (expired …, now valid until …), timestamp (expired …, re-signed by the notary server)`. */
+function describeRenewals(plan: PublishPlan): string {
+  return plan.renewals
+    .map((r) => {
+      const until =
+        r.expires === undefined
+          ? 're-signed by the notary server'
+          : `now valid until ${r.expires.toISOString()}`;
+      return `${r.role} (expired ${r.expired.toISOString()}, ${until})`;
+    })
+    .join(', ');
 }
 
 /** The anchor for reading before a publish: our root key, else pinned ids, else TOFU. */
