@@ -8,17 +8,20 @@
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:nonroot
 
-# ---- build: all dependencies, TypeScript compile -------------------------------------------------
-FROM ${NODE_IMAGE} AS build
-WORKDIR /src
-ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
-# Manifests first, so the dependency layer is reused until a package.json or the lock changes. The
+# ---- the workspace manifests: every npm ci below starts from these -----------------------------
+# Manifests first, so the dependency layers are reused until a package.json or the lock changes. The
 # test workspace's manifest is needed for `npm ci` to accept the lock file, but not its packages.
+FROM ${NODE_IMAGE} AS manifests
+WORKDIR /app
+ENV npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false
 COPY package.json package-lock.json ./
 COPY common/package.json common/
 COPY signer/package.json signer/
 COPY verifier/package.json verifier/
 COPY test/package.json test/
+
+# ---- build: all dependencies, TypeScript compile -------------------------------------------------
+FROM manifests AS build
 RUN npm ci --include-workspace-root -w common -w signer -w verifier
 COPY tsconfig.base.json tsconfig.json ./
 COPY common/ common/
@@ -27,36 +30,22 @@ COPY verifier/ verifier/
 RUN npx tsc -b common/tsconfig.json signer/tsconfig.json verifier/tsconfig.json
 
 # ---- production dependencies, one tree per program --------------------------------------------
-FROM ${NODE_IMAGE} AS signer-deps
-WORKDIR /app
-ENV npm_config_update_notifier=false
-COPY package.json package-lock.json ./
-COPY common/package.json common/
-COPY signer/package.json signer/
-COPY verifier/package.json verifier/
-COPY test/package.json test/
-RUN npm ci --omit=dev -w signer --no-audit --no-fund --ignore-scripts
+FROM manifests AS signer-deps
+RUN npm ci --omit=dev -w signer --ignore-scripts
 
-FROM ${NODE_IMAGE} AS verifier-deps
-WORKDIR /app
-ENV npm_config_update_notifier=false
-COPY package.json package-lock.json ./
-COPY common/package.json common/
-COPY signer/package.json signer/
-COPY verifier/package.json verifier/
-COPY test/package.json test/
-RUN npm ci --omit=dev -w verifier --no-audit --no-fund --ignore-scripts
+FROM manifests AS verifier-deps
+RUN npm ci --omit=dev -w verifier --ignore-scripts
 
 # ---- signer ------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS signer
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=signer-deps /app/node_modules/ node_modules/
-COPY --from=build /src/package.json ./
-COPY --from=build /src/common/package.json common/
-COPY --from=build /src/common/dist/src/ common/dist/src/
-COPY --from=build /src/signer/package.json signer/
-COPY --from=build /src/signer/dist/src/ signer/dist/src/
+COPY --from=build /app/package.json ./
+COPY --from=build /app/common/package.json common/
+COPY --from=build /app/common/dist/src/ common/dist/src/
+COPY --from=build /app/signer/package.json signer/
+COPY --from=build /app/signer/dist/src/ signer/dist/src/
 USER 65532:65532
 ENTRYPOINT ["/nodejs/bin/node", "/app/signer/dist/src/main.js"]
 CMD ["--help"]
@@ -66,11 +55,11 @@ FROM ${RUNTIME_IMAGE} AS verifier
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=verifier-deps /app/node_modules/ node_modules/
-COPY --from=build /src/package.json ./
-COPY --from=build /src/common/package.json common/
-COPY --from=build /src/common/dist/src/ common/dist/src/
-COPY --from=build /src/verifier/package.json verifier/
-COPY --from=build /src/verifier/dist/src/ verifier/dist/src/
+COPY --from=build /app/package.json ./
+COPY --from=build /app/common/package.json common/
+COPY --from=build /app/common/dist/src/ common/dist/src/
+COPY --from=build /app/verifier/package.json verifier/
+COPY --from=build /app/verifier/dist/src/ verifier/dist/src/
 USER 65532:65532
 EXPOSE 8443
 ENTRYPOINT ["/nodejs/bin/node", "/app/verifier/dist/src/main.js"]
