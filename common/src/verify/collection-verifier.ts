@@ -3,9 +3,18 @@
  * Roles must be loaded in TUF order — root (anchored or resumed, then rotated one version at a time),
  * timestamp, snapshot, targets, delegations (parents first) — and each load enforces the checks the
  * TUF client workflow (spec §5) and notary's Go client apply at that step.
+ *
+ * With `invalidDelegations: 'record'` (readers that resolve through resolve.ts), a delegation that
+ * fails only on expiry or on its signature threshold does not fail the collection: as notary's Go
+ * client does (client/tufclient.go downloadTargets puts ErrExpired and
+ * ErrRoleThreshold of a delegation into the builder's invalidRoles and skips its subtree), it is
+ * recorded in `invalidRoles`, with its descendants, and resolution that reaches it throws its error
+ * (see resolve.ts). Every other fault — hashes, lengths, malformed bytes, rollback, paths, no
+ * signatures at all — still fails the whole collection, and so does any fault of root, timestamp,
+ * snapshot or targets.
  */
 import { createHash } from 'node:crypto';
-import { TrustError } from '../errors.js';
+import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
 import {
   parseRoot,
@@ -50,9 +59,16 @@ export interface TrustedCollection {
   readonly rootBytes: Uint8Array;
   readonly timestamp: TimestampMetadata;
   readonly snapshot: SnapshotMetadata;
-  /** `targets` and every loaded delegation, keyed by role name, in load order. */
+  /** `targets` and every valid delegation, keyed by role name, in load order. */
   readonly targetsRoles: ReadonlyMap<string, VerifiedTargetsRole>;
-  /** The earliest expiry among all loaded roles: the collection must not be used after it. */
+  /**
+   * Delegations that cannot be trusted, keyed by role name, with why: an expired one or one short of
+   * its signature threshold maps to that error, and every delegation the snapshot lists below it maps
+   * to the same error (its keys come from an untrusted parent). Never root, timestamp, snapshot or
+   * targets; empty unless the verifier was asked to record them (`invalidDelegations: 'record'`).
+   */
+  readonly invalidRoles: ReadonlyMap<string, TrustError>;
+  /** The earliest expiry among root, timestamp, snapshot, targets and valid delegations: the collection must not be used after it. */
   readonly expires: Date;
   /** Highest versions now trusted, to be kept as floors for the next update. */
   readonly floors: VersionFloors;
@@ -68,9 +84,18 @@ export interface CollectionVerifierOptions {
   /**
    * Writers only (never a verifier): accept an expired timestamp, snapshot, targets or delegation,
    * as notary's `RepoBuilder.Load(…, allowExpired)` does, so a publisher can renew what it read.
-   * Every other check still applies, and root expiry is never waived (see `loadTimestamp`).
+   * Every other check still applies, and root expiry is never waived (see `loadTimestamp`). A
+   * writer never gets invalid roles either: a delegation short of its threshold fails the load, so
+   * nothing is published over a role that could not be read.
    */
   readonly allowExpired?: boolean;
+  /**
+   * 'record': a delegation that is merely expired or short of its signature threshold goes into
+   * `invalidRoles` (see the module comment) instead of failing the collection. Default 'fail':
+   * every fault is fatal, so a caller that walks `targetsRoles` itself can never miss a role that
+   * was left out. Ignored for writers (`allowExpired`).
+   */
+  readonly invalidDelegations?: 'fail' | 'record';
 }
 
 type Stage = 'root' | 'timestamp' | 'snapshot' | 'targets' | 'delegations';
@@ -81,12 +106,14 @@ export class CollectionVerifier {
   readonly now: Date;
   private readonly floors: Record<string, number>;
   private readonly allowExpired: boolean;
+  private readonly recordInvalid: boolean;
   private stage: Stage = 'root';
   private root: RootMetadata | undefined;
   private rootBytes: Uint8Array | undefined;
   private timestamp: TimestampMetadata | undefined;
   private snapshot: SnapshotMetadata | undefined;
   private readonly targetsRoles = new Map<string, VerifiedTargetsRole>();
+  private readonly invalidRoles = new Map<string, TrustError>();
   private earliestExpiry: Date | undefined;
 
   constructor(options: CollectionVerifierOptions) {
@@ -94,6 +121,7 @@ export class CollectionVerifier {
     this.now = options.now;
     this.floors = { ...(options.floors ?? {}) };
     this.allowExpired = options.allowExpired === true;
+    this.recordInvalid = options.invalidDelegations === 'record' && !this.allowExpired;
   }
 
   /** The root currently trusted (after anchoring/resuming and any rotations). */
@@ -257,24 +285,34 @@ export class CollectionVerifier {
   /**
    * Loads a delegated targets role. Its parent must already be loaded and must delegate to it; it is
    * checked against the snapshot, signed by the parent's threshold of its keys, and may only sign
-   * target names inside its own paths and every ancestor's.
+   * target names inside its own paths and every ancestor's. Returns undefined when the role is
+   * recorded as invalid instead (see the module comment): its children must then not be loaded.
    */
-  loadDelegation(role: string, bytes: Uint8Array): TargetsMetadata {
+  loadDelegation(role: string, bytes: Uint8Array): TargetsMetadata | undefined {
     if (this.stage !== 'targets' && this.stage !== 'delegations') {
       return this.fail(role, 'delegations must follow targets');
     }
-    if (this.targetsRoles.has(role)) return this.fail(role, 'this delegation was already loaded');
+    if (this.targetsRoles.has(role) || this.invalidRoles.has(role)) {
+      return this.fail(role, 'this delegation was already loaded');
+    }
     const parentName = parentOf(role);
     const parent = this.targetsRoles.get(parentName);
     if (!parent) return this.fail(role, `its parent ${parentName} is not loaded`);
     const delegation = parent.metadata.delegations.roles.find((d) => d.name === role);
     if (!delegation) return this.fail(role, `${parentName} does not delegate to it`);
+    // Hash and length first: bytes the snapshot does not vouch for are tampering, never "invalid".
     checkFileMeta(role, bytes, this.expectedTargets(role));
     const envelope = parseEnvelope(bytes, role);
-    const signedBy = verifyThreshold(role, envelope, delegation, parent.metadata.delegations.keys);
+    const signedBy = this.delegationSigners(role, envelope, delegation, parent);
     const metadata = parseTargets(envelope.signed, role);
-    this.checkFloor(role, metadata.version);
-    this.checkExpiry(role, metadata);
+    // Go checks the version before the signatures: a rollback is fatal even when unsigned, and
+    // only a validly signed version may raise the floor.
+    const invalid = signedBy instanceof TrustError;
+    this.checkFloor(role, metadata.version, !invalid);
+    if (invalid) {
+      this.markInvalid(role, signedBy);
+      return undefined;
+    }
     const pathRestrictions = [...parent.pathRestrictions, delegation.paths];
     for (const target of metadata.targets.keys()) {
       if (!pathRestrictions.every((paths) => isPathAllowed(paths, target))) {
@@ -285,9 +323,52 @@ export class CollectionVerifier {
         );
       }
     }
+    // Expiry last, as in Go ("all other validation should pass"): only an otherwise sound role
+    // is merely expired.
+    const expired = this.expiryError(role, metadata);
+    if (expired) {
+      if (!this.recordInvalid) throw expired;
+      this.markInvalid(role, expired);
+      return undefined;
+    }
+    this.noteExpiry(metadata);
     this.targetsRoles.set(role, { name: role, metadata, pathRestrictions, signedBy });
     this.stage = 'delegations';
     return metadata;
+  }
+
+  /**
+   * The keys whose signatures meet the delegation's threshold, or the SIGNATURE_THRESHOLD error to
+   * record the role as invalid with. Go's loadDelegation: ErrRoleThreshold makes the role invalid,
+   * but ErrNoSignatures (no signature at all) is fatal in downloadTargets; and any shortfall is
+   * fatal unless invalid roles are recorded.
+   */
+  private delegationSigners(
+    role: string,
+    envelope: SignedEnvelope,
+    delegation: DelegatedRole,
+    parent: VerifiedTargetsRole,
+  ): ReadonlySet<string> | TrustError<'SIGNATURE_THRESHOLD'> {
+    try {
+      return verifyThreshold(role, envelope, delegation, parent.metadata.delegations.keys);
+    } catch (err) {
+      const tolerated =
+        isTrustError(err, 'SIGNATURE_THRESHOLD') &&
+        envelope.signatures.length > 0 &&
+        this.recordInvalid;
+      if (!tolerated) throw err;
+      return err;
+    }
+  }
+
+  /** Marks `role` and every delegation the snapshot lists below it invalid with `error`. */
+  private markInvalid(role: string, error: TrustError): void {
+    this.invalidRoles.set(role, error);
+    const prefix = `${role}/`;
+    for (const name of this.snapshot?.meta.keys() ?? []) {
+      if (name.startsWith(prefix)) this.invalidRoles.set(name, error);
+    }
+    this.stage = 'delegations';
   }
 
   /** The verified collection; requires at least root, timestamp, snapshot and targets. */
@@ -314,6 +395,7 @@ export class CollectionVerifier {
       timestamp,
       snapshot,
       targetsRoles: new Map(this.targetsRoles),
+      invalidRoles: new Map(this.invalidRoles),
       expires: earliestExpiry,
       floors: { ...this.floors },
     };
@@ -353,7 +435,7 @@ export class CollectionVerifier {
     return this.root ?? this.fail(role, 'needs a trusted root first');
   }
 
-  private checkFloor(role: string, version: number): void {
+  private checkFloor(role: string, version: number, advance = true): void {
     const floor = this.floors[role] ?? 0;
     if (version < floor) {
       throw new TrustError(
@@ -362,20 +444,30 @@ export class CollectionVerifier {
         `${role} version ${version} is lower than version ${floor} already trusted (rollback or freeze)`,
       );
     }
-    this.floors[role] = version;
+    if (advance) this.floors[role] = version;
   }
 
   private checkExpiry(role: string, metadata: CommonMetadata): void {
-    // A waived expiry only skips this throw: every other check of the load still runs (notary's
+    const expired = this.expiryError(role, metadata);
+    if (expired) throw expired;
+    this.noteExpiry(metadata);
+  }
+
+  /** EXPIRED when `metadata` has expired and the expiry is not waived. */
+  private expiryError(role: string, metadata: CommonMetadata): TrustError<'EXPIRED'> | undefined {
+    // A waived expiry only skips the error: every other check of the load still runs (notary's
     // builder, too, checks expiry after signatures and versions).
     const waived = this.allowExpired && role !== 'root';
-    if (metadata.expires.getTime() <= this.now.getTime() && !waived) {
-      throw new TrustError(
-        'EXPIRED',
-        { role, expires: metadata.expires.toISOString(), now: this.now.toISOString() },
-        `${role} expired at ${metadata.expires.toISOString()}`,
-      );
-    }
+    if (metadata.expires.getTime() > this.now.getTime() || waived) return undefined;
+    return new TrustError(
+      'EXPIRED',
+      { role, expires: metadata.expires.toISOString(), now: this.now.toISOString() },
+      `${role} expired at ${metadata.expires.toISOString()}`,
+    );
+  }
+
+  /** Counts a role's expiry towards the collection's; invalid roles never do (they are not used). */
+  private noteExpiry(metadata: CommonMetadata): void {
     if (!this.earliestExpiry || metadata.expires < this.earliestExpiry)
       this.earliestExpiry = metadata.expires;
   }

@@ -4,10 +4,21 @@
  * targets); `notary lookup` starts at `targets`. From each starting role the delegation tree is walked
  * depth-first in the order the parent lists its delegations, skipping roles whose paths exclude the
  * name — notary's WalkTargets.
+ *
+ * An invalid delegation (TrustedCollection.invalidRoles: expired, short of its threshold, or below
+ * such a role) that the walk reaches before finding the name stops the resolution with that role's
+ * error. Notary's Go client silently walks past it and may resolve the name from a later role —
+ * from `targets` while `targets/releases` has expired — so a tag would quietly switch to a digest
+ * the release signer may have superseded; we refuse and name the role to renew instead. A role
+ * the walk never reaches does not matter.
  */
 import { TrustError } from '../errors.js';
 import type { FileMeta } from '../metadata/models.js';
-import type { TrustedCollection, VerifiedTargetsRole } from './collection-verifier.js';
+import {
+  parentOf,
+  type TrustedCollection,
+  type VerifiedTargetsRole,
+} from './collection-verifier.js';
 import { isPathAllowed } from './paths.js';
 
 /** A signed target found in a role. */
@@ -28,7 +39,10 @@ export const DOCKER_ROLE_ORDER: readonly string[] = ['targets/releases', 'target
 /** `notary lookup`'s role order. */
 export const NOTARY_ROLE_ORDER: readonly string[] = ['targets'];
 
-/** Resolves `name` by trying each starting role in order; throws TARGET_NOT_FOUND if none signs it. */
+/**
+ * Resolves `name` by trying each starting role in order; throws TARGET_NOT_FOUND if none signs it,
+ * or the stored error (EXPIRED, SIGNATURE_THRESHOLD) of an invalid role reached before it is found.
+ */
 export function resolveTarget(
   collection: TrustedCollection,
   name: string,
@@ -45,7 +59,10 @@ export function resolveTarget(
   );
 }
 
-/** Every role that signs `name` (each with the digest it signs), for policies requiring named signers. */
+/**
+ * Every valid role that signs `name` (each with the digest it signs), for policies requiring named
+ * signers. An invalid role never counts as a signer; `collection.invalidRoles` says why.
+ */
 export function signersOf(collection: TrustedCollection, name: string): ResolvedTarget[] {
   const out: ResolvedTarget[] = [];
   for (const role of collection.targetsRoles.values()) {
@@ -55,7 +72,10 @@ export function signersOf(collection: TrustedCollection, name: string): Resolved
   return out;
 }
 
-/** Every (tag, role) whose signed digest is `sha256Hex`: a digest reference is trusted through these. */
+/**
+ * Every (tag, role) of a valid role whose signed digest is `sha256Hex`: a digest reference is trusted
+ * through these. Invalid roles are not searched; their tags are unknown, not absent.
+ */
 export function targetsWithDigest(
   collection: TrustedCollection,
   sha256Hex: string,
@@ -77,6 +97,12 @@ function walk(
   roleName: string,
   depth = 0,
 ): ResolvedTarget | undefined {
+  const invalid = collection.invalidRoles.get(roleName);
+  if (invalid) {
+    // A child's paths were checked by its parent below; a starting role's are checked here.
+    if (depth === 0 && !mayDelegate(collection, roleName, name)) return undefined;
+    throw invalid;
+  }
   const role = collection.targetsRoles.get(roleName);
   // Delegation trees are acyclic by naming (children extend the parent's name); the depth bound is
   // belt and braces against a hostile collection built by hand.
@@ -90,6 +116,20 @@ function walk(
     if (found) return found;
   }
   return undefined;
+}
+
+/**
+ * Whether the valid parent of an invalid `roleName` lets it sign `name`. A role below an invalid
+ * one has no verified parent to ask, so it may sign anything.
+ */
+function mayDelegate(collection: TrustedCollection, roleName: string, name: string): boolean {
+  const parent = collection.targetsRoles.get(parentOf(roleName));
+  const delegation = parent?.metadata.delegations.roles.find((d) => d.name === roleName);
+  if (!parent || !delegation) return true;
+  return (
+    parent.pathRestrictions.every((paths) => isPathAllowed(paths, name)) &&
+    isPathAllowed(delegation.paths, name)
+  );
 }
 
 function targetIn(role: VerifiedTargetsRole, name: string): ResolvedTarget | undefined {

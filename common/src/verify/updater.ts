@@ -2,6 +2,9 @@
  * Drives the pure CollectionVerifier with an injected MetadataFetcher, the way notary's Go client
  * reads a repository: latest root (rotating through `<n>.root.json`), the current timestamp, then
  * snapshot, targets and delegations by the checksums their parents state. All sizes are bounded.
+ * With `invalidDelegations: 'record'`, a delegation that is merely expired or short of its signature
+ * threshold does not fail the update (see CollectionVerifier.loadDelegation); it ends up in the
+ * collection's `invalidRoles`.
  */
 import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope } from '../metadata/envelope.js';
@@ -49,6 +52,8 @@ export interface UpdateOptions {
   readonly limits?: Partial<DownloadLimits>;
   /** Writers only: tolerate expired non-root roles (CollectionVerifierOptions.allowExpired); verifiers leave it unset. */
   readonly allowExpired?: boolean;
+  /** Readers that resolve through resolve.ts: 'record' invalid delegations instead of failing (CollectionVerifierOptions.invalidDelegations). */
+  readonly invalidDelegations?: 'fail' | 'record';
 }
 
 /** Fetches and fully verifies one GUN's trust data. */
@@ -63,6 +68,9 @@ export async function updateCollection(
     now: options.now,
     ...(options.state?.floors ? { floors: options.state.floors } : {}),
     ...(options.allowExpired === true ? { allowExpired: true } : {}),
+    ...(options.invalidDelegations === undefined
+      ? {}
+      : { invalidDelegations: options.invalidDelegations }),
   });
   await establishRoot(fetcher, verifier, options, limits);
 
@@ -96,7 +104,9 @@ export async function updateCollection(
     );
     for (const [i, child] of listed.entries()) {
       const metadata = verifier.loadDelegation(child.name, bytes[i] as Uint8Array);
-      await visit(metadata.delegations.roles);
+      // An invalid delegation's children cannot be verified (their keys come from it): as Go's
+      // downloadTargets does, they are not fetched; the verifier records them as invalid too.
+      if (metadata) await visit(metadata.delegations.roles);
     }
   };
   await visit(targets.delegations.roles);

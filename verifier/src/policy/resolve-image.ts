@@ -8,6 +8,12 @@
  * With required signers the tag is instead resolved through them: each named role must be signed
  * by its pinned keys and sign the tag, enough of them (the threshold) must, and they must agree on
  * one digest.
+ *
+ * Invalid delegations (expired, short of their signature threshold, or below such a role; see
+ * TrustedCollection.invalidRoles): a Docker-order resolution that reaches one throws its TrustError,
+ * which the engine reports as failed verification (`expired`, …) naming the role; a required signer
+ * that is invalid has not signed, and the reason says why; a digest no valid role signs is denied
+ * with the invalid roles named, since their tags could not be checked.
  */
 import {
   DOCKER_ROLE_ORDER,
@@ -17,6 +23,7 @@ import {
   type ImageReference,
   type PublicKey,
   type ResolvedTarget,
+  type TrustError,
   type TrustedCollection,
 } from '@kpack-trust/common';
 import type { RuleTrust, SignerRequirement } from '../config/types.js';
@@ -67,11 +74,22 @@ export function resolveImage(
       .map((t) => t.name),
   );
   const refusals: string[] = [];
+  // A tag whose resolution hits an invalid role does not stop the search: another tag may resolve
+  // to the digest cleanly. If none does, that role's error is the reason.
+  let unresolvable: TrustError | undefined;
   for (const name of [...names].sort()) {
-    const resolved = resolveTag(name);
+    let resolved: ImageResolution;
+    try {
+      resolved = resolveTag(name);
+    } catch (error) {
+      if (!isTrustError(error)) throw error;
+      unresolvable ??= error;
+      continue;
+    }
     if (resolved.ok && resolved.digestHex === want) return resolved;
     if (!resolved.ok) refusals.push(resolved.why);
   }
+  if (unresolvable !== undefined) throw unresolvable;
   if (bySigners && refusals.length > 0) {
     return {
       ok: false,
@@ -79,11 +97,22 @@ export function resolveImage(
       why: `no tag signed for ${ref.digest ?? ''} meets the required signers: ${refusals[0] ?? ''}`,
     };
   }
+  const unchecked = bySigners
+    ? trust.signers.map((s) => s.role).filter((role) => collection.invalidRoles.has(role))
+    : [...collection.invalidRoles.keys()];
   return {
     ok: false,
     code: 'NOT_SIGNED',
-    why: `not signed in notary ${server} (no signed tag of ${collection.gun} points to ${ref.digest ?? ''})`,
+    why: `not signed in notary ${server} (no signed tag of ${collection.gun} points to ${ref.digest ?? ''}${uncheckedRoles(collection, unchecked)})`,
   };
+}
+
+/** `; could not check A, B: <why A is invalid>` for invalid roles whose tags are unknown, else ''. */
+function uncheckedRoles(collection: TrustedCollection, roles: readonly string[]): string {
+  const first = roles[0];
+  const error = first === undefined ? undefined : collection.invalidRoles.get(first);
+  if (error === undefined) return '';
+  return `; could not check ${roles.join(', ')}: ${clause(error.message)}`;
 }
 
 function resolveByDocker(
@@ -114,6 +143,11 @@ function resolveBySigners(
   const signed: { role: string; digestHex: string }[] = [];
   const problems: string[] = [];
   for (const signer of trust.signers) {
+    const invalid = collection.invalidRoles.get(signer.role);
+    if (invalid !== undefined) {
+      problems.push(`${signer.role} cannot be trusted: ${clause(invalid.message)}`);
+      continue;
+    }
     const role = collection.targetsRoles.get(signer.role);
     if (role === undefined) {
       problems.push(`${signer.role} is not in the trust data`);
@@ -175,6 +209,11 @@ function pinnedCanonicalIds(
     ids.add(keys.get(id)?.canonicalId ?? id);
   }
   return ids;
+}
+
+/** A message as a clause: no trailing period, one line. */
+function clause(message: string): string {
+  return message.replace(/\s+/g, ' ').trim().replace(/\.$/, '');
 }
 
 function hexOf(digest: string): string {

@@ -4,8 +4,12 @@
  * versions seen (rollback floors).
  *
  * - A cached collection is used until `ttlMs` has passed since it was verified, and never at or
- *   after the collection's own `expires` (the earliest expiry of any role in it), judged by the
+ *   after the collection's own `expires` (the earliest expiry of any role it trusts), judged by the
  *   injected clock. Then the next lookup updates it through `updateCollection`.
+ * - Collections are read with invalid delegations recorded, not fatal: a delegation that is merely
+ *   expired or short of its signature threshold denies only the images whose resolution reaches it
+ *   (see resolve-image.ts). Such a role does not count towards `expires`, so an expired one cannot
+ *   make every lookup a refetch; it is read again after `ttlMs`, like everything else.
  * - Concurrent lookups of one key share one in-flight update (coalescing), so a burst of reviews of
  *   a cold image costs one fetch per role.
  * - A failed update is never cached: it rejects the lookups waiting on it and the next lookup tries
@@ -182,6 +186,7 @@ export class TrustCache {
         updateCollection(source.fetcher, gun, {
           anchor,
           now,
+          invalidDelegations: 'record',
           ...(state === undefined ? {} : { state }),
           ...(this.options.limits === undefined ? {} : { limits: this.options.limits }),
         }),
