@@ -344,6 +344,24 @@ describe('updateCollection', () => {
     );
   });
 
+  it('walks delegations breadth-first, as notary WalkTargets does', async () => {
+    // targets → [targets/a, targets/b]; targets/a → [targets/a/x]. The tag is in targets/a/x and in
+    // targets/b: Go queues a/x behind b, so b wins; a depth-first walk would pick a/x.
+    await repo.addDelegation('targets/a');
+    await repo.addDelegation('targets/b');
+    await repo.addDelegation('targets/a/x');
+    const deep = fakeManifest('deep');
+    const wide = fakeManifest('wide');
+    await repo.signTag('w', deep.digestHex, deep.length, 'targets/a/x');
+    await repo.signTag('w', wide.digestHex, wide.length, 'targets/b');
+    const c = await verify(repo);
+    assert.equal(resolveTarget(c, 'w', NOTARY_ROLE_ORDER).role, 'targets/b');
+    assert.equal(resolveTarget(c, 'w', NOTARY_ROLE_ORDER).sha256Hex, wide.digestHex);
+    // Only in the grandchild: still found, one level further down.
+    await repo.signTag('only-deep', deep.digestHex, deep.length, 'targets/a/x');
+    assert.equal(resolveTarget(await verify(repo), 'only-deep').role, 'targets/a/x');
+  });
+
   it('reports an unsigned tag', async () => {
     const c = await verify(repo);
     assert.throws(

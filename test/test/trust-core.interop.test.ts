@@ -32,9 +32,11 @@ import {
   type TrustedCollection,
 } from '@kpack-trust/common';
 import {
+  addDelegation,
   addSigner,
   addTarget,
   createDelegationKey,
+  importKey,
   initRepo,
   listTargets,
   lookup,
@@ -156,6 +158,31 @@ for (const trustService of ['remote', 'local'] as const) {
         resolveTarget(c, 'ci-only').sha256Hex,
         (await lookup(stack, gun, 'ci-only', trustDir)).sha256Hex,
       );
+    });
+
+    it('walks nested delegations breadth-first, picking the role notary lookup picks', async () => {
+      // targets → [targets/a, targets/b], targets/a → [targets/a/x]; the tag is in a/x and in b.
+      // notary's WalkTargets queues a/x behind b, so `notary lookup` prints b's digest.
+      const gun = `example.com/${trustService}/nested`;
+      const trustDir = await stack.tempDir('trust');
+      await initRepo(stack, gun, trustDir);
+      const key = await createDelegationKey(await stack.tempDir('keys'), 'nested');
+      await importKey(stack, trustDir, key.keyFile, 'targets/a');
+      for (const role of ['targets/a', 'targets/b', 'targets/a/x']) {
+        await addDelegation(stack, gun, trustDir, role, [key.certFile], { publish: false });
+      }
+      await runNotary(stack, ['publish', gun], { trustDir });
+      await addTarget(stack, gun, trustDir, 'w', 801, sha('deep'), {
+        roles: ['targets/a/x'],
+        publish: false,
+      });
+      await addTarget(stack, gun, trustDir, 'w', 802, sha('wide'), { roles: ['targets/b'] });
+      const c = await verify(gun, { rootKeyIds: await cliRootKeyIds(trustDir, gun) });
+      const notaryView = await lookup(stack, gun, 'w', trustDir);
+      assert.equal(notaryView.sha256Hex, sha('wide'));
+      const ours = resolveTarget(c, 'w', NOTARY_ROLE_ORDER);
+      assert.equal(ours.role, 'targets/b');
+      assert.equal(ours.sha256Hex, notaryView.sha256Hex);
     });
 
     it('follows a CLI root rotation from a pin on the old root key', async () => {

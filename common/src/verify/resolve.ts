@@ -2,8 +2,8 @@
  * Target resolution over a verified collection. Docker Content Trust resolves a tag from
  * `targets/releases` first, then from `targets` (docker/cli trust: GetTargetByName with releases,
  * targets); `notary lookup` starts at `targets`. From each starting role the delegation tree is walked
- * depth-first in the order the parent lists its delegations, skipping roles whose paths exclude the
- * name — notary's WalkTargets.
+ * breadth-first, each parent's delegations in the order it lists them, skipping roles whose paths
+ * exclude the name — notary's WalkTargets.
  *
  * An invalid delegation (TrustedCollection.invalidRoles: expired, short of its threshold, or below
  * such a role) that the walk reaches before finding the name stops the resolution with that role's
@@ -91,32 +91,42 @@ export function targetsWithDigest(
   return out;
 }
 
+/**
+ * Breadth-first from `start`, as notary's WalkTargets queues each role's delegations behind the
+ * roles already waiting: a name signed both by a child and by a deeper grandchild of another child
+ * resolves to the child, as in Go.
+ */
 function walk(
   collection: TrustedCollection,
   name: string,
-  roleName: string,
-  depth = 0,
+  start: string,
 ): ResolvedTarget | undefined {
-  const invalid = collection.invalidRoles.get(roleName);
-  if (invalid) {
-    // A child's paths were checked by its parent below; a starting role's are checked here.
-    if (depth === 0 && !mayDelegate(collection, roleName, name)) return undefined;
-    throw invalid;
-  }
-  const role = collection.targetsRoles.get(roleName);
-  // Delegation trees are acyclic by naming (children extend the parent's name); the depth bound is
-  // belt and braces against a hostile collection built by hand.
-  if (!role || depth > 32) return undefined;
-  if (!role.pathRestrictions.every((paths) => isPathAllowed(paths, name))) return undefined;
-  const here = targetIn(role, name);
-  if (here) return here;
-  for (const child of role.metadata.delegations.roles) {
-    if (!isPathAllowed(child.paths, name)) continue;
-    const found = walk(collection, name, child.name, depth + 1);
-    if (found) return found;
+  const queue: { roleName: string; isStart: boolean }[] = [{ roleName: start, isStart: true }];
+  // Delegation trees are acyclic by naming (children extend the parent's name); the bound is belt
+  // and braces against a hostile collection built by hand.
+  for (let visited = 0; visited < queue.length && visited < MAX_ROLES_WALKED; visited++) {
+    const entry = queue[visited];
+    if (!entry) break;
+    const { roleName, isStart } = entry;
+    const invalid = collection.invalidRoles.get(roleName);
+    if (invalid) {
+      // A child's paths were checked by its parent before it was queued; a starting role's here.
+      if (isStart && !mayDelegate(collection, roleName, name)) continue;
+      throw invalid;
+    }
+    const role = collection.targetsRoles.get(roleName);
+    if (!role) continue;
+    if (!role.pathRestrictions.every((paths) => isPathAllowed(paths, name))) continue;
+    const here = targetIn(role, name);
+    if (here) return here;
+    for (const child of role.metadata.delegations.roles) {
+      if (isPathAllowed(child.paths, name)) queue.push({ roleName: child.name, isStart: false });
+    }
   }
   return undefined;
 }
+
+const MAX_ROLES_WALKED = 10_000;
 
 /**
  * Whether the valid parent of an invalid `roleName` lets it sign `name`. A role below an invalid
