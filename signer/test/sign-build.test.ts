@@ -358,15 +358,36 @@ describe('signBuild', () => {
     const store = new MemoryKeyStore({
       keys: { delegations: new Map([['targets/releases', releases.privateKey]]) },
     });
+    const d = deps(notary, store);
     const summary = await signBuild(
       { image: build('one', ['v1'], 700), role: 'targets/releases' },
-      deps(notary, store),
+      d,
     );
     assert.deepEqual(summary.rolesPublished, ['targets/releases']);
     assert.equal(summary.role, 'targets/releases');
     assert.deepEqual(
       notary.targetsOf(GUN, 'targets/releases'),
       new Map([['v1', fakeManifest('one').digestHex]]),
+    );
+    assert.ok(!d.lines.some((l) => l.startsWith('note:')));
+  });
+
+  it('signs into another delegation, saying Docker will not trust tags from it alone', async () => {
+    const repo = await FixtureRepository.create(GUN, NOW);
+    const [ci] = await repo.addDelegation('targets/ci');
+    assert.ok(ci);
+    const notary = new MemoryNotary(NOW);
+    notary.serveFixture(repo, { serverSnapshot: true });
+    const store = new MemoryKeyStore({
+      keys: { delegations: new Map([['targets/ci', ci.privateKey]]) },
+    });
+    const d = deps(notary, store);
+    const summary = await signBuild({ image: build('one', ['v1'], 700), role: 'targets/ci' }, d);
+    assert.deepEqual(summary.rolesPublished, ['targets/ci']);
+    assert.ok(
+      d.lines.includes(
+        'note: Docker and kpack-trust-verifier trust tags from targets/releases or targets only; a tag signed only in targets/ci is refused unless a verifier rule requires targets/ci as a signer',
+      ),
     );
   });
 });

@@ -130,7 +130,7 @@ for (const trustService of ['remote', 'local'] as const) {
       );
     });
 
-    it('resolves targets/releases and a named signer as Docker does, and targets first as notary lookup does', async () => {
+    it('resolves targets/releases first as Docker does, targets first and a signer-only tag as notary lookup does', async () => {
       const gun = `example.com/${trustService}/delegated`;
       const trustDir = await stack.tempDir('trust');
       await initRepo(stack, gun, trustDir);

@@ -101,6 +101,35 @@ describe('ImagePolicyEngine', () => {
       assert.equal(decision.images[0]?.code, 'NOT_SIGNED');
     });
 
+    it('denies a tag first found in a delegation other than targets/releases, as docker/cli does', async () => {
+      // Walking from targets/releases reaches targets/releases/qa before targets; Docker's pull
+      // then refuses the tag ("No trust data") rather than looking further.
+      await repo.addDelegation('targets/releases');
+      await repo.addDelegation('targets/releases/qa');
+      await repo.addDelegation('targets/ci');
+      await repo.signTag('v1', rel.digestHex, rel.length, 'targets/releases/qa');
+      await repo.signTag('ci-only', V2.digestHex, V2.length, 'targets/ci');
+      const { engine } = engineWith(pinnedConfig(repo), fetcher);
+      for (const [tag, role] of [
+        ['v1', 'targets/releases/qa'],
+        ['ci-only', 'targets/ci'],
+      ] as const) {
+        const decision = await engine.decide(pod([`${GUN}:${tag}`]));
+        assert.equal(
+          decision.status.reason,
+          `${GUN}:${tag}: not signed in notary ${NOTARY} ("${tag}" is signed only by ${role}, and Docker trusts tags from targets/releases or targets alone)`,
+        );
+        assert.equal(decision.images[0]?.code, 'NOT_SIGNED');
+      }
+      // The same digest under a tag of targets itself is admitted.
+      await repo.signTag('v2', V2.digestHex, V2.length);
+      const byDigest = await engineWith(pinnedConfig(repo), fetcher).engine.decide(
+        pod([`${GUN}@sha256:${V2.digestHex}`]),
+      );
+      assert.equal(byDigest.status.allowed, true);
+      assert.equal(byDigest.images[0]?.role, 'targets');
+    });
+
     it('admits a digest reference signed for some tag, and audits that tag', async () => {
       await repo.signTag('v2', V2.digestHex, V2.length);
       const { engine } = engineWith(pinnedConfig(repo), fetcher);

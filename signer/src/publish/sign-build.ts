@@ -94,6 +94,12 @@ export async function signBuild(
   progress(
     `signing ${image.tags.map((t) => `${image.gun}:${t}`).join(', ')} → ${image.digest} (${size} bytes) into ${role}`,
   );
+  if (role !== 'targets' && role !== 'targets/releases') {
+    // docker/cli's trusted pull, and kpack-trust-verifier with it, take a tag only from these two.
+    progress(
+      `note: Docker and kpack-trust-verifier trust tags from targets/releases or targets only; a tag signed only in ${role} is refused unless a verifier rule requires ${role} as a signer`,
+    );
+  }
 
   const maxAttempts = deps.maxAttempts ?? DEFAULT_ATTEMPTS;
   const session = new KeySession(deps.keyStore, image.gun);

@@ -1,7 +1,8 @@
 /**
  * What an image reference means against a verified collection:
  * - `repo:tag` is admitted when the tag resolves in Docker Content Trust order (targets/releases,
- *   then targets, each walking its delegations depth-first);
+ *   then targets, each walking its delegations breadth-first) to targets/releases or targets
+ *   itself — docker/cli refuses a tag first found in any other delegation;
  * - `repo@sha256:…` when some tag of the repository resolves, in that order, to exactly that digest
  *   (a digest signed only by a role Docker would never consult for that tag does not count);
  * - `repo:tag@sha256:…` only when the tag's signed digest equals the one in the reference.
@@ -129,6 +130,15 @@ function resolveByDocker(
       ok: false,
       code: 'NOT_SIGNED',
       why: `not signed in notary ${server} (no target "${tag}" in ${DOCKER_ROLE_ORDER.join(' or ')})`,
+    };
+  }
+  // docker/cli's trusted pull takes a tag only from targets/releases or targets themselves: found
+  // first in any other delegation (targets/<signer>, targets/releases/<sub>), it is "No trust data".
+  if (!DOCKER_ROLE_ORDER.includes(target.role)) {
+    return {
+      ok: false,
+      code: 'NOT_SIGNED',
+      why: `not signed in notary ${server} ("${tag}" is signed only by ${target.role}, and Docker trusts tags from ${DOCKER_ROLE_ORDER.join(' or ')} alone)`,
     };
   }
   return { ok: true, digestHex: target.sha256Hex, role: target.role, tag };
