@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Builds both targets of the Dockerfile with Debian's buildah (chroot isolation, vfs storage: no
+# Docker engine, no daemon) and checks that each image starts its program as uid 65532.
+#
+#   bash scripts/build-images.sh            # real bases (NODE_IMAGE / RUNTIME_IMAGE of the Dockerfile)
+#   bash scripts/build-images.sh --stand-in # bases made from this machine's own Node
+#
+# --stand-in is for machines that reach no container registry (like this project's CI machines,
+# which reach only the npm and Debian registries): it packs this machine's node, npm, a shell and
+# their libraries into a local image and passes it as both NODE_IMAGE and RUNTIME_IMAGE. That
+# exercises every stage, COPY and `npm ci` of the Dockerfile, but the images are not the ones to
+# ship: build those with the real bases.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+stand_in=false
+case "${1:-}" in
+  --stand-in) stand_in=true ;;
+  "") ;;
+  -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+esac
+
+if ! command -v buildah >/dev/null 2>&1; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "buildah is missing — install it with: sudo apt-get install -y buildah" >&2
+    exit 1
+  fi
+  echo "installing buildah (Debian package)" >&2
+  mkdir -p test-results
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah; } \
+    </dev/null >test-results/apt-buildah.log 2>&1 || {
+    tail -n 40 test-results/apt-buildah.log >&2
+    echo "installing buildah failed; run: sudo apt-get install -y buildah" >&2
+    exit 1
+  }
+fi
+export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
+
+build_args=()
+if $stand_in; then
+  base=localhost/kpack-trust-stand-in-node:20
+  root=$(mktemp -d)
+  trap 'rm -rf "$root"' EXIT
+  node_bin=$(readlink -f "$(command -v node)")
+  npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
+  mkdir -p "$root"/{bin,usr/bin,usr/lib/node_modules,etc/ssl,tmp,root,nodejs/bin}
+  chmod 1777 "$root/tmp"
+  cp "$node_bin" "$root/usr/bin/node"
+  cp "$node_bin" "$root/nodejs/bin/node" # where the distroless runtime keeps it
+  cp -a "$npm_dir" "$root/usr/lib/node_modules/npm"
+  ln -s ../lib/node_modules/npm/bin/npm-cli.js "$root/usr/bin/npm"
+  ln -s ../lib/node_modules/npm/bin/npx-cli.js "$root/usr/bin/npx"
+  cp "$(readlink -f /bin/sh)" "$root/bin/sh"
+  cp /usr/bin/env "$root/usr/bin/env"
+  for lib in $(for bin in "$node_bin" /bin/sh /usr/bin/env; do ldd "$bin"; done | grep -o '/[^ ]*' | sort -u); do
+    mkdir -p "$root$(dirname "$lib")"
+    cp -L "$lib" "$root$lib"
+  done
+  cp -rL /etc/ssl/certs "$root/etc/ssl/"
+  printf 'root:x:0:0::/root:/bin/sh\nnonroot:x:65532:65532::/home/nonroot:/bin/sh\n' >"$root/etc/passwd"
+  ctr=$(buildah from scratch)
+  buildah copy -q "$ctr" "$root" / >/dev/null
+  # npm inside the build trusts what this machine trusts (a registry proxy's CA, say).
+  buildah config --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    --env npm_config_cafile=/etc/ssl/certs/ca-certificates.crt "$ctr"
+  buildah commit -q "$ctr" "$base" >/dev/null
+  buildah rm "$ctr" >/dev/null
+  echo "stand-in base $base from $node_bin ($(node --version))" >&2
+  build_args=(--build-arg "NODE_IMAGE=$base" --build-arg "RUNTIME_IMAGE=$base")
+fi
+
+for target in signer verifier; do
+  image=localhost/kpack-trust/$target:dev
+  log=test-results/image-$target.log
+  mkdir -p test-results
+  echo "building $image (log: $log)" >&2
+  buildah bud --network host "${build_args[@]}" --target "$target" -t "$image" . >"$log" 2>&1 || {
+    tail -n 40 "$log" >&2
+    echo "building $image failed" >&2
+    exit 1
+  }
+  ctr=$(buildah from "$image")
+  # As the image's user (buildah run takes it from the image); --help needs no config or cluster.
+  help=$(buildah run "$ctr" -- /nodejs/bin/node "/app/$target/dist/src/main.js" --help 2>&1)
+  out=${help%%$'\n'*}
+  # Every module of the program but main.js (which runs it) loads with the image's production
+  # dependencies alone: the signer imports its Kubernetes key store lazily, so --help cannot tell.
+  modules=$(buildah run "$ctr" -- /nodejs/bin/node --input-type=module -e "
+    import { readdirSync } from 'node:fs';
+    const files = readdirSync('/app/$target/dist/src', { recursive: true }).filter((f) => f.endsWith('.js') && f !== 'main.js');
+    for (const f of files) await import('/app/$target/dist/src/' + f);
+    console.log(files.length);" 2>&1) || {
+    echo "$image: a module does not load: $modules" >&2
+    exit 1
+  }
+  uid=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$image")
+  mnt=$(buildah mount "$ctr")
+  size=$(du -sh "$mnt/app" | cut -f1)
+  dev=$([ -d "$mnt/app/node_modules/typescript" ] && echo "yes" || echo "none")
+  buildah umount "$ctr" >/dev/null
+  buildah rm "$ctr" >/dev/null
+  echo "$image: user $uid, /app $size, dev dependencies: $dev, $modules modules load; --help: $out"
+  [ "$uid" = "65532:65532" ] && [ "$dev" = none ] && [ -n "$out" ] || {
+    echo "$image is not as it should be" >&2
+    exit 1
+  }
+done
