@@ -13,8 +13,7 @@
  */
 import assert from 'node:assert/strict';
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, it } from 'node:test';
 import {
   NOTARY_ROLE_ORDER,
@@ -44,6 +43,7 @@ import {
   type DelegationKey,
   type NotaryStack,
   type PushedImage,
+  writeVerifierConfig,
 } from '../src/index.js';
 
 /** How far ahead the soon-to-expire role expires: long enough to be accepted, short to wait out. */
@@ -157,21 +157,11 @@ void describe('an expired delegation: the notary CLI and our verifier engine', (
     const root = parseRoot(parseEnvelope(rootBytes, 'root').signed);
     rootCanonicalId = root.keys.get(root.roles.root.keyIds[0] ?? '')?.canonicalId ?? '';
     assert.notEqual(rootCanonicalId, '');
-    const configFile = join(stack.workDir, 'expired-delegation-verifier.yaml');
-    await writeFile(
-      configFile,
-      `listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }
-notary:
-  - registry: "${stack.registryHost}"
-    server: ${stack.notaryUrl}
-    ca: ${stack.caFile}
-    timeoutMs: 5000
-rules:
-  - name: expired
+    const configFile = await writeVerifierConfig(stack, {
+      rules: `  - name: expired
     images: "${stack.registryHost}/expired/*"
-    trust: { rootKeys: ["${rootCanonicalId}"] }
-`,
-    );
+    trust: { rootKeys: ["${rootCanonicalId}"] }`,
+    });
     engine = new ImagePolicyEngine({ config: await loadConfig(configFile) });
 
     const wait = expires.getTime() - Date.now() + 1_000;

@@ -24,6 +24,7 @@ import {
   startStack,
   type FakeApiserver,
   type NotaryStack,
+  writeVerifierConfig,
 } from '../src/index.js';
 
 const SIGNER = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
@@ -107,23 +108,13 @@ async function check(
 }
 
 /** A verifier config for the stack's registry pinning `rootKeys` (the guide's pinning example). */
-async function verifierConfig(stack: NotaryStack, rootKeys: readonly string[]): Promise<string> {
-  const file = join(await stack.tempDir('verifier'), 'verifier.yaml');
-  await writeFile(
-    file,
-    [
-      'listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }',
-      'notary:',
-      `  - registry: "${stack.registryHost}"`,
-      `    server: ${stack.notaryUrl}`,
-      `    ca: ${JSON.stringify(stack.caFile)}`,
-      'rules:',
+function verifierConfig(stack: NotaryStack, rootKeys: readonly string[]): Promise<string> {
+  return writeVerifierConfig(stack, {
+    rules: [
       `  - images: "${stack.registryHost}/guide/*"`,
       `    trust: { rootKeys: [${rootKeys.map((k) => `"${k}"`).join(', ')}] }`,
-      '',
     ].join('\n'),
-  );
-  return file;
+  });
 }
 
 async function writeReport(stack: NotaryStack, tags: string[], digest: string): Promise<string> {

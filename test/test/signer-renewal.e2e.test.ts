@@ -35,6 +35,7 @@ import {
   pushImage,
   startStack,
   type NotaryStack,
+  writeVerifierConfig,
 } from '../src/index.js';
 
 const MAIN = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
@@ -196,21 +197,11 @@ describe('kpack-trust-signer renews expired metadata on notary-server', () => {
     assert.equal(await currentVersion(stack, gun, 'targets'), 3);
 
     // Our verifier is strict: it never reads expired metadata.
-    const configFile = join(stack.workDir, 'renewal-verifier.yaml');
-    await writeFile(
-      configFile,
-      `listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }
-notary:
-  - registry: "${stack.registryHost}"
-    server: ${stack.notaryUrl}
-    ca: ${stack.caFile}
-    timeoutMs: 5000
-rules:
-  - name: renewal
+    const configFile = await writeVerifierConfig(stack, {
+      rules: `  - name: renewal
     images: "${stack.registryHost}/renewal/*"
-    trust: { rootKeys: ["${created.rootCanonicalKeyId}"] }
-`,
-    );
+    trust: { rootKeys: ["${created.rootCanonicalKeyId}"] }`,
+    });
     const config = await loadConfig(configFile);
     const review = async (image: string): Promise<{ allowed: boolean; reason?: string }> => {
       const engine = new ImagePolicyEngine({ config });

@@ -27,6 +27,7 @@ import {
   type DelegationKey,
   type NotaryStack,
   type PushedImage,
+  writeVerifierConfig,
 } from '../src/index.js';
 
 const DAY = 24 * 3600 * 1000;
@@ -115,17 +116,9 @@ void describe('ImagePolicyEngine against notary-server, notary-signer and the no
 
     // The CLI reuses one root key for every GUN of a trust dir: pin its canonical (bare key) id.
     pin = await rootKeyIds(stack, app.gun);
-    configFile = join(stack.workDir, 'verifier.yaml');
-    await writeFile(
-      configFile,
-      `listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }
-notary:
-  - registry: "${stack.registryHost}"
-    server: ${stack.notaryUrl}
-    ca: ${stack.caFile}
-    timeoutMs: 5000
-rules:
-  - name: demo
+    configFile = await writeVerifierConfig(stack, {
+      file: join(stack.workDir, 'verifier.yaml'),
+      rules: `  - name: demo
     images: "${stack.registryHost}/demo/*"
     trust: { rootKeys: ["${pin.canonicalId}"] }
   - name: releases-by-bob
@@ -138,9 +131,8 @@ rules:
     namespaces: [alice-only]
     trust:
       rootKeys: ["${pin.canonicalId}"]
-      signers: [{ role: targets/releases, keys: [${JSON.stringify(alice.certFile)}] }]
-`,
-    );
+      signers: [{ role: targets/releases, keys: [${JSON.stringify(alice.certFile)}] }]`,
+    });
     config = await loadConfig(configFile);
   });
 

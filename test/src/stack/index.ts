@@ -63,3 +63,4 @@ export {
   type PushedImage,
   type RegistryEndpoint,
 } from './images.js';
+export { writeVerifierConfig, type StackVerifierConfig } from './verifier-config.js';
