@@ -45,6 +45,8 @@ export interface DecisionObserver {
     readonly reason: string;
     /** The engine's outcome code (ImageDecision.code), for bounded metric labels. */
     readonly code?: string;
+    /** For the log only: the error a failure's reason names by its class (ImageDecision.detail). */
+    readonly detail?: string;
     readonly durationMs: number;
     /**
      * Set on memoised decisions: events carrying the same `memo` object have identical fields
@@ -62,4 +64,27 @@ export interface DecisionObserver {
   }): void;
   /** A cache lookup of a GUN's verified collection. */
   cacheLookup(event: { readonly hit: boolean }): void;
+}
+
+/** One image's decision as the admission webhooks read it (the engine's ImageDecision fits). */
+export interface DecidedImage {
+  /** The image exactly as written in the pod. */
+  readonly image: string;
+  readonly result: 'allowed' | 'denied' | 'would-deny' | 'break-glass' | 'exempt';
+  /** One sentence, without the image name. */
+  readonly reason: string;
+  /** `sha256:…` the image verified to; set only when a verify rule admitted it. */
+  readonly digest?: string;
+}
+
+/**
+ * Decides a review and reports each image's decision: what `/mutate` needs to pin admitted images
+ * to their verified digests. The status is the very one `ImageReviewer.review` would answer.
+ */
+export interface PodDecider {
+  decide(spec: ImageReviewSpec): Promise<{
+    readonly status: ImageReviewStatus;
+    /** One per distinct image string, in order of first appearance. */
+    readonly images: readonly DecidedImage[];
+  }>;
 }

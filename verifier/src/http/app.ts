@@ -16,7 +16,8 @@
 import express, { type Express } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { ImageReviewStatus, ImageReviewer } from '../review.js';
+import type { ImageReviewStatus, ImageReviewer, PodDecider } from '../review.js';
+import { createAdmission, type Webhook } from './admission.js';
 import { imageReviewResponse, parseImageReview } from './image-review.js';
 import type { Logger } from './logger.js';
 import type { RouteLabel, VerifierMetrics } from './metrics.js';
@@ -46,6 +47,11 @@ export interface AppOptions {
   readonly maxImages?: number;
   /** Consulted by `/readyz`; default always ready. */
   readonly readiness?: () => Readiness;
+  /**
+   * Decides `/mutate` and `/validate` (admission.ts); default the reviewer when it can (the engine
+   * can). Without one those paths are not served.
+   */
+  readonly decider?: PodDecider;
 }
 
 /** The app: a Node request listener (what https.createServer and supertest take). */
@@ -67,6 +73,7 @@ function pathOf(url: string | undefined): string {
 
 function routeOf(path: string): RouteLabel {
   if (REVIEW_PATHS.includes(path)) return 'review';
+  if (path === '/mutate' || path === '/validate') return path.slice(1) as Webhook;
   if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
     return path.slice(1) as RouteLabel;
   }
@@ -203,6 +210,13 @@ export function createApp(options: AppOptions): VerifierApp {
   const maxImages = options.maxImages ?? DEFAULT_MAX_IMAGES;
   const operations = operationsApp(options, metrics);
   const replies = new WeakMap<ImageReviewStatus, Buffer>();
+  const decider =
+    options.decider ??
+    (typeof (reviewer as Partial<PodDecider>).decide === 'function'
+      ? (reviewer as ImageReviewer & PodDecider)
+      : undefined);
+  const admission =
+    decider === undefined ? undefined : createAdmission({ decider, metrics, logger, maxImages });
 
   const answer = (res: ServerResponse, status: number, body: unknown, close = false): void => {
     sendJson(res, status, body, close);
@@ -321,14 +335,74 @@ export function createApp(options: AppOptions): VerifierApp {
     });
   };
 
-  return (req, res) => {
-    if (req.method === 'POST' && routeOf(pathOf(req.url)) === 'review') {
-      try {
-        review(req, res);
-      } catch (error) {
-        bug(res, error);
-      }
+  // The admission webhooks: the same body checks, then admission.ts answers.
+  const admit = (webhook: Webhook, req: IncomingMessage, res: ServerResponse): void => {
+    const started = performance.now();
+    const send = (status: number, body: unknown, close = false): void => {
+      sendJson(res, status, body, close);
+      metrics.httpResponse(webhook, status);
+    };
+    const failed = (error: unknown): void => {
+      logger.error('http.error', { route: webhook, error });
+      send(500, { error: 'InternalError', message: 'internal error' });
+    };
+    const refused = (refusal: Refusal): void => {
+      metrics.admissionAnswered(webhook, 'rejected', (performance.now() - started) / 1000);
+      logger.warn('admission.rejected', {
+        webhook,
+        status: refusal.status,
+        problem: refusal.message,
+      });
+      send(refusal.status, { error: refusal.error, message: refusal.message }, true);
+    };
+    const byHeaders = refuseByHeaders(req, bodyLimit);
+    if (byHeaders) {
+      refused(byHeaders);
       return;
+    }
+    readBody(req, bodyLimit, (body) => {
+      try {
+        if (!Buffer.isBuffer(body)) {
+          refused(body);
+          return;
+        }
+        let document: unknown;
+        try {
+          document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
+        } catch {
+          refused({
+            status: 400,
+            error: 'BadRequest',
+            message: 'the request body is not valid JSON',
+          });
+          return;
+        }
+        const answer = (admission as NonNullable<typeof admission>)(webhook, document, started);
+        if (!(answer instanceof Promise)) {
+          send(answer.httpStatus, answer.body);
+          return;
+        }
+        answer.then((a) => {
+          send(a.httpStatus, a.body);
+        }, failed);
+      } catch (error) {
+        failed(error);
+      }
+    });
+  };
+
+  return (req, res) => {
+    if (req.method === 'POST') {
+      const route = routeOf(pathOf(req.url));
+      if (route === 'review' || ((route === 'mutate' || route === 'validate') && admission)) {
+        try {
+          if (route === 'review') review(req, res);
+          else admit(route, req, res);
+        } catch (error) {
+          bug(res, error);
+        }
+        return;
+      }
     }
     operations(req, res);
   };

@@ -2,13 +2,18 @@
  * Prometheus metrics for the verifier (prom-client, one registry per process). Label values all
  * come from small closed sets — results, reason classes, error codes, HTTP routes and the notary
  * servers named in the config — never from image names or reasons as written, so a flood of
- * distinct pods cannot blow up the series count.
+ * distinct pods cannot blow up the series count. Notary servers not named in the config (the
+ * `https://<registry>` of any host a rule's glob lets through) share one `server` label value,
+ * IMPLICIT_SERVER_LABEL.
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecisionObserver } from '../review.js';
 
 /** Metric names share this prefix. */
 export const METRIC_PREFIX = 'kpack_trust_verifier_';
+
+/** The `server` label of every notary server not named in the config. */
+export const IMPLICIT_SERVER_LABEL = 'implicit';
 
 /** What one image decision reports (the DecisionObserver event). */
 export type ImageDecisionEvent = Parameters<DecisionObserver['imageDecided']>[0];
@@ -17,16 +22,22 @@ export type ImageDecisionEvent = Parameters<DecisionObserver['imageDecided']>[0]
 export type ReasonClassifier = (event: ImageDecisionEvent) => string;
 
 /** Which HTTP route a response belongs to (bounded). */
-export type RouteLabel = 'review' | 'healthz' | 'readyz' | 'metrics' | 'other';
+export type RouteLabel =
+  'review' | 'mutate' | 'validate' | 'healthz' | 'readyz' | 'metrics' | 'other';
 
 /** How a whole review ended. */
 export type ReviewOutcome = 'allowed' | 'denied' | 'rejected' | 'error';
+
+/** How an AdmissionReview ended: `patched` is allowed with pins; `rejected` is malformed. */
+export type AdmissionOutcome = 'allowed' | 'patched' | 'denied' | 'rejected' | 'error';
 
 /** Options of VerifierMetrics. */
 export interface VerifierMetricsOptions {
   /** Process/runtime metrics (`process_*`, `nodejs_*`); default true. */
   readonly defaultMetrics?: boolean;
   readonly classifyReason?: ReasonClassifier;
+  /** URLs of the notary servers named in the config (see setNotaryServers). */
+  readonly notaryServers?: Iterable<string>;
 }
 
 // Sub-millisecond cached decisions up to the apiserver's 30 s webhook timeout.
@@ -70,6 +81,7 @@ const KNOWN_CODES = new Set([
   'HTTP_STATUS',
   'HTTP_UNREACHABLE',
   'AUTH_FAILED',
+  'NO_TRUST_DATA',
 ]);
 
 /** Each known code's label, made once rather than lower-cased per decision. */
@@ -87,7 +99,8 @@ const REASON_PATTERNS: readonly (readonly [string, RegExp])[] = [
   ['digest_mismatch', /is signed for sha256:\S+, not for the referenced/],
   ['signers_not_met', /required signers/],
   ['not_signed', /\bnot signed\b/],
-  ['notary_unavailable', /failed to serve trust data|is missing trust data/],
+  ['no_trust_data', /^no trust data for /],
+  ['notary_unavailable', /^notary \S+ is (?:unavailable|missing trust data)/],
   ['internal', /internal error/],
   ['verification_failed', /failed verification/],
 ];
@@ -119,7 +132,6 @@ export function classifyReason(event: ImageDecisionEvent): string {
 
 /** Fixed label sets for values that arrive from outside our code. */
 const ERROR_CODE = /^[A-Z][A-Z0-9_]{0,40}$/;
-const SERVER_LABEL_MAX = 200;
 
 /** The verifier's metrics; also the DecisionObserver the engine reports to. */
 export class VerifierMetrics implements DecisionObserver {
@@ -134,7 +146,12 @@ export class VerifierMetrics implements DecisionObserver {
   private readonly reviewSeconds: Histogram<'outcome'>;
   private readonly httpResponses: Counter<'route' | 'code'>;
   private readonly reloads: Counter<'kind' | 'result'>;
+  private readonly admissionReviews: Counter<'webhook' | 'outcome'>;
+  private readonly admissionSeconds: Histogram<'webhook'>;
+  private readonly admissionCounts = new Map<string, number>();
   private readonly classify: ReasonClassifier;
+  /** URLs of the notary servers named in the config: the only `server` label values but one. */
+  private notaryServers: ReadonlySet<string>;
   // Counters bumped on every review are kept in plain numbers and added to their prom-client
   // counters when those are read (their `collect`): an addition instead of a label hash per event.
   private lookupHits = 0;
@@ -150,6 +167,7 @@ export class VerifierMetrics implements DecisionObserver {
   constructor(options: VerifierMetricsOptions = {}) {
     this.registry = new Registry();
     this.classify = options.classifyReason ?? classifyReason;
+    this.notaryServers = new Set(options.notaryServers ?? []);
     const registers = [this.registry];
     if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry });
     this.decisions = new Counter({
@@ -218,6 +236,41 @@ export class VerifierMetrics implements DecisionObserver {
       labelNames: ['kind', 'result'],
       registers,
     });
+    this.admissionReviews = new Counter({
+      name: `${METRIC_PREFIX}admission_reviews_total`,
+      help: 'AdmissionReview requests by webhook (mutate, validate) and outcome (allowed, patched, denied, rejected as malformed, error).',
+      labelNames: ['webhook', 'outcome'],
+      registers,
+      collect: () => {
+        this.flushAdmissions();
+      },
+    });
+    this.admissionSeconds = new Histogram({
+      name: `${METRIC_PREFIX}admission_review_duration_seconds`,
+      help: 'Time to answer one AdmissionReview, by webhook.',
+      labelNames: ['webhook'],
+      buckets: DECISION_BUCKETS,
+      registers,
+    });
+  }
+
+  /** One answered AdmissionReview. */
+  admissionAnswered(
+    webhook: 'mutate' | 'validate',
+    outcome: AdmissionOutcome,
+    seconds: number,
+  ): void {
+    const key = `${webhook} ${outcome}`;
+    this.admissionCounts.set(key, (this.admissionCounts.get(key) ?? 0) + 1);
+    this.admissionSeconds.observe({ webhook }, seconds);
+  }
+
+  private flushAdmissions(): void {
+    for (const [key, count] of this.admissionCounts) {
+      const [webhook = '', outcome = ''] = key.split(' ');
+      if (count > 0) this.admissionReviews.inc({ webhook, outcome }, count);
+    }
+    this.admissionCounts.clear();
   }
 
   /** DecisionObserver: counts and times one image decision. */
@@ -228,7 +281,7 @@ export class VerifierMetrics implements DecisionObserver {
 
   /** DecisionObserver: times one collection update and counts its failure code. */
   notaryFetched(event: Parameters<DecisionObserver['notaryFetched']>[0]): void {
-    const server = event.server.length <= SERVER_LABEL_MAX ? event.server : 'other';
+    const server = this.serverLabel(event.server);
     this.fetchSeconds.observe(
       { server, outcome: event.ok ? 'ok' : 'error' },
       event.durationMs / 1000,
@@ -240,6 +293,20 @@ export class VerifierMetrics implements DecisionObserver {
           : 'OTHER';
       this.fetchErrors.inc({ server, code });
     }
+  }
+
+  /**
+   * The notary servers named in the config, whose URLs are `server` label values; call on every
+   * config load. Series of servers no longer named stay until the process restarts (bounded by the
+   * servers ever configured).
+   */
+  setNotaryServers(servers: Iterable<string>): void {
+    this.notaryServers = new Set(servers);
+  }
+
+  /** The `server` label of a notary server URL: itself when configured, else IMPLICIT_SERVER_LABEL. */
+  serverLabel(server: string): string {
+    return this.notaryServers.has(server) ? server : IMPLICIT_SERVER_LABEL;
   }
 
   /** DecisionObserver: one cache hit or miss. */

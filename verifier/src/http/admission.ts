@@ -1,0 +1,237 @@
+/**
+ * The admission webhooks beside the ImagePolicyWebhook path, for clusters whose control plane
+ * cannot be given ImagePolicyWebhook's flags and files (EKS, GKE, AKS, …):
+ * - `/mutate` (Pods: CREATE, and UPDATE of `pods/ephemeralcontainers`) decides the pod's images
+ *   and pins every verified one to its digest (mutate.ts);
+ * - `/validate` (Pods and the workloads that carry pod templates) decides the template, and never
+ *   changes it — GitOps tools would fight a webhook rewriting what they apply.
+ *
+ * Both ask the same engine the same question as the ImagePolicyWebhook path — the same images in
+ * the same order, with the same forwarded annotations — so a denial carries the same reason.
+ * Detection mode admits and returns the would-be denials as `warnings`, which kubectl prints.
+ * The engine failing under `failure: error` is answered 500, so the webhook's failurePolicy
+ * decides, as the ImagePolicyWebhook path leaves it to defaultAllow.
+ */
+import { performance } from 'node:perf_hooks';
+import type { DecidedImage, ImageReviewSpec, PodDecider } from '../review.js';
+import {
+  admissionReviewReply,
+  parseAdmissionReview,
+  refusal,
+  type AdmissionResponse,
+} from './admission-review.js';
+import type { Logger } from './logger.js';
+import type { AdmissionOutcome, VerifierMetrics } from './metrics.js';
+import { DEFAULT_MAX_PATCH_BYTES, encodePatch, pinningPatch } from './mutate.js';
+import {
+  containersToReview,
+  forwardedAnnotations,
+  isPod,
+  podTemplateOf,
+  type PodContainer,
+} from './validate.js';
+
+/** The two webhook paths. */
+export type Webhook = 'mutate' | 'validate';
+
+/** What createAdmission needs. */
+export interface AdmissionOptions {
+  readonly decider: PodDecider;
+  readonly metrics: VerifierMetrics;
+  readonly logger: Logger;
+  /** Containers considered per pod at most; more deny the pod. */
+  readonly maxImages: number;
+  /** Largest patch sent; default DEFAULT_MAX_PATCH_BYTES. */
+  readonly maxPatchBytes?: number;
+}
+
+/** The HTTP status and the JSON body of an answer. */
+export interface AdmissionAnswer {
+  readonly httpStatus: number;
+  readonly body: unknown;
+}
+
+/** Answers one parsed request body (`undefined` for an empty body); throws only on a bug. */
+export type AdmissionHandler = (
+  webhook: Webhook,
+  document: unknown,
+  started: number,
+) => AdmissionAnswer | Promise<AdmissionAnswer>;
+
+/** Warnings returned per review at most, and characters per warning (the apiserver truncates too). */
+const MAX_WARNINGS = 20;
+const MAX_WARNING_LENGTH = 512;
+
+/** Builds the handler of both webhook paths. */
+export function createAdmission(options: AdmissionOptions): AdmissionHandler {
+  const { decider, metrics, logger, maxImages } = options;
+  const maxPatchBytes = options.maxPatchBytes ?? DEFAULT_MAX_PATCH_BYTES;
+
+  const ok = (
+    webhook: Webhook,
+    outcome: AdmissionOutcome,
+    started: number,
+    body: unknown,
+  ): AdmissionAnswer => {
+    metrics.admissionAnswered(webhook, outcome, (performance.now() - started) / 1000);
+    return { httpStatus: 200, body };
+  };
+  const rejected = (
+    webhook: Webhook,
+    uid: string | undefined,
+    problem: string,
+    started: number,
+  ): AdmissionAnswer => {
+    logger.warn('admission.rejected', { webhook, problem });
+    const message = `not a valid AdmissionReview: ${problem}`;
+    if (uid === undefined) {
+      metrics.admissionAnswered(webhook, 'rejected', (performance.now() - started) / 1000);
+      return { httpStatus: 400, body: { error: 'BadRequest', message } };
+    }
+    return ok(webhook, 'rejected', started, refusal(uid, 400, message));
+  };
+
+  return (webhook, document, started) => {
+    const parsed = parseAdmissionReview(document);
+    if (!parsed.ok) return rejected(webhook, parsed.uid, parsed.problem, started);
+    const request = parsed.request;
+    const { uid } = request;
+    // Only writes put images into pods; a webhook registered for more admits the rest unread.
+    if (request.operation !== 'CREATE' && request.operation !== 'UPDATE') {
+      return ok(webhook, 'allowed', started, admissionReviewReply({ uid, allowed: true }));
+    }
+    if (webhook === 'mutate' && !isPod(request.kind)) {
+      const kind =
+        request.kind.group === ''
+          ? request.kind.kind
+          : `${request.kind.group}/${request.kind.kind}`;
+      return rejected(webhook, uid, `/mutate admits Pods, got ${JSON.stringify(kind)}`, started);
+    }
+    if (request.object === undefined) {
+      return rejected(webhook, uid, `request.object is required for ${request.operation}`, started);
+    }
+    const lookup = podTemplateOf(request.kind, request.object);
+    if (!lookup.ok) return rejected(webhook, uid, lookup.problem, started);
+    const template = lookup.template;
+    if (template === undefined) {
+      return ok(webhook, 'allowed', started, admissionReviewReply({ uid, allowed: true }));
+    }
+    let oldSpec;
+    if (request.operation === 'UPDATE' && request.oldObject !== undefined) {
+      const old = podTemplateOf(request.kind, request.oldObject);
+      oldSpec = old.ok ? old.template?.spec : undefined;
+    }
+    const selection = containersToReview(template.spec, oldSpec, maxImages);
+    if (!selection.ok) {
+      if (selection.tooMany === undefined) {
+        return rejected(webhook, uid, selection.problem, started);
+      }
+      logger.warn('admission.too-many-images', {
+        webhook,
+        namespace: request.namespace,
+        images: selection.tooMany,
+        maxImages,
+      });
+      const message =
+        `the pod has ${selection.tooMany} containers and at most ${maxImages} are reviewed ` +
+        `per pod, so it is denied`;
+      return ok(webhook, 'denied', started, refusal(uid, 403, message));
+    }
+    const containers = selection.containers;
+    if (containers.length === 0) {
+      return ok(webhook, 'allowed', started, admissionReviewReply({ uid, allowed: true }));
+    }
+    const annotations = forwardedAnnotations(template.metadata);
+    if (!annotations.ok) return rejected(webhook, uid, annotations.problem, started);
+    const spec: ImageReviewSpec = {
+      containers: containers.map((c) => ({ image: c.image })),
+      annotations: annotations.annotations,
+      namespace: request.namespace,
+    };
+
+    const failed = (error: unknown): AdmissionAnswer => {
+      metrics.admissionAnswered(webhook, 'error', (performance.now() - started) / 1000);
+      logger.error('admission.failed', { webhook, namespace: request.namespace, error });
+      return {
+        httpStatus: 500,
+        body: {
+          error: 'InternalError',
+          message: 'the image policy engine could not decide; the webhook failurePolicy applies',
+        },
+      };
+    };
+    let pending;
+    try {
+      pending = decider.decide(spec);
+    } catch (error) {
+      return failed(error);
+    }
+    return pending.then(({ status, images }) => {
+      if (!status.allowed) {
+        return ok(
+          webhook,
+          'denied',
+          started,
+          refusal(uid, 403, status.reason ?? 'denied by image policy'),
+        );
+      }
+      const response: { -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K] } = {
+        uid,
+        allowed: true,
+      };
+      const warnings = warningsOf(images);
+      if (warnings !== undefined) response.warnings = warnings;
+      if (webhook === 'validate')
+        return ok(webhook, 'allowed', started, admissionReviewReply(response));
+      return patched(response, containers, images, started);
+    }, failed);
+  };
+
+  function patched(
+    response: { -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K] },
+    containers: readonly PodContainer[],
+    images: readonly DecidedImage[],
+    started: number,
+  ): AdmissionAnswer {
+    const operations = pinningPatch(containers, images);
+    if (operations.length === 0)
+      return ok('mutate', 'allowed', started, admissionReviewReply(response));
+    const patch = encodePatch(operations, maxPatchBytes);
+    if (patch === undefined) {
+      // Admitting without the pins would trust the registry after all: refuse instead.
+      const message =
+        `pinning ${operations.length} images to their digests needs a patch over ` +
+        `${maxPatchBytes} bytes, so the pod is denied`;
+      return ok('mutate', 'denied', started, refusal(response.uid, 403, message));
+    }
+    response.patchType = 'JSONPatch';
+    response.patch = patch;
+    return ok('mutate', 'patched', started, admissionReviewReply(response));
+  }
+}
+
+/** Detection mode's would-be denials and break-glass admissions, bounded, for kubectl to print. */
+function warningsOf(images: readonly DecidedImage[]): string[] | undefined {
+  let warnings: string[] | undefined;
+  let more = 0;
+  for (const decision of images) {
+    let text: string;
+    if (decision.result === 'would-deny') {
+      text = `detection mode: ${decision.image} would be denied: ${decision.reason}`;
+    } else if (decision.result === 'break-glass') {
+      text = `${decision.image}: ${decision.reason}`;
+    } else {
+      continue;
+    }
+    warnings ??= [];
+    if (warnings.length >= MAX_WARNINGS) {
+      more++;
+      continue;
+    }
+    warnings.push(
+      text.length > MAX_WARNING_LENGTH ? `${text.slice(0, MAX_WARNING_LENGTH)}…` : text,
+    );
+  }
+  if (more > 0) warnings?.push(`and ${more} more images with warnings`);
+  return warnings;
+}
