@@ -1,3 +1,6 @@
 /** End-to-end test support for kpack-trust: the real notary stack on loopback. */
 export * from './stack/index.js';
 export * from './kube/fake-apiserver.js';
+export * from './kube/binaries.js';
+export * from './kube/control-plane.js';
+export { kubectlBinary } from './kube/kubectl.js';

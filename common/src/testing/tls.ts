@@ -31,6 +31,8 @@ export type LeafUsage = 'server' | 'client' | 'both' | 'none';
 /** What a leaf certificate is for. */
 export interface LeafOptions extends CertificateValidity {
   readonly commonName: string;
+  /** The subject's O, which Kubernetes reads as the user's group (`system:masters`); none by default. */
+  readonly organization?: string;
   /**
    * subjectAltName entries as `IP:a.b.c.d` or `DNS:name`. Default `IP:127.0.0.1`, `DNS:localhost`
    * for server usage, none for `client` and `none`; an empty list omits the extension.
@@ -60,6 +62,7 @@ const LOOPBACK_NAMES = ['IP:127.0.0.1', 'DNS:localhost'] as const;
 const OID = {
   ecdsaWithSha256: '1.2.840.10045.4.3.2',
   commonName: '2.5.4.3',
+  organization: '2.5.4.10',
   subjectKeyIdentifier: '2.5.29.14',
   keyUsage: '2.5.29.15',
   subjectAltName: '2.5.29.17',
@@ -117,7 +120,7 @@ function issueLeaf(
   }[usage];
   const key = generateSigningKey('ecdsa');
   const certPem = signCertificate({
-    subject: distinguishedName(options.commonName),
+    subject: distinguishedName(options.commonName, options.organization),
     issuer: ca.name,
     subjectKey: key,
     issuerKey: ca.key,
@@ -169,8 +172,12 @@ function signCertificate(fields: {
   return encodePem('CERTIFICATE', der.sequence(tbs, algorithm, der.bitString(signature)));
 }
 
-function distinguishedName(commonName: string): Buffer {
+function distinguishedName(commonName: string, organization?: string): Buffer {
+  // RFC 5280 order, most significant first: O before CN, as openssl's -subj /O=…/CN=… writes it.
   return der.sequence(
+    ...(organization === undefined
+      ? []
+      : [der.set(der.sequence(der.oid(OID.organization), der.directoryString(organization)))]),
     der.set(der.sequence(der.oid(OID.commonName), der.directoryString(commonName))),
   );
 }
