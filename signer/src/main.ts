@@ -41,15 +41,22 @@ async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore> {
   return (await import('./keys/index.js')).createKeyStore(options);
 }
 
-process.exitCode = await runCli(process.argv.slice(2), {
-  env: process.env,
-  homeDir: homedir(),
-  stdout: (line) => process.stdout.write(`${line}\n`),
-  stderr: (line) => process.stderr.write(`${line}\n`),
-  readTextFile,
-  createKeyStore,
-  connectNotary: (options) => new NotaryHttpClient(options),
-  connectRegistry: (options) => new RegistryHttpClient(options),
-  now: () => new Date(),
-  version: '0.1.0',
-});
+const argv = process.argv.slice(2);
+if (argv[0] === 'kpack-completion') {
+  // kpack's completion step: its own module, so builds do not load the Kubernetes client either.
+  const { runCompletionProcess } = await import('./kpack/process.js');
+  process.exitCode = await runCompletionProcess(argv.slice(1));
+} else {
+  process.exitCode = await runCli(argv, {
+    env: process.env,
+    homeDir: homedir(),
+    stdout: (line) => process.stdout.write(`${line}\n`),
+    stderr: (line) => process.stderr.write(`${line}\n`),
+    readTextFile,
+    createKeyStore,
+    connectNotary: (options) => new NotaryHttpClient(options),
+    connectRegistry: (options) => new RegistryHttpClient(options),
+    now: () => new Date(),
+    version: '0.1.0',
+  });
+}

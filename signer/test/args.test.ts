@@ -131,7 +131,10 @@ describe('parseArguments', () => {
   });
 
   it('refuses unknown commands, flags and stray arguments', () => {
-    refuses(['verify'], 'unknown command "verify"; the only command is "sign" (see --help)');
+    refuses(
+      ['verify'],
+      'unknown command "verify"; the commands are "sign" and "kpack-completion" (see --help)',
+    );
     refuses([...BASE, '--reprot', 'x'], 'unknown flag --reprot');
     refuses([...BASE, 'report.toml'], 'unexpected argument "report.toml"');
   });

@@ -99,7 +99,9 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
   }
   if (command === '--version') return { command: 'version' };
   if (command !== 'sign') {
-    throw invalid(`unknown command "${command}"; the only command is "sign" (see --help)`);
+    throw invalid(
+      `unknown command "${command}"; the commands are "sign" and "kpack-completion" (see --help)`,
+    );
   }
 
   const values = new Map<string, string[]>();

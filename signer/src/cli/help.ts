@@ -8,6 +8,12 @@ Usage:
       ( --report FILE | --image REPO:TAG [--image REPO:TAG ...] --digest sha256:HEX [--size N] )
       KEYS [options]
 
+  kpack-trust-signer kpack-completion [kpack's completion arguments...]
+      kpack's completion step (kpack v0.17.2): with -notary-v1-url, sign /var/report/report.toml
+      with the key in /var/notary/v1 and the registry Secrets in /var/build-secrets, then run
+      kpack's own completion binary with the same arguments minus -notary-v1-url. Settings and
+      paths come from KPACK_TRUST_* variables: see signer/README.md ("kpack's completion step").
+
 Build input (one of):
   --report FILE            lifecycle report.toml: [image] tags, digest, manifest-size (kpack mounts
                            it at /var/report/report.toml)

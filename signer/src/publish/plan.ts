@@ -206,6 +206,11 @@ export interface UpdateInput extends TargetsChange {
   readonly keys: SigningKeys;
   readonly now: Date;
   /**
+   * Several roles signed in one publish, each with its own tags (kpack's completion signs every
+   * delegation that lists its key); when given, it replaces `role` and `targets`.
+   */
+  readonly roleTargets?: ReadonlyMap<string, ReadonlyMap<string, FileMeta>>;
+  /**
    * Set when the root was trusted on first use (we hold no root key and none was pinned): then the
    * role we sign must already carry our key's signature, so entries a forged chain slipped in are
    * never re-signed by us. Docker's multi-signer delegations cannot meet this; pin the root for them.
@@ -220,51 +225,63 @@ export interface UpdateInput extends TargetsChange {
 }
 
 /**
- * The next versions for an existing repository: every tag added or replaced in the role we sign,
+ * The next versions for an existing repository: every tag added or replaced in each role we sign,
  * root re-signed when it (or our root certificate) expires within six months and we hold its key,
  * the snapshot signed only when root lists a snapshot key we hold. An expired role is renewed —
  * read with `allowExpired`, re-signed unchanged at version + 1 with a fresh expiry — when we hold a
  * key for it; an expired timestamp or server-held snapshot is re-signed by the server on any
- * publish. Nothing at all when the role already maps every tag to this manifest, root needs no
+ * publish. Nothing at all when each role already maps every tag to this manifest, root needs no
  * renewal and nothing has expired (re-signing is idempotent).
  */
 export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
-  const { collection, keys, now, gun, role } = input;
+  const { collection, keys, now, gun } = input;
   const current = collection.root;
-  const signer = roleSigner(collection, role, keys, input.targets.keys());
-  const existing = collection.targetsRoles.get(role);
-  if (input.requireOwnSignature === true && existing !== undefined) {
-    if (!existing.signedBy.has(signer.publicKey.canonicalId)) {
-      throw unusable(
-        gun,
-        role,
-        signer.publicKey.id,
-        `the current ${role} is not signed by our key, and with neither our root key nor ` +
-          '--root-key-id the root was trusted on first use; pin the root to sign this repository',
-      );
+  const changes = input.roleTargets ?? new Map([[input.role, input.targets]]);
+  // Every signer is found (key listed, threshold, paths) before anything is signed.
+  const signed = new Map<
+    string,
+    { signer: MetadataSigner; model: TargetsMetadata; targets: ReadonlyMap<string, FileMeta> }
+  >();
+  for (const [role, targets] of changes) {
+    const signer = roleSigner(collection, role, keys, targets.keys());
+    const existing = collection.targetsRoles.get(role);
+    if (input.requireOwnSignature === true && existing !== undefined) {
+      if (!existing.signedBy.has(signer.publicKey.canonicalId)) {
+        throw unusable(
+          gun,
+          role,
+          signer.publicKey.id,
+          `the current ${role} is not signed by our key, and with neither our root key nor ` +
+            '--root-key-id the root was trusted on first use; pin the root to sign this repository',
+        );
+      }
     }
+    // A delegation declared but never published has no file yet: it starts at version 1.
+    const model: TargetsMetadata = existing?.metadata ?? { ...newTargets(now, 0) };
+    signed.set(role, { signer, model, targets });
   }
-  // A delegation declared but never published has no file yet: it starts at version 1.
-  const model: TargetsMetadata = existing?.metadata ?? { ...newTargets(now, 0) };
-  const change = { set: input.targets };
   const resign = await rootResign(collection, keys, now);
   const expired = expiredRoles(collection, now);
 
   // Every expired targets role needs a key we hold: find them all before signing anything.
   const toSign = new Map<string, { next: TargetsMetadata; signer: MetadataSigner }>();
   for (const { role: name, expires } of expired) {
-    if (name === 'timestamp' || name === 'snapshot' || name === role) continue;
+    if (name === 'timestamp' || name === 'snapshot' || signed.has(name)) continue;
     toSign.set(name, renewal(input, name, expires));
   }
-  const ownExpired = expired.some((e) => e.role === role);
-  // An expired timestamp or snapshot is renewed by whatever we publish; publish at least our role.
+  // An expired timestamp or snapshot is renewed by whatever we publish; publish at least our roles.
   const needsPublish = expired.length > 0 && toSign.size === 0 && resign === undefined;
-  if (changesAnything(model, change) || ownExpired || needsPublish) {
-    toSign.set(role, { next: nextTargets(model, change, now), signer });
+  const versions: Record<string, number> = { root: current.version };
+  for (const [role, { signer, model, targets }] of signed) {
+    versions[role] = model.version;
+    const change = { set: targets };
+    const ownExpired = expired.some((e) => e.role === role);
+    if (changesAnything(model, change) || ownExpired || needsPublish) {
+      toSign.set(role, { next: nextTargets(model, change, now), signer });
+    }
   }
 
   const files: PublishFile[] = [];
-  const versions: Record<string, number> = { root: current.version, [role]: model.version };
   let root = current;
   let rootKeyOut = ownRootKey(current, keys) ?? firstRootKey(current);
   if (resign !== undefined) {

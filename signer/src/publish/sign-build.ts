@@ -18,6 +18,7 @@ import {
   type MetadataRequest,
   type PublishFile,
   type TrustAnchor,
+  type TrustedCollection,
 } from '@kpack-trust/common';
 import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
 import type { ManifestLookup } from '../registry/manifest-client.js';
@@ -31,6 +32,16 @@ export interface SignBuildOptions {
   readonly role?: string;
   /** Root key ids to pin when we hold no root key; without them the root is trusted on first use. */
   readonly rootKeyIds?: readonly string[];
+  /**
+   * Picks the roles to sign, and the tags each gets, once the repository has been read and
+   * verified (kpack's rule: `targets` without delegations, else the delegations listing our key);
+   * replaces `role`. Throws a TrustError when no role fits.
+   */
+  readonly chooseRoles?: (
+    collection: TrustedCollection,
+    keys: SigningKeys,
+    tags: readonly string[],
+  ) => ReadonlyMap<string, readonly string[]>;
 }
 
 /** The edges the flow talks through; main.ts wires the real ones, tests in-memory ones. */
@@ -55,7 +66,10 @@ export interface SignSummary {
   readonly tags: readonly string[];
   readonly digest: string;
   readonly size: number;
+  /** The first of `roles`. */
   readonly role: string;
+  /** Every role the tags were signed into. */
+  readonly roles: readonly string[];
   /** Roles in the one POST, in upload order; empty when nothing had to change. */
   readonly rolesPublished: readonly string[];
   /** The root key id to pin in verifiers, as root.json lists it. */
@@ -91,10 +105,14 @@ export async function signBuild(
   const progress = deps.progress ?? ((): void => undefined);
   const size = await manifestSize(image, deps, progress);
   const targets = new Map(image.tags.map((tag) => [tag, imageTarget(image.digest.slice(7), size)]));
+  const into =
+    options.chooseRoles === undefined
+      ? role
+      : "the roles the repository's delegations give our key";
   progress(
-    `signing ${image.tags.map((t) => `${image.gun}:${t}`).join(', ')} → ${image.digest} (${size} bytes) into ${role}`,
+    `signing ${image.tags.map((t) => `${image.gun}:${t}`).join(', ')} → ${image.digest} (${size} bytes) into ${into}`,
   );
-  if (role !== 'targets' && role !== 'targets/releases') {
+  if (options.chooseRoles === undefined && role !== 'targets' && role !== 'targets/releases') {
     // docker/cli's trusted pull, and kpack-trust-verifier with it, take a tag only from these two.
     progress(
       `note: Docker and kpack-trust-verifier trust tags from targets/releases or targets only; a tag signed only in ${role} is refused unless a verifier rule requires ${role} as a signer`,
@@ -242,7 +260,7 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
       }
       throw err;
     }
-    return done(ctx, plan, true);
+    return done(ctx, plan, true, [ctx.role]);
   }
 
   const keys = await ctx.session.load(false);
@@ -280,19 +298,23 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
     }
     throw err;
   }
+  const roleTargets = chosenRoles(ctx, collection, keys);
+  const roles = roleTargets === undefined ? [ctx.role] : [...roleTargets.keys()];
+  if (roleTargets !== undefined) progress(`${gun}: signing into ${roles.join(', ')}`);
   const plan = await planUpdate({
     gun,
-    role: ctx.role,
+    role: roles[0] ?? ctx.role,
     targets: ctx.targets,
+    ...(roleTargets === undefined ? {} : { roleTargets }),
     collection,
     keys,
     now,
-    requireOwnSignature: anchor.pinnedBy === 'tofu' && ctx.role === 'targets',
+    requireOwnSignature: anchor.pinnedBy === 'tofu' && roles.length === 1 && roles[0] === 'targets',
     rootTrustedOnFirstUse: anchor.pinnedBy === 'tofu',
   });
   if (plan.files.length === 0) {
     progress(`${gun}: every tag already points to ${image.digest}; nothing to publish`);
-    return done(ctx, plan, false);
+    return done(ctx, plan, false, roles);
   }
   try {
     await deps.notary.publish(gun, plan.files);
@@ -310,13 +332,39 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
   }
   if (plan.rootResigned) progress(`${gun}: root re-signed as version ${plan.root.version}`);
   if (plan.renewals.length > 0) progress(`${gun}: renewed expired ${describeRenewals(plan)}`);
-  return done(ctx, plan, false);
+  return done(ctx, plan, false, roles);
 }
 
-function done(ctx: AttemptContext, plan: PublishPlan, created: boolean): Attempt {
-  const roles = plan.files.map((f: PublishFile) => f.role);
-  if (roles.length > 0) {
-    const versions = roles.map((r) => `${r} v${plan.versions[r] ?? '?'}`).join(', ');
+/** The caller's choice of roles for this collection, each with its tags' target entries. */
+function chosenRoles(
+  ctx: AttemptContext,
+  collection: TrustedCollection,
+  keys: SigningKeys,
+): Map<string, ReadonlyMap<string, ReturnType<typeof imageTarget>>> | undefined {
+  const choose = ctx.options.chooseRoles;
+  if (choose === undefined) return undefined;
+  const out = new Map<string, ReadonlyMap<string, ReturnType<typeof imageTarget>>>();
+  for (const [role, tags] of choose(collection, keys, ctx.image.tags)) {
+    const entries = new Map<string, ReturnType<typeof imageTarget>>();
+    for (const tag of tags) {
+      const target = ctx.targets.get(tag);
+      if (target === undefined) throw new RangeError(`${role} was given "${tag}", not a build tag`);
+      entries.set(tag, target);
+    }
+    out.set(role, entries);
+  }
+  return out;
+}
+
+function done(
+  ctx: AttemptContext,
+  plan: PublishPlan,
+  created: boolean,
+  roles: readonly string[],
+): Attempt {
+  const published = plan.files.map((f: PublishFile) => f.role);
+  if (published.length > 0) {
+    const versions = published.map((r) => `${r} v${plan.versions[r] ?? '?'}`).join(', ');
     (ctx.deps.progress ?? ((): void => undefined))(`${ctx.image.gun}: published ${versions}`);
   }
   return {
@@ -326,8 +374,9 @@ function done(ctx: AttemptContext, plan: PublishPlan, created: boolean): Attempt
       tags: ctx.image.tags,
       digest: ctx.image.digest,
       size: ctx.size,
-      role: ctx.role,
-      rolesPublished: roles,
+      role: roles[0] ?? ctx.role,
+      roles,
+      rolesPublished: published,
       rootKeyId: plan.rootKeyId,
       rootCanonicalKeyId: plan.rootCanonicalKeyId,
       versions: plan.versions,
