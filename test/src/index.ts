@@ -4,3 +4,4 @@ export * from './kube/fake-apiserver.js';
 export * from './kube/binaries.js';
 export * from './kube/control-plane.js';
 export { kubectlBinary } from './kube/kubectl.js';
+export { startVerifierProcess, type VerifierProcess } from './kube/verifier-process.js';
