@@ -34,6 +34,10 @@ import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import { Secret } from 'kubernetes-models/v1/Secret';
+import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
+import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { parseConfig, type VerifierConfig } from '@kpack-trust/verifier';
 import { CHART_DIR, runHelm } from './support/helm.js';
 
@@ -70,6 +74,13 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
   'networking.k8s.io/v1/NetworkPolicy': validator(NetworkPolicy),
   'cert-manager.io/v1/Certificate': validator(Certificate),
   'monitoring.coreos.com/v1/ServiceMonitor': validator(ServiceMonitor),
+  'v1/Secret': validator(Secret),
+  'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': validator(
+    MutatingWebhookConfiguration,
+  ),
+  'admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration': validator(
+    ValidatingWebhookConfiguration,
+  ),
 };
 
 /** `-f` for a values file (relative to charts/kpack-trust/ci/, or absolute) and extra flags. */
@@ -148,6 +159,15 @@ function find(
     (o) => o.kind === kind && o.metadata.name === name && o.metadata.namespace === namespace,
   );
   assert.equal(found.length, 1, `expected one ${kind} ${namespace}/${name}`);
+  return found[0] as K8sObject;
+}
+
+/** The one cluster-scoped object of this kind and name (webhook configurations). */
+function findClusterScoped(objects: readonly K8sObject[], kind: string, name: string): K8sObject {
+  const found = objects.filter(
+    (o) => o.kind === kind && o.metadata.name === name && o.metadata.namespace === undefined,
+  );
+  assert.equal(found.length, 1, `expected one cluster-scoped ${kind} ${name}`);
   return found[0] as K8sObject;
 }
 
@@ -266,6 +286,8 @@ describe('kpack-trust Helm chart', () => {
       'network-monitoring-values.yaml',
       'mtls-values.yaml',
       'policy-values.yaml',
+      'admission-webhooks-values.yaml',
+      'admission-both-values.yaml',
     ]) {
       it(`passes with ${valuesFile ?? 'the default values'}`, () => {
         const run = runHelm(['lint', '--strict', CHART_DIR, ...valuesArgs(valuesFile, [])]);
@@ -821,6 +843,185 @@ describe('kpack-trust Helm chart', () => {
     });
   });
 
+  describe('admission webhooks with a generated CA (ci/admission-webhooks-values.yaml)', () => {
+    const objects = render('admission-webhooks-values.yaml');
+    const mutating = findClusterScoped(objects, 'MutatingWebhookConfiguration', VERIFIER);
+    const validating = findClusterScoped(objects, 'ValidatingWebhookConfiguration', VERIFIER);
+    const webhookOf = (configuration: K8sObject): Record<string, unknown> => {
+      const webhooks = at(configuration, 'webhooks') as Record<string, unknown>[];
+      assert.equal(webhooks.length, 1);
+      return webhooks[0] as Record<string, unknown>;
+    };
+
+    it('render both webhook configurations and the TLS Secret, all valid Kubernetes objects', () => {
+      validateAll(objects);
+      const rendered = kinds(objects);
+      for (const expected of [
+        `MutatingWebhookConfiguration//${VERIFIER}`,
+        `ValidatingWebhookConfiguration//${VERIFIER}`,
+        `Secret/${NAMESPACE}/${VERIFIER}-tls`,
+        `Deployment/${NAMESPACE}/${VERIFIER}`,
+      ]) {
+        assert.ok(rendered.includes(expected), `${expected} in ${rendered.join(', ')}`);
+      }
+    });
+
+    it('fail closed, without side effects, in v1 only, leaving excluded and labelled namespaces out', () => {
+      for (const [configuration, path] of [
+        [mutating, '/mutate'],
+        [validating, '/validate'],
+      ] as const) {
+        const webhook = webhookOf(configuration);
+        assert.equal(webhook['failurePolicy'], 'Fail');
+        assert.equal(webhook['sideEffects'], 'None');
+        assert.deepEqual(webhook['admissionReviewVersions'], ['v1']);
+        assert.equal(webhook['timeoutSeconds'], 20);
+        assert.deepEqual(at(webhook, 'namespaceSelector'), {
+          matchExpressions: [
+            { key: 'kpack-trust.io/ignore', operator: 'NotIn', values: ['true'] },
+            {
+              key: 'kubernetes.io/metadata.name',
+              operator: 'NotIn',
+              values: ['kube-system', NAMESPACE, 'monitoring'],
+            },
+          ],
+        });
+        assert.deepEqual(at(webhook, 'clientConfig', 'service'), {
+          name: VERIFIER,
+          namespace: NAMESPACE,
+          path,
+          port: 443,
+        });
+      }
+      assert.equal(webhookOf(mutating)['reinvocationPolicy'], 'IfNeeded');
+    });
+
+    it('send Pod creation and ephemeral containers to /mutate, every pod-carrying workload to /validate', () => {
+      const resources = (configuration: K8sObject): string[] =>
+        (webhookOf(configuration)['rules'] as { operations: string[]; resources: string[] }[])
+          .flatMap((rule) => rule.resources.map((r) => `${r} ${rule.operations.join(',')}`))
+          .sort();
+      assert.deepEqual(resources(mutating), ['pods CREATE', 'pods/ephemeralcontainers UPDATE']);
+      assert.deepEqual(resources(validating), [
+        'cronjobs CREATE,UPDATE',
+        'daemonsets CREATE,UPDATE',
+        'deployments CREATE,UPDATE',
+        'jobs CREATE,UPDATE',
+        'pods CREATE,UPDATE',
+        'pods/ephemeralcontainers UPDATE',
+        'replicasets CREATE,UPDATE',
+        'replicationcontrollers CREATE,UPDATE',
+        'statefulsets CREATE,UPDATE',
+      ]);
+    });
+
+    it('generate a CA whose serving certificate covers the Service names, in the Secret the pods mount', () => {
+      const secret = find(objects, 'Secret', `${VERIFIER}-tls`);
+      const data = at(secret, 'data') as Record<string, string>;
+      const pem = (key: string): string => Buffer.from(data[key] ?? '', 'base64').toString('utf8');
+      const ca = new X509Certificate(pem('ca.crt'));
+      const leaf = new X509Certificate(pem('tls.crt'));
+      assert.ok(ca.ca, 'ca.crt is a CA certificate');
+      assert.ok(leaf.verify(ca.publicKey), 'tls.crt is issued by ca.crt');
+      assert.ok(leaf.checkPrivateKey(createPrivateKey(pem('tls.key'))));
+      for (const name of [
+        VERIFIER,
+        `${VERIFIER}.${NAMESPACE}.svc`,
+        `${VERIFIER}.${NAMESPACE}.svc.cluster.local`,
+      ]) {
+        assert.equal(leaf.checkHost(name), name);
+      }
+      for (const configuration of [mutating, validating]) {
+        assert.equal(at(webhookOf(configuration), 'clientConfig', 'caBundle'), data['ca.crt']);
+      }
+      const volumes = at(
+        find(objects, 'Deployment', VERIFIER),
+        'spec',
+        'template',
+        'spec',
+        'volumes',
+      );
+      assert.ok(
+        (volumes as { secret?: { secretName: string } }[]).some(
+          (v) => v.secret?.secretName === `${VERIFIER}-tls`,
+        ),
+      );
+    });
+
+    it('render a verifier config that exempts what the webhooks leave out', () => {
+      const config = loadRenderedConfig(objects);
+      assert.deepEqual([...config.exemptNamespaces].sort(), [
+        'kube-system',
+        'monitoring',
+        NAMESPACE,
+      ]);
+    });
+  });
+
+  describe('both modes, CA injected by cert-manager (ci/admission-both-values.yaml)', () => {
+    const objects = render('admission-both-values.yaml');
+
+    it('annotate both configurations for the CA injector, with no caBundle and no generated Secret', () => {
+      validateAll(objects);
+      const certificate = find(objects, 'Certificate', VERIFIER);
+      for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+        const configuration = findClusterScoped(objects, kind, VERIFIER);
+        assert.deepEqual(at(configuration, 'metadata', 'annotations'), {
+          'cert-manager.io/inject-ca-from': `${NAMESPACE}/${certificate.metadata.name}`,
+        });
+        const webhooks = at(configuration, 'webhooks') as Record<string, unknown>[];
+        assert.equal(at(webhooks[0], 'clientConfig', 'caBundle'), undefined);
+      }
+      assert.equal(objects.filter((o) => o.kind === 'Secret').length, 0);
+    });
+
+    it('send only pods to /validate when validateWorkloads is false', () => {
+      const validating = findClusterScoped(objects, 'ValidatingWebhookConfiguration', VERIFIER);
+      const rules = at(validating, 'webhooks', 0, 'rules') as { resources: string[] }[];
+      assert.deepEqual(
+        rules.flatMap((r) => r.resources),
+        ['pods', 'pods/ephemeralcontainers'],
+      );
+    });
+
+    it('still print the ImagePolicyWebhook configuration for kube-apiserver', () => {
+      assert.match(notes('admission-both-values.yaml'), /ImagePolicyWebhook/);
+    });
+  });
+
+  describe('admission webhooks with an existing TLS Secret', () => {
+    it('put verifier.tls.caBundle into both configurations', () => {
+      const caPem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+      const objects = render(undefined, [
+        '--set',
+        'admission.mode=admissionWebhooks',
+        '--set',
+        'verifier.tls.existingSecret=verifier-tls',
+        '--set-string',
+        `verifier.tls.caBundle=${caPem}`,
+      ]);
+      validateAll(objects);
+      const expected = Buffer.from(caPem).toString('base64');
+      for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+        const configuration = findClusterScoped(objects, kind, VERIFIER);
+        assert.equal(at(configuration, 'webhooks', 0, 'clientConfig', 'caBundle'), expected);
+      }
+      assert.equal(objects.filter((o) => o.kind === 'Secret').length, 0);
+    });
+
+    it('refuse to render without the CA bundle', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'admission.mode=both',
+          '--set',
+          'verifier.tls.existingSecret=verifier-tls',
+        ]),
+        /admission\.mode admissionWebhooks\/both with verifier\.tls\.existingSecret needs verifier\.tls\.caBundle/,
+      );
+    });
+  });
+
   describe('the schema validator itself', () => {
     it('rejects a Deployment with a wrong type, so the checks above can fail', () => {
       const deployment = structuredClone(find(render(), 'Deployment', VERIFIER));
@@ -892,6 +1093,23 @@ describe('kpack-trust Helm chart', () => {
       assert.equal(
         rejection(['--set', 'verifier.config.failure=open']),
         schemaError('/verifier/config/failure', "value must be one of 'deny', 'error'"),
+      );
+    });
+
+    it('reject an unknown admission mode', () => {
+      assert.equal(
+        rejection(['--set', 'admission.mode=webhooks']),
+        schemaError(
+          '/admission/mode',
+          "value must be one of 'imagePolicyWebhook', 'admissionWebhooks', 'both'",
+        ),
+      );
+    });
+
+    it('reject a webhook timeout above the apiserver maximum of 30 seconds', () => {
+      assert.equal(
+        rejection(['--set', 'admission.webhooks.timeoutSeconds=31']),
+        schemaError('/admission/webhooks/timeoutSeconds', 'maximum: got 31, want 30'),
       );
     });
 
