@@ -1,0 +1,332 @@
+/**
+ * `kpack-trust-signer controller`: reads its flags once, wires the real edges (apiserver over
+ * HTTPS, notary and registry clients, the Secret key store in its own namespace), serves
+ * `/healthz`, `/readyz` and `/metrics`, campaigns for the Lease and, while leading, signs finished
+ * Builds. SIGTERM/SIGINT: stop taking Builds, finish the one in hand, release the Lease, exit 0.
+ */
+import {
+  NotaryHttpClient,
+  dockerConfigCredentials,
+  type CredentialSource,
+  type MetadataFetcher,
+  type MetadataPublisher,
+} from '@kpack-trust/common';
+import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { loadKubeConfig } from '../keys/kubernetes-client.js';
+import { KubernetesSecretStore } from '../keys/kubernetes-secret-store.js';
+import { passphrasesFromEnv } from '../keys/passphrases.js';
+import { RegistryHttpClient } from '../registry/manifest-client.js';
+import { runController, type Logger } from './controller.js';
+import {
+  KubeHttp,
+  annotateBuild,
+  buildListWatch,
+  createEvent,
+  discoverKpack,
+  getKpackObject,
+  leaseClient,
+} from './kube-api.js';
+import { runLeaderElection } from './leader-election.js';
+import { ControllerMetrics } from './metrics.js';
+import { controllerSigner } from './signing.js';
+import type { WorkQueue } from './work-queue.js';
+
+/** Usage of the subcommand. */
+export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every finished kpack Build (see signer/README.md)
+
+  --namespace NS            the controller's own namespace: key Secrets and the Lease (default: $POD_NAMESPACE, then the kubeconfig's)
+  --kubeconfig FILE         credentials (default: $KUBECONFIG, in-cluster service account, ~/.kube/config)
+  --watch-namespace NS      watch Builds only here (repeatable; default: cluster-wide)
+  --default-notary-url URL  notary server for Images that name none (https)
+  --notary-ca FILE          PEM bundle trusted for notary servers, besides the public roots
+  --opt-in-namespace NS     sign Images here without kpack-trust.io/sign=true (repeatable; * = all)
+  --docker-config FILE      registry/notary credentials (repeatable)
+  --registry-ca FILE        PEM bundle trusted for registries
+  --insecure-registry HOST  registry reachable over plain HTTP (repeatable)
+  --identity ID             this replica's Lease identity (default: $POD_NAME, then host name + pid)
+  --lease-name NAME         default kpack-trust-signer-controller
+  --lease-duration S / --renew-deadline S / --retry-period S   default 15 / 10 / 2
+  --workers N               Builds signed at once (default 2)
+  --max-attempts N          attempts for transient failures before recording the error (default 5)
+  --queue-size N            most Builds waiting at once (default 10000)
+  --resync S                full re-list at least every S seconds (default 600)
+  --listen HOST:PORT        health and metrics (default 0.0.0.0:8080)
+`;
+
+const OPTIONS = {
+  namespace: { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'watch-namespace': { type: 'string', multiple: true },
+  'default-notary-url': { type: 'string' },
+  'notary-ca': { type: 'string' },
+  'opt-in-namespace': { type: 'string', multiple: true },
+  'docker-config': { type: 'string', multiple: true },
+  'registry-ca': { type: 'string' },
+  'insecure-registry': { type: 'string', multiple: true },
+  identity: { type: 'string' },
+  'lease-name': { type: 'string' },
+  'lease-duration': { type: 'string' },
+  'renew-deadline': { type: 'string' },
+  'retry-period': { type: 'string' },
+  workers: { type: 'string' },
+  'max-attempts': { type: 'string' },
+  'queue-size': { type: 'string' },
+  resync: { type: 'string' },
+  listen: { type: 'string' },
+  help: { type: 'boolean' },
+} as const;
+
+/** Runs the controller until a signal; returns the exit code. */
+export async function runControllerCommand(
+  argv: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): Promise<number> {
+  let values;
+  try {
+    values = parseArgs({
+      args: [...argv],
+      options: OPTIONS,
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`kpack-trust-signer controller: ${(err as Error).message}\n`);
+    return 2;
+  }
+  if (values.help === true) {
+    process.stdout.write(CONTROLLER_HELP);
+    return 0;
+  }
+  const log: Logger = (level, message, fields) => {
+    process.stdout.write(
+      `${JSON.stringify({ time: new Date().toISOString(), level, message, ...fields })}\n`,
+    );
+  };
+  const number = (name: keyof typeof OPTIONS, fallback: number): number => {
+    const text = values[name];
+    if (typeof text !== 'string') return fallback;
+    const value = Number(text);
+    if (!Number.isFinite(value) || value <= 0)
+      throw new Error(`--${name} "${text}" is not a positive number`);
+    return value;
+  };
+
+  try {
+    const loaded = loadKubeConfig(
+      values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig },
+    );
+    const namespace = values.namespace ?? env['POD_NAMESPACE'] ?? loaded.namespace;
+    if (namespace === undefined)
+      throw new Error('no --namespace, $POD_NAMESPACE or kubeconfig namespace');
+    const identity = values.identity ?? env['POD_NAME'] ?? `${hostname()}-${process.pid}`;
+    const http = new KubeHttp(loaded.config);
+    const kpack = await discoverKpack(http);
+    const credentials = readCredentials(values['docker-config'] ?? []);
+    const notaryCa =
+      values['notary-ca'] === undefined ? undefined : readFileSync(values['notary-ca'], 'utf8');
+    const registryCa =
+      values['registry-ca'] === undefined ? undefined : readFileSync(values['registry-ca'], 'utf8');
+    const notaries = new Map<string, MetadataFetcher & MetadataPublisher & { close(): void }>();
+    const registry = new RegistryHttpClient({
+      ...(credentials === undefined ? {} : { credentials }),
+      ...(registryCa === undefined ? {} : { ca: registryCa }),
+      insecureRegistries: values['insecure-registry'] ?? [],
+      userAgent: 'kpack-trust-signer-controller',
+    });
+    const passphrases = passphrasesFromEnv(env);
+    const sign = controllerSigner({
+      keyStoreFor: (rootKeySecret, targetsKeySecret) =>
+        new KubernetesSecretStore({
+          kubeConfig: loaded.config,
+          namespace,
+          rootKeySecret,
+          targetsKeySecret,
+          passphrases,
+        }),
+      notaryFor: (url) => {
+        let client = notaries.get(url);
+        if (client === undefined) {
+          client = new NotaryHttpClient({
+            baseUrl: url,
+            ...(notaryCa === undefined ? {} : { ca: notaryCa }),
+            ...(credentials === undefined ? {} : { credentials }),
+            userAgent: 'kpack-trust-signer-controller',
+          });
+          // Bounded: one client per distinct URL, and URLs come from a bounded set of Images.
+          if (notaries.size >= 256) notaries.clear();
+          notaries.set(url, client);
+        }
+        return client;
+      },
+      registry,
+      now: () => new Date(),
+    });
+    const defaultNotaryUrl = values['default-notary-url'];
+    const timing = {
+      leaseDurationMs: number('lease-duration', 15) * 1000,
+      renewDeadlineMs: number('renew-deadline', 10) * 1000,
+      retryPeriodMs: number('retry-period', 2) * 1000,
+      workers: number('workers', 2),
+      maxSize: number('queue-size', 10_000),
+      maxAttempts: number('max-attempts', 5),
+      resyncMs: number('resync', 600) * 1000,
+    };
+    const metrics = new ControllerMetrics();
+    let queue: WorkQueue | undefined;
+    let synced = false;
+    let campaigning = false;
+
+    const server = createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/healthz') {
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      } else if (path === '/readyz') {
+        // A standby is ready (it can take over); a leader once its informers have listed.
+        const ready = campaigning && (!metrics.isLeader || synced);
+        res
+          .writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' })
+          .end(ready ? 'ok\n' : 'not ready\n');
+      } else if (path === '/metrics') {
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(
+          metrics.render({
+            depth: queue?.depth ?? 0,
+            inFlight: queue?.inFlight ?? 0,
+            dropped: queue?.dropped ?? 0,
+          }),
+        );
+      } else {
+        res.writeHead(404).end();
+      }
+    });
+    const [host, port] = splitListen(values.listen ?? '0.0.0.0:8080');
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, resolve);
+    });
+    const address = server.address();
+    log('info', 'listening', {
+      address:
+        typeof address === 'object' && address !== null
+          ? `${address.address}:${address.port}`
+          : String(address),
+      identity,
+      namespace,
+      kpack: kpack.groupVersion,
+    });
+
+    const stop = new AbortController();
+    const onSignal = (name: string): void => {
+      log('info', `${name}: finishing the Build in hand, then releasing the Lease`);
+      stop.abort();
+    };
+    process.once('SIGTERM', () => {
+      onSignal('SIGTERM');
+    });
+    process.once('SIGINT', () => {
+      onSignal('SIGINT');
+    });
+
+    const watched = values['watch-namespace'] ?? [];
+    const sources =
+      watched.length === 0
+        ? [buildListWatch(http, kpack)]
+        : watched.map((ns) => buildListWatch(http, kpack, ns));
+    const reporter = { component: 'kpack-trust-signer-controller', host: identity };
+    campaigning = true;
+    await runLeaderElection(
+      {
+        client: leaseClient(
+          http,
+          namespace,
+          values['lease-name'] ?? 'kpack-trust-signer-controller',
+        ),
+        identity,
+        leaseDurationMs: timing.leaseDurationMs,
+        renewDeadlineMs: timing.renewDeadlineMs,
+        retryPeriodMs: timing.retryPeriodMs,
+        onTransition: (event, detail) => {
+          metrics.isLeader = event === 'leading';
+          log('info', `leader election: ${event}`, { detail });
+        },
+      },
+      (leading) =>
+        runController(
+          {
+            sources,
+            reconcile: {
+              getBuild: (ns, name) => getKpackObject(http, kpack, 'builds', ns, name),
+              getImage: (ns, name) => getKpackObject(http, kpack, 'images', ns, name),
+              annotateBuild: (build, annotations) =>
+                annotateBuild(http, kpack, build.namespace, build.name, annotations),
+              recordEvent: (event) => createEvent(http, event, reporter, new Date()),
+              sign,
+              defaults: {
+                ...(defaultNotaryUrl === undefined ? {} : { notaryUrl: defaultNotaryUrl }),
+                optInNamespaces: values['opt-in-namespace'] ?? [],
+              },
+              now: () => new Date(),
+            },
+            metrics,
+            log,
+            workers: timing.workers,
+            queue: {
+              maxSize: timing.maxSize,
+              maxAttempts: timing.maxAttempts,
+              baseDelayMs: 1_000,
+              maxDelayMs: 60_000,
+            },
+            resyncMs: timing.resyncMs,
+            onQueue: (q) => {
+              queue = q;
+            },
+            onSynced: (value) => {
+              synced = value;
+            },
+          },
+          leading,
+        ),
+      stop.signal,
+    );
+    metrics.isLeader = false;
+    for (const client of notaries.values()) client.close();
+    registry.close();
+    await new Promise<void>((resolve) =>
+      server.close(() => {
+        resolve();
+      }),
+    );
+    log('info', 'stopped');
+    return 0;
+  } catch (err) {
+    log('error', 'controller failed', { error: err instanceof Error ? err.message : String(err) });
+    return 1;
+  }
+}
+
+function readCredentials(files: readonly string[]): CredentialSource | undefined {
+  if (files.length === 0) return undefined;
+  const sources = files.map((file) =>
+    dockerConfigCredentials(JSON.parse(readFileSync(file, 'utf8')) as unknown, file),
+  );
+  return {
+    async credentialsFor(host) {
+      for (const source of sources) {
+        const found = await source.credentialsFor(host);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    },
+  };
+}
+
+function splitListen(text: string): [string, number] {
+  const colon = text.lastIndexOf(':');
+  const port = Number(text.slice(colon + 1));
+  if (colon === -1 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`--listen "${text}" is not HOST:PORT`);
+  }
+  return [text.slice(0, colon), port];
+}

@@ -1,0 +1,168 @@
+/**
+ * A list-then-watch informer, as client-go's reflector does it: list (paged) to learn every object
+ * and the collection's resourceVersion, then watch from that version with bookmarks so the version
+ * keeps moving even when nothing we watch changes; when the apiserver says `410 Gone` (the version
+ * was compacted away — as an HTTP status or as an ERROR event in the stream) list again, so no
+ * object is missed; on any other failure wait with exponential backoff and jitter, then resume
+ * from the last version seen. A periodic full re-list is the safety net for keys the bounded work
+ * queue had to drop.
+ *
+ * It hands objects to `onObject` and keeps no cache: the controller reads each Build fresh when it
+ * works on it, so memory stays flat however many Builds the cluster holds.
+ */
+
+/** One event of a watch stream, as the apiserver sends it. */
+export interface WatchEvent {
+  readonly type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  readonly object: unknown;
+}
+
+/** One page of a list. */
+export interface ListPage {
+  readonly items: readonly unknown[];
+  readonly resourceVersion: string;
+  readonly continueToken?: string;
+}
+
+/** The two calls an informer makes; the controller implements them over HTTPS. */
+export interface ListWatchClient {
+  list(options: { limit: number; continueToken?: string }): Promise<ListPage>;
+  /**
+   * Watches from `resourceVersion` (bookmarks on), calling `onEvent` per event; resolves when the
+   * server ends the stream, rejects on failure — with a {@link GoneError} for HTTP 410.
+   */
+  watch(
+    options: { resourceVersion: string; timeoutSeconds: number },
+    onEvent: (event: WatchEvent) => void,
+    signal: AbortSignal,
+  ): Promise<void>;
+}
+
+/** The apiserver no longer has the requested resourceVersion. */
+export class GoneError extends Error {
+  override readonly name = 'GoneError';
+}
+
+/** Settings and hooks of an informer. */
+export interface InformerOptions {
+  readonly client: ListWatchClient;
+  /** Called for every object listed, added or modified (not deleted). */
+  readonly onObject: (object: unknown) => void;
+  /** After each complete list: the informer has seen everything up to that point. */
+  readonly onSynced?: () => void;
+  /** `list` after 410 / periodic resync / start, `watch-error` after a failed watch. */
+  readonly onEvent?: (what: 'list' | 'gone' | 'watch-error' | 'bookmark', detail?: string) => void;
+  readonly pageSize?: number;
+  /** Full re-list at least this often (default 10 minutes). */
+  readonly resyncMs?: number;
+  readonly watchTimeoutSeconds?: number;
+  readonly backoffBaseMs?: number;
+  readonly backoffMaxMs?: number;
+  readonly now?: () => number;
+  readonly sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  readonly random?: () => number;
+}
+
+const MAX_PAGES = 10_000;
+
+/** Runs list+watch until `signal` aborts. */
+export async function runInformer(options: InformerOptions, signal: AbortSignal): Promise<void> {
+  const now = options.now ?? Date.now;
+  const sleep = options.sleep ?? abortableSleep;
+  const random = options.random ?? Math.random;
+  const base = options.backoffBaseMs ?? 500;
+  const max = options.backoffMaxMs ?? 30_000;
+  const resyncMs = options.resyncMs ?? 600_000;
+  let resourceVersion = '';
+  let listedAt = 0;
+  let failures = 0;
+
+  while (!signal.aborted) {
+    try {
+      if (resourceVersion === '' || now() - listedAt >= resyncMs) {
+        resourceVersion = await listAll(options);
+        listedAt = now();
+        options.onEvent?.('list', resourceVersion);
+        options.onSynced?.();
+      }
+      let gone = false;
+      let progressed = false;
+      await options.client.watch(
+        { resourceVersion, timeoutSeconds: options.watchTimeoutSeconds ?? 300 },
+        (event) => {
+          if (gone) return;
+          if (event.type === 'ERROR') {
+            const code = (event.object as { code?: unknown } | null)?.code;
+            if (code === 410) gone = true;
+            else
+              throw new Error(`watch error event: ${JSON.stringify(event.object).slice(0, 300)}`);
+            return;
+          }
+          const version = versionOf(event.object);
+          if (version !== undefined) resourceVersion = version;
+          progressed = true;
+          if (event.type === 'BOOKMARK') {
+            options.onEvent?.('bookmark', version);
+            return;
+          }
+          if (event.type === 'ADDED' || event.type === 'MODIFIED') options.onObject(event.object);
+        },
+        signal,
+      );
+      if (progressed) failures = 0;
+      if (gone) throw new GoneError('too old resource version');
+    } catch (err) {
+      if (signal.aborted) return;
+      if (err instanceof GoneError) {
+        // The version was compacted: only a fresh list can tell us what changed since.
+        options.onEvent?.('gone', err.message);
+        resourceVersion = '';
+        continue;
+      }
+      failures++;
+      options.onEvent?.('watch-error', err instanceof Error ? err.message : String(err));
+      const delay = Math.min(max, base * 2 ** Math.min(failures - 1, 20));
+      await sleep(Math.round(delay * (0.5 + random())), signal);
+    }
+  }
+}
+
+async function listAll(options: InformerOptions): Promise<string> {
+  let continueToken: string | undefined;
+  let resourceVersion = '';
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const result = await options.client.list({
+      limit: options.pageSize ?? 500,
+      ...(continueToken === undefined ? {} : { continueToken }),
+    });
+    for (const item of result.items) options.onObject(item);
+    // The first page's version is the list's snapshot; later pages repeat it.
+    if (resourceVersion === '') resourceVersion = result.resourceVersion;
+    continueToken = result.continueToken;
+    if (continueToken === undefined || continueToken === '') return resourceVersion;
+  }
+  throw new Error(`list did not end within ${MAX_PAGES} pages`);
+}
+
+function versionOf(object: unknown): string | undefined {
+  const metadata = (object as { metadata?: { resourceVersion?: unknown } } | null)?.metadata;
+  const version = metadata?.resourceVersion;
+  return typeof version === 'string' && version !== '' ? version : undefined;
+}
+
+/** Resolves after `ms`, or at once when `signal` aborts. */
+export function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const timer = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}

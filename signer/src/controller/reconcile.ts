@@ -1,0 +1,305 @@
+/**
+ * One Build, reconciled: read it fresh, decide whether it is to be signed, sign its tags at the
+ * digest of `status.latestImage` through the same flow as `kpack-trust-signer sign`, and record the
+ * outcome on the Build (annotations) and as Events on the Build and its Image. Every edge is
+ * injected, so this file is the controller's behaviour and its unit tests need no apiserver.
+ *
+ * Idempotent by construction: a Build whose `signed-digest` (or `signing-failed-digest`) annotation
+ * names its digest is done; and if a replica died between publishing and annotating, signing again
+ * publishes nothing (`signBuild` finds every tag already at the digest) and only writes the record.
+ */
+import { isTrustError, parseImageReference } from '@kpack-trust/common';
+import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
+import { buildImageOf, type BuildImage } from '../publish/build-image.js';
+import type { SignSummary } from '../publish/sign-build.js';
+import {
+  ANNOTATIONS,
+  EVENT_REASONS,
+  clip,
+  readBuild,
+  readImage,
+  signingDecision,
+  type BuildState,
+  type ImageState,
+  type SigningDefaults,
+  type SigningSettings,
+} from './kpack.js';
+
+/** An object an Event is about. */
+export interface ObjectReference {
+  readonly apiVersion: string;
+  readonly kind: 'Build' | 'Image';
+  readonly namespace: string;
+  readonly name: string;
+  readonly uid: string;
+}
+
+/** A Kubernetes Event to record. */
+export interface ControllerEvent {
+  readonly object: ObjectReference;
+  readonly type: 'Normal' | 'Warning';
+  readonly reason: string;
+  readonly message: string;
+}
+
+/** What a sign call needs beyond the image: the Image's settings and whose Build it is. */
+export interface SignRequest {
+  readonly image: BuildImage;
+  readonly settings: SigningSettings;
+  readonly build: BuildState;
+}
+
+/** The edges of one reconcile; the controller wires them to the apiserver and the notary flow. */
+export interface ReconcileDependencies {
+  /** The Build as the apiserver has it now, or undefined when it was deleted. */
+  readonly getBuild: (namespace: string, name: string) => Promise<unknown>;
+  readonly getImage: (namespace: string, name: string) => Promise<unknown>;
+  /** Merge-patches the Build's annotations; null removes one. */
+  readonly annotateBuild: (
+    build: BuildState,
+    annotations: Readonly<Record<string, string | null>>,
+  ) => Promise<void>;
+  readonly recordEvent: (event: ControllerEvent) => Promise<void>;
+  readonly sign: (request: SignRequest) => Promise<SignSummary>;
+  readonly defaults: SigningDefaults;
+  readonly now: () => Date;
+}
+
+/** What happened to the Build. */
+export type ReconcileOutcome =
+  | { readonly kind: 'gone' }
+  | { readonly kind: 'waiting'; readonly why: string }
+  | { readonly kind: 'not-opted-in' }
+  | { readonly kind: 'already-done'; readonly digest: string }
+  | { readonly kind: 'signed'; readonly summary: SignSummary; readonly latencyMs: number }
+  | { readonly kind: 'failed'; readonly reason: FailureReason; readonly message: string }
+  | { readonly kind: 'retry'; readonly reason: FailureReason; readonly message: string };
+
+/** Why a Build was not signed; the `reason` label of the failures metric. */
+export type FailureReason =
+  | 'ConfigInvalid'
+  | 'ImageNotFound'
+  | 'BuildInvalid'
+  | 'InputInvalid'
+  | 'KeyUnusable'
+  | 'AuthFailed'
+  | 'Unavailable'
+  | 'Conflict'
+  | 'VerificationFailed';
+
+/** Where this attempt stands among the queue's retries. */
+export interface AttemptInfo {
+  readonly attempt: number;
+  /** On the last attempt a transient failure is recorded as final instead of retried. */
+  readonly last: boolean;
+}
+
+const MAX_ERROR_ANNOTATION = 1_000;
+
+/** Reconciles the Build `namespace/name`. Throws only when the apiserver cannot be talked to. */
+export async function reconcileBuild(
+  namespace: string,
+  name: string,
+  attempt: AttemptInfo,
+  deps: ReconcileDependencies,
+): Promise<ReconcileOutcome> {
+  const build = readBuild(await deps.getBuild(namespace, name));
+  if (build === undefined) return { kind: 'gone' };
+  if (build.succeeded !== 'True') {
+    return { kind: 'waiting', why: `Succeeded is ${build.succeeded}` };
+  }
+  const latest = build.latestImage;
+  if (latest === undefined) return { kind: 'waiting', why: 'no status.latestImage yet' };
+
+  const digest = digestOf(latest);
+  const done =
+    build.annotations[ANNOTATIONS.signedDigest] ?? build.annotations[ANNOTATIONS.failedDigest];
+  if (digest !== undefined && done === digest) return { kind: 'already-done', digest };
+
+  if (build.imageName === undefined) {
+    // A Build without an Image (created by hand) has no place for settings: not ours to sign.
+    return { kind: 'not-opted-in' };
+  }
+  const imageObject = await deps.getImage(namespace, build.imageName);
+  const image = imageObject === undefined ? undefined : readImage(imageObject);
+  if (image === undefined) {
+    return fail(
+      build,
+      undefined,
+      'ImageNotFound',
+      `its Image "${build.imageName}" does not exist`,
+      deps,
+    );
+  }
+  const decision = signingDecision(image, deps.defaults);
+  if (decision.kind === 'not-opted-in') return { kind: 'not-opted-in' };
+  if (decision.kind === 'invalid') {
+    return fail(
+      build,
+      image,
+      'ConfigInvalid',
+      `the Image's settings are invalid: ${decision.problem}`,
+      deps,
+      digest,
+    );
+  }
+
+  let buildImage: BuildImage;
+  try {
+    buildImage = imageOf(build, latest);
+  } catch (err) {
+    return fail(build, image, 'BuildInvalid', messageOf(err), deps, digest);
+  }
+
+  const started = deps.now().getTime();
+  let summary: SignSummary;
+  try {
+    summary = await deps.sign({ image: buildImage, settings: decision.settings, build });
+  } catch (err) {
+    const reason = reasonFor(err);
+    const transient = reason === 'Unavailable' || reason === 'Conflict' || reason === 'AuthFailed';
+    if (transient && !attempt.last) return { kind: 'retry', reason, message: messageOf(err) };
+    const suffix = transient ? ` (gave up after ${attempt.attempt} attempts)` : '';
+    return fail(build, image, reason, `${messageOf(err)}${suffix}`, deps, buildImage.digest);
+  }
+  const latencyMs = deps.now().getTime() - started;
+
+  await deps.annotateBuild(build, {
+    [ANNOTATIONS.signedDigest]: summary.digest,
+    [ANNOTATIONS.signedTags]: summary.tags.map((t) => `${summary.gun}:${t}`).join(','),
+    [ANNOTATIONS.signedRoles]: (summary.rolesPublished.length > 0
+      ? summary.rolesPublished
+      : [summary.role]
+    ).join(','),
+    [ANNOTATIONS.signedRootKeyId]: summary.rootKeyId,
+    [ANNOTATIONS.signedAt]: deps.now().toISOString(),
+    [ANNOTATIONS.signingError]: null,
+    [ANNOTATIONS.signingErrorReason]: null,
+    [ANNOTATIONS.failedDigest]: null,
+  });
+  const message =
+    `Signed ${summary.tags.map((t) => `${summary.gun}:${t}`).join(', ')} at ${summary.digest} into ` +
+    `${summary.role} (root key ${summary.rootKeyId}${summary.keysCreated ? ', keys generated' : ''})`;
+  await recordBoth(build, image, 'Normal', EVENT_REASONS.signed, message, deps);
+  return { kind: 'signed', summary, latencyMs };
+}
+
+/** The image to sign: the Build's tags, at the digest of latestImage, which must be their repository's. */
+export function imageOf(build: BuildState, latestImage: string): BuildImage {
+  const latest = parseImageReference(latestImage);
+  if (latest.digest === undefined) {
+    throw new Error(`status.latestImage "${clip(latestImage)}" names no digest`);
+  }
+  if (build.tags.length > 100) throw new Error('the Build lists more than 100 tags');
+  const image = buildImageOf(
+    build.tags,
+    latest.digest,
+    undefined,
+    `Build ${build.namespace}/${build.name}`,
+  );
+  if (image.gun !== latest.name) {
+    throw new Error(
+      `status.latestImage is in ${latest.name}, but the tags are in ${image.gun}; nothing was published`,
+    );
+  }
+  return image;
+}
+
+async function fail(
+  build: BuildState,
+  image: ImageState | undefined,
+  reason: FailureReason,
+  problem: string,
+  deps: ReconcileDependencies,
+  digest?: string,
+): Promise<ReconcileOutcome> {
+  const message = `Not signed: ${problem}`;
+  await deps.annotateBuild(build, {
+    [ANNOTATIONS.signingError]: clip(message, MAX_ERROR_ANNOTATION),
+    [ANNOTATIONS.signingErrorReason]: reason,
+    // Without a digest the failure cannot be pinned to one; the record still stops retries until the Build changes.
+    [ANNOTATIONS.failedDigest]: digest ?? digestOf(build.latestImage ?? '') ?? 'unknown',
+  });
+  await recordBoth(
+    build,
+    image,
+    'Warning',
+    EVENT_REASONS.failed,
+    clip(message, MAX_ERROR_ANNOTATION),
+    deps,
+  );
+  return { kind: 'failed', reason, message };
+}
+
+async function recordBoth(
+  build: BuildState,
+  image: ImageState | undefined,
+  type: 'Normal' | 'Warning',
+  reason: string,
+  message: string,
+  deps: ReconcileDependencies,
+): Promise<void> {
+  const targets: ObjectReference[] = [
+    {
+      apiVersion: build.apiVersion,
+      kind: 'Build',
+      namespace: build.namespace,
+      name: build.name,
+      uid: build.uid,
+    },
+  ];
+  if (image !== undefined) {
+    targets.push({
+      apiVersion: image.apiVersion,
+      kind: 'Image',
+      namespace: image.namespace,
+      name: image.name,
+      uid: image.uid,
+    });
+  }
+  for (const object of targets) {
+    await deps.recordEvent({
+      object,
+      type,
+      reason,
+      message: object.kind === 'Image' ? `Build ${build.name}: ${message}` : message,
+    });
+  }
+}
+
+/** The failure reason for an error of the signing flow, by the same classes as the CLI's exit codes. */
+export function reasonFor(err: unknown): FailureReason {
+  if (isTrustError(err)) {
+    if (
+      err.code === 'SIGNING_KEY_UNUSABLE' ||
+      err.code === 'KEY_STORE_INVALID' ||
+      err.code === 'PRIVATE_KEY_INVALID'
+    ) {
+      return 'KeyUnusable';
+    }
+  }
+  switch (exitCodeFor(err)) {
+    case ExitCode.BAD_INPUT:
+      return 'InputInvalid';
+    case ExitCode.AUTH_FAILED:
+      return 'AuthFailed';
+    case ExitCode.UNAVAILABLE:
+      return 'Unavailable';
+    case ExitCode.CONFLICT:
+      return 'Conflict';
+    default:
+      return isTrustError(err) ? 'VerificationFailed' : 'Unavailable';
+  }
+}
+
+function digestOf(reference: string): string | undefined {
+  const at = reference.lastIndexOf('@');
+  if (at === -1) return undefined;
+  const digest = reference.slice(at + 1);
+  return /^sha256:[0-9a-f]{64}$/.test(digest) ? digest : undefined;
+}
+
+function messageOf(err: unknown): string {
+  if (isTrustError(err)) return `${err.message} [${err.code}]`;
+  return err instanceof Error ? err.message : String(err);
+}

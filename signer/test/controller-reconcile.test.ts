@@ -1,0 +1,373 @@
+/**
+ * The controller's reconcile of one Build, through the real publish flow (signBuild) into an
+ * in-memory notary server: what it signs, what it records on the Build and as Events, that it is
+ * idempotent, and that each never-signable Build gets a final record and no publish.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { TrustError } from '@kpack-trust/common';
+import { fakeManifest } from '@kpack-trust/common/testing';
+import { ANNOTATIONS, signingDecision, type ImageState } from '../src/controller/kpack.js';
+import {
+  reconcileBuild,
+  type ControllerEvent,
+  type ReconcileDependencies,
+  type SignRequest,
+} from '../src/controller/reconcile.js';
+import { controllerSigner, withImageSettings } from '../src/controller/signing.js';
+import type { SignSummary } from '../src/publish/sign-build.js';
+import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
+import { MemoryNotary } from './support/memory-notary.js';
+
+const NOW = new Date('2026-03-01T12:00:00Z');
+const REPO = 'registry.example:5000/team/app';
+const MANIFEST = fakeManifest('controller-build');
+const DIGEST = `sha256:${MANIFEST.digestHex}`;
+
+interface Cluster {
+  builds: Map<string, Record<string, unknown>>;
+  images: Map<string, Record<string, unknown>>;
+  events: ControllerEvent[];
+}
+
+function imageObject(annotations: Record<string, string>, name = 'app'): Record<string, unknown> {
+  return {
+    apiVersion: 'kpack.io/v1alpha2',
+    kind: 'Image',
+    metadata: { namespace: 'team', name, uid: `uid-image-${name}`, annotations },
+  };
+}
+
+function buildObject(
+  name: string,
+  options: {
+    tags?: string[];
+    latestImage?: string;
+    succeeded?: string;
+    annotations?: Record<string, string>;
+  } = {},
+): Record<string, unknown> {
+  return {
+    apiVersion: 'kpack.io/v1alpha2',
+    kind: 'Build',
+    metadata: {
+      namespace: 'team',
+      name,
+      uid: `uid-${name}`,
+      annotations: options.annotations ?? {},
+      labels: { 'image.kpack.io/image': 'app' },
+      ownerReferences: [{ kind: 'Image', name: 'app', uid: 'uid-image-app', controller: true }],
+    },
+    spec: { tags: options.tags ?? [`${REPO}:v1`, `${REPO}:latest`] },
+    status: {
+      conditions: [{ type: 'Succeeded', status: options.succeeded ?? 'True' }],
+      latestImage: options.latestImage ?? `${REPO}@${DIGEST}`,
+    },
+  };
+}
+
+const OPTED_IN = { [ANNOTATIONS.sign]: 'true', [ANNOTATIONS.notaryUrl]: 'https://notary.example' };
+
+function cluster(image: Record<string, unknown>, ...builds: Record<string, unknown>[]): Cluster {
+  const byName = (o: Record<string, unknown>): string => (o['metadata'] as { name: string }).name;
+  return {
+    builds: new Map(builds.map((b) => [byName(b), b])),
+    images: new Map([[byName(image), image]]),
+    events: [],
+  };
+}
+
+function annotationsOf(c: Cluster, name: string): Record<string, string> {
+  const build = c.builds.get(name);
+  assert.ok(build);
+  return (build['metadata'] as { annotations: Record<string, string> }).annotations;
+}
+
+function deps(
+  c: Cluster,
+  sign: (request: SignRequest) => Promise<SignSummary>,
+): ReconcileDependencies {
+  return {
+    getBuild: (_ns, name) => Promise.resolve(structuredClone(c.builds.get(name))),
+    getImage: (_ns, name) => Promise.resolve(structuredClone(c.images.get(name))),
+    annotateBuild: (build, patch) => {
+      const annotations = annotationsOf(c, build.name);
+      for (const [k, v] of Object.entries(patch)) {
+        if (v === null) Reflect.deleteProperty(annotations, k);
+        else annotations[k] = v;
+      }
+      return Promise.resolve();
+    },
+    recordEvent: (event) => {
+      c.events.push(event);
+      return Promise.resolve();
+    },
+    sign,
+    defaults: { optInNamespaces: [] },
+    now: () => NOW,
+  };
+}
+
+/** The real flow into a memory notary, with one memory key store standing in for the Secrets. */
+function realSigning(): {
+  notary: MemoryNotary;
+  stores: Map<string, MemoryKeyStore>;
+  sign: (request: SignRequest) => Promise<SignSummary>;
+} {
+  const notary = new MemoryNotary(NOW);
+  const stores = new Map<string, MemoryKeyStore>();
+  const sign = controllerSigner({
+    keyStoreFor: (root, targets) => {
+      const key = `${root}|${targets}`;
+      let store = stores.get(key);
+      if (store === undefined) {
+        store = new MemoryKeyStore({ generate: true });
+        stores.set(key, store);
+      }
+      return store;
+    },
+    notaryFor: () => notary,
+    registry: { manifestSize: () => Promise.resolve(MANIFEST.length) },
+    now: () => NOW,
+  });
+  return { notary, stores, sign };
+}
+
+const FIRST = { attempt: 1, last: false };
+
+describe('reconciling a finished Build', () => {
+  it('signs every tag at the digest, records annotations and a Signed Event on Build and Image', async () => {
+    const c = cluster(imageObject(OPTED_IN), buildObject('app-build-1'));
+    const { notary, stores, sign } = realSigning();
+
+    const outcome = await reconcileBuild('team', 'app-build-1', FIRST, deps(c, sign));
+
+    assert.equal(outcome.kind, 'signed', JSON.stringify(outcome));
+    const targets = notary.targetsOf(REPO);
+    assert.equal(targets.get('v1'), MANIFEST.digestHex);
+    assert.equal(targets.get('latest'), MANIFEST.digestHex);
+    const annotations = annotationsOf(c, 'app-build-1');
+    assert.equal(annotations[ANNOTATIONS.signedDigest], DIGEST);
+    assert.equal(annotations[ANNOTATIONS.signedTags], `${REPO}:v1,${REPO}:latest`);
+    assert.match(annotations[ANNOTATIONS.signedRootKeyId] ?? '', /^[0-9a-f]{64}$/);
+    assert.deepEqual(
+      c.events.map((e) => [e.object.kind, e.type, e.reason]),
+      [
+        ['Build', 'Normal', 'Signed'],
+        ['Image', 'Normal', 'Signed'],
+      ],
+    );
+    // The keys are named in the controller's namespace, prefixed by the Image's namespace.
+    assert.deepEqual([...stores.keys()], ['team.app-root-key|team.app-targets-key']);
+  });
+
+  it('is a no-op for a Build already signed at its digest', async () => {
+    const c = cluster(
+      imageObject(OPTED_IN),
+      buildObject('b', { annotations: { [ANNOTATIONS.signedDigest]: DIGEST } }),
+    );
+    const { notary, sign } = realSigning();
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+
+    assert.deepEqual(outcome, { kind: 'already-done', digest: DIGEST });
+    assert.equal(notary.publishes.length, 0);
+    assert.equal(c.events.length, 0);
+  });
+
+  it('publishes nothing again when the record was lost after a publish, but writes the record', async () => {
+    const c = cluster(imageObject(OPTED_IN), buildObject('b'));
+    const { notary, sign } = realSigning();
+    await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+    Reflect.deleteProperty(annotationsOf(c, 'b'), ANNOTATIONS.signedDigest);
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+
+    assert.equal(outcome.kind, 'signed', JSON.stringify(outcome));
+    assert.equal(notary.publishes.filter((p) => p.accepted).length, 1);
+    assert.equal(annotationsOf(c, 'b')[ANNOTATIONS.signedDigest], DIGEST);
+  });
+
+  it('a second Build of the Image reuses its keys (same root key id)', async () => {
+    const second = fakeManifest('controller-build-2');
+    const c = cluster(
+      imageObject(OPTED_IN),
+      buildObject('b1'),
+      buildObject('b2', { latestImage: `${REPO}@sha256:${second.digestHex}` }),
+    );
+    const { sign } = realSigning();
+    await reconcileBuild('team', 'b1', FIRST, deps(c, sign));
+    await reconcileBuild('team', 'b2', FIRST, deps(c, sign));
+
+    const root1 = annotationsOf(c, 'b1')[ANNOTATIONS.signedRootKeyId];
+    assert.ok(root1 !== undefined);
+    assert.equal(annotationsOf(c, 'b2')[ANNOTATIONS.signedRootKeyId], root1);
+  });
+
+  it('waits for a Build that has not succeeded', async () => {
+    const c = cluster(imageObject(OPTED_IN), buildObject('b', { succeeded: 'Unknown' }));
+    const { notary, sign } = realSigning();
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+
+    assert.equal(outcome.kind, 'waiting');
+    assert.equal(notary.publishes.length, 0);
+  });
+
+  it('leaves a Build whose Image has not opted in untouched', async () => {
+    const c = cluster(imageObject({}), buildObject('b'));
+    const { notary, sign } = realSigning();
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+
+    assert.equal(outcome.kind, 'not-opted-in');
+    assert.equal(notary.publishes.length, 0);
+    assert.deepEqual(annotationsOf(c, 'b'), {});
+  });
+});
+
+describe('a Build that can never be signed gets a final record and no publish', () => {
+  async function failed(
+    image: Record<string, unknown>,
+    build: Record<string, unknown>,
+  ): Promise<{ c: Cluster; notary: MemoryNotary; reason: string | undefined }> {
+    const c = cluster(image, build);
+    const { notary, sign } = realSigning();
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(notary.publishes.length, 0);
+    assert.deepEqual(
+      c.events.map((e) => [e.type, e.reason]),
+      [
+        ['Warning', 'SigningFailed'],
+        ['Warning', 'SigningFailed'],
+      ],
+    );
+    const annotations = annotationsOf(c, 'b');
+    assert.equal(annotations[ANNOTATIONS.failedDigest], DIGEST);
+    return { c, notary, reason: annotations[ANNOTATIONS.signingErrorReason] };
+  }
+
+  it('a notary URL that is not https', async () => {
+    const { c, reason } = await failed(
+      imageObject({ ...OPTED_IN, [ANNOTATIONS.notaryUrl]: 'http://notary.example' }),
+      buildObject('b'),
+    );
+    assert.equal(reason, 'ConfigInvalid');
+    assert.match(annotationsOf(c, 'b')[ANNOTATIONS.signingError] ?? '', /is not https/);
+  });
+
+  it('tags in two repositories', async () => {
+    const { reason } = await failed(
+      imageObject(OPTED_IN),
+      buildObject('b', { tags: [`${REPO}:v1`, 'registry.example:5000/team/other:v1'] }),
+    );
+    assert.equal(reason, 'BuildInvalid');
+  });
+
+  it('a latestImage in another repository than the tags', async () => {
+    const { reason } = await failed(
+      imageObject(OPTED_IN),
+      buildObject('b', { latestImage: `registry.example:5000/team/other@${DIGEST}` }),
+    );
+    assert.equal(reason, 'BuildInvalid');
+  });
+
+  it('a root pin our root key does not match', async () => {
+    const { reason } = await failed(
+      imageObject({ ...OPTED_IN, [ANNOTATIONS.rootKeyId]: 'a'.repeat(64) }),
+      buildObject('b'),
+    );
+    assert.equal(reason, 'KeyUnusable');
+  });
+
+  it('a record of the failure stops further attempts at that digest', async () => {
+    const { c, notary } = await failed(
+      imageObject({ ...OPTED_IN, [ANNOTATIONS.notaryUrl]: 'ftp://x' }),
+      buildObject('b'),
+    );
+    const { sign } = realSigning();
+    const again = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+    assert.equal(again.kind, 'already-done');
+    assert.equal(notary.publishes.length, 0);
+  });
+});
+
+describe('transient failures', () => {
+  const unreachable = (): Promise<SignSummary> =>
+    Promise.reject(
+      new TrustError(
+        'HTTP_UNREACHABLE',
+        { url: 'https://notary.example', problem: 'ECONNREFUSED' },
+        'notary unreachable',
+      ),
+    );
+
+  it('are retried without a record while attempts remain', async () => {
+    const c = cluster(imageObject(OPTED_IN), buildObject('b'));
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, unreachable));
+
+    assert.equal(outcome.kind, 'retry');
+    assert.deepEqual(annotationsOf(c, 'b'), {});
+    assert.equal(c.events.length, 0);
+  });
+
+  it('are recorded as Unavailable on the last attempt', async () => {
+    const c = cluster(imageObject(OPTED_IN), buildObject('b'));
+
+    const outcome = await reconcileBuild(
+      'team',
+      'b',
+      { attempt: 5, last: true },
+      deps(c, unreachable),
+    );
+
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(annotationsOf(c, 'b')[ANNOTATIONS.signingErrorReason], 'Unavailable');
+    assert.match(annotationsOf(c, 'b')[ANNOTATIONS.signingError] ?? '', /gave up after 5 attempts/);
+  });
+});
+
+describe('Image settings', () => {
+  const image = (annotations: Record<string, string>, namespace = 'team'): ImageState => ({
+    namespace,
+    name: 'app',
+    uid: 'u',
+    apiVersion: 'kpack.io/v1alpha2',
+    annotations,
+  });
+
+  it('a namespace opted in by the policy signs Images without the annotation, with the default notary', () => {
+    const decision = signingDecision(image({}), {
+      notaryUrl: 'https://notary.example',
+      optInNamespaces: ['team'],
+    });
+    assert.equal(decision.kind, 'sign');
+  });
+
+  it('kpack-trust.io/sign=false opts an Image out of an opted-in namespace', () => {
+    const decision = signingDecision(image({ [ANNOTATIONS.sign]: 'false' }), {
+      notaryUrl: 'https://notary.example',
+      optInNamespaces: ['*'],
+    });
+    assert.equal(decision.kind, 'not-opted-in');
+  });
+
+  it('Secret names an Image gives are confined to its namespace', () => {
+    const decision = signingDecision(
+      image({ ...OPTED_IN, [ANNOTATIONS.rootKeySecret]: 'shared-root' }, 'other'),
+      { optInNamespaces: [] },
+    );
+    assert.ok(decision.kind === 'sign');
+    assert.equal(decision.settings.rootKeySecret, 'other.shared-root');
+  });
+
+  it('a delegation is signed with the targets Secret key', async () => {
+    const store = new MemoryKeyStore({ generate: true });
+    const keys = await withImageSettings(store, 'targets/releases', []).load(REPO, {
+      createIfMissing: true,
+    });
+    assert.equal(keys.delegations.get('targets/releases'), keys.targets);
+  });
+});
