@@ -46,6 +46,10 @@ if (argv[0] === 'kpack-completion') {
   // kpack's completion step: its own module, so builds do not load the Kubernetes client either.
   const { runCompletionProcess } = await import('./kpack/process.js');
   process.exitCode = await runCompletionProcess(argv.slice(1));
+} else if (argv[0] === 'controller') {
+  // The long-running controller that signs finished kpack Builds (signer/src/controller/).
+  const { runControllerCommand } = await import('./controller/command.js');
+  process.exitCode = await runControllerCommand(argv.slice(1), process.env);
 } else {
   process.exitCode = await runCli(argv, {
     env: process.env,
