@@ -4,7 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { isTrustError, type TrustErrorCode } from '../src/errors.js';
+import { TrustError, isTrustError, type TrustErrorCode } from '../src/errors.js';
 import type { CredentialSource } from '../src/notary/credentials.js';
 import { staticCredentials } from '../src/notary/credentials.js';
 import { NotaryHttpClient, type NotaryClientOptions } from '../src/notary/http-client.js';
@@ -364,6 +364,55 @@ void describe('NotaryHttpClient', () => {
           problem: 'no complete answer within 200 ms',
         }),
       );
+    });
+
+    void it('stops a request mid-body when the caller aborts, with the abort reason', async () => {
+      const timers: NodeJS.Timeout[] = [];
+      const controller = new AbortController();
+      const deadline = new TrustError(
+        'HTTP_UNREACHABLE',
+        { url: 'caller', problem: 'the caller gave up' },
+        'the caller gave up',
+      );
+      let closed = false;
+      reset((_req, res) => {
+        res.writeHead(200);
+        timers.push(setInterval(() => res.write('x'), 10));
+        res.on('close', () => {
+          closed = true;
+        });
+        // The caller gives up while the body is streaming.
+        setTimeout(() => {
+          controller.abort(deadline);
+        }, 50);
+      });
+      const started = Date.now();
+      await assert.rejects(
+        client({ timeoutMs: 5_000 }).fetchMetadata(GUN, {
+          role: 'root',
+          maxBytes: 1 << 20,
+          signal: controller.signal,
+        }),
+        (e: unknown) => e === deadline,
+      );
+      assert.ok(Date.now() - started < 2_000);
+      for (let i = 0; i < 100 && !closed; i++) await new Promise((r) => setTimeout(r, 20));
+      for (const t of timers) clearInterval(t);
+      assert.equal(closed, true, 'the server saw the connection go');
+    });
+
+    void it('sends nothing once the signal has fired, and names the abort without a reason', async () => {
+      reset((_req, res) => reply(res, 200, '{}'));
+      const controller = new AbortController();
+      controller.abort();
+      await assert.rejects(
+        client().fetchMetadata(GUN, { role: 'root', maxBytes: 10, signal: controller.signal }),
+        expectTrustError('HTTP_UNREACHABLE', {
+          url: `${server.url}${TUF}/root.json`,
+          problem: 'the request was aborted',
+        }),
+      );
+      assert.equal(server.seen.length, 0);
     });
 
     void it('fails a body cut short by the server', async () => {

@@ -84,7 +84,15 @@ describe('parseConfig', () => {
     assert.equal(c.failure, 'deny');
     assert.equal(c.detectionMode, false);
     assert.deepEqual(c.breakGlass, { enabled: false, annotation: DEFAULT_BREAK_GLASS_ANNOTATION });
-    assert.deepEqual(c.cache, { maxRepositories: 1000, ttlSeconds: 60, maxTrustStates: 10_000 });
+    assert.deepEqual(c.cache, {
+      maxRepositories: 1000,
+      ttlSeconds: 60,
+      maxTrustStates: 10_000,
+      staleIfErrorSeconds: 3600,
+      negativeTtlSeconds: 5,
+      refreshAheadSeconds: 10,
+    });
+    assert.deepEqual(c.circuitBreaker, { failureThreshold: 5, cooldownSeconds: 10 });
     assert.deepEqual(c.exemptNamespaces, []);
   });
 
@@ -131,7 +139,14 @@ exemptNamespaces: [kube-system, "tenant-*"]
 detectionMode: true
 failure: error
 breakGlass: { annotation: ops.image-policy.k8s.io/break-glass }
-cache: { maxRepositories: 5, ttlSeconds: 0, maxTrustStates: 7 }
+cache:
+  maxRepositories: 5
+  ttlSeconds: 0
+  maxTrustStates: 7
+  staleIfErrorSeconds: 0
+  negativeTtlSeconds: 2
+  refreshAheadSeconds: 0
+circuitBreaker: { failureThreshold: 0, cooldownSeconds: 30 }
 rules:
   - name: releases
     images: ["127.0.0.1:5000/demo/*", "127.0.0.1:5000/team/**"]
@@ -176,7 +191,15 @@ rules:
       enabled: true,
       annotation: 'ops.image-policy.k8s.io/break-glass',
     });
-    assert.deepEqual(c.cache, { maxRepositories: 5, ttlSeconds: 0, maxTrustStates: 7 });
+    assert.deepEqual(c.cache, {
+      maxRepositories: 5,
+      ttlSeconds: 0,
+      maxTrustStates: 7,
+      staleIfErrorSeconds: 0,
+      negativeTtlSeconds: 2,
+      refreshAheadSeconds: 0,
+    });
+    assert.deepEqual(c.circuitBreaker, { failureThreshold: 0, cooldownSeconds: 30 });
     const [releases, sandbox, blocked] = c.rules;
     assert.ok(releases?.action === 'verify');
     assert.equal(releases.name, 'releases');
@@ -242,6 +265,18 @@ rules:
     });
     invalid(`${PREAMBLE}    timeoutMs: 0\nrules: []\n`, { path: 'notary[0].timeoutMs' });
     invalid(`${PREAMBLE}cache: { ttlSeconds: -1 }\nrules: []\n`, { path: 'cache.ttlSeconds' });
+    invalid(`${PREAMBLE}cache: { staleIfErrorSeconds: 604801 }\nrules: []\n`, {
+      path: 'cache.staleIfErrorSeconds',
+    });
+    invalid(`${PREAMBLE}cache: { negativeTtlSeconds: 301 }\nrules: []\n`, {
+      path: 'cache.negativeTtlSeconds',
+    });
+    invalid(`${PREAMBLE}circuitBreaker: { cooldownSeconds: 0 }\nrules: []\n`, {
+      path: 'circuitBreaker.cooldownSeconds',
+    });
+    invalid(`${PREAMBLE}circuitBreaker: { threshold: 3 }\nrules: []\n`, {
+      path: 'circuitBreaker.threshold',
+    });
     invalid(`${PREAMBLE}cache: { maxRepositories: 10, maxTrustStates: 5 }\nrules: []\n`, {
       path: 'cache.maxTrustStates',
     });

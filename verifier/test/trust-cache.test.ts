@@ -110,14 +110,18 @@ describe('trust cache', () => {
     );
   });
 
-  it('does not serve a stale collection when its refresh fails', async () => {
+  it('does not serve a stale collection when its refresh fails and staleIfErrorSeconds is 0', async () => {
     const flaky = new ControlledFetcher(fetcher);
-    const { engine, clock } = engineWith(pinnedConfig(repo), flaky);
+    const { engine, clock } = engineWith(
+      pinnedConfig(repo, { top: 'cache: { staleIfErrorSeconds: 0 }' }),
+      flaky,
+    );
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
     clock.advance(61_000);
     flaky.failWith = unreachable();
-    assert.equal((await engine.review(pod([IMAGE]))).allowed, false);
-    assert.equal(engine.trustCache.stats().repositories, 0);
+    const decision = await engine.decide(pod([IMAGE]));
+    assert.equal(decision.status.allowed, false);
+    assert.equal(decision.images[0]?.code, 'HTTP_UNREACHABLE');
   });
 
   it('keeps rollback floors when the collection is evicted (freeze detected)', async () => {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
-import { TrustError } from '../errors.js';
+import { TrustError, isTrustError } from '../errors.js';
 import type { PublicKeyJson } from '../keys/public-key.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import type { MetadataFetcher, MetadataPublisher, MetadataRequest, PublishFile } from './remote.js';
@@ -68,6 +68,8 @@ interface Exchange {
   /** Cap on a 2xx body; passing it fails with DOWNLOAD_TOO_LARGE naming `role`. */
   readonly maxBytes: number;
   readonly role: string;
+  /** The caller's abort signal: cuts the exchange off wherever it is. */
+  readonly signal?: AbortSignal;
 }
 
 interface Reply {
@@ -159,12 +161,15 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       file = `${request.role}.json`;
     }
     const url = this.tufUrl(gun, file);
+    const signal = request.signal;
+    throwIfAborted(signal, url);
     const reply = await this.send(gun, 'pull', (authorization) => ({
       method: 'GET',
       url,
       headers: this.headers(authorization),
       maxBytes: request.maxBytes,
       role: request.role,
+      ...(signal === undefined ? {} : { signal }),
     }));
     if (!isSuccess(reply.status)) throw statusError('GET', url, reply);
     return new Uint8Array(reply.body.buffer, reply.body.byteOffset, reply.body.byteLength);
@@ -291,7 +296,10 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       );
     }
 
-    reply = await this.roundTrip(build(presented));
+    const retry = build(presented);
+    // The token or credentials lookup may have outlasted the caller's deadline.
+    throwIfAborted(retry.signal, retry.url);
+    reply = await this.roundTrip(retry);
     if (reply.status === 401) {
       if (plan.kind === 'bearer') this.tokens.delete(plan.cacheKey);
       throw authFailed(
@@ -418,7 +426,9 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     try {
       return await this.attempt(exchange);
     } catch (error) {
-      if (exchange.method !== 'GET' || !isStaleSocket(error)) throw error;
+      if (exchange.method !== 'GET' || !isStaleSocket(error) || exchange.signal?.aborted === true) {
+        throw error;
+      }
       return this.attempt(exchange);
     }
   }
@@ -428,10 +438,12 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     const shown = redact(exchange.url);
     return new Promise<Reply>((resolve, reject) => {
       let settled = false;
+      const signal = exchange.signal;
       const settle = (outcome: Reply | TrustError): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         if (outcome instanceof TrustError) {
           request.destroy();
           reject(outcome);
@@ -467,6 +479,17 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       const timer = setTimeout(() => {
         settle(unreachable(`no complete answer within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
+      // Destroys the socket mid-connect or mid-body: the server sees the request go away.
+      const onAbort = (): void => {
+        settle(abortedError(signal, shown));
+      };
+      if (signal !== undefined) {
+        if (signal.aborted) {
+          onAbort();
+          return;
+        }
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
 
       let answered = false;
       request.on('error', (error: NodeJS.ErrnoException) => {
@@ -520,6 +543,25 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       request.end(exchange.body);
     });
   }
+}
+
+/**
+ * The error of an aborted request: the signal's reason when it is a TrustError (the caller's own
+ * deadline, say), else HTTP_UNREACHABLE — the server did not answer in time for the caller.
+ */
+function abortedError(signal: AbortSignal | undefined, url: string): TrustError {
+  const reason: unknown = signal?.reason;
+  if (isTrustError(reason)) return reason;
+  return new TrustError(
+    'HTTP_UNREACHABLE',
+    { url, problem: 'the request was aborted' },
+    `GET ${url} failed: the request was aborted.`,
+  );
+}
+
+/** Fails before any work once the caller has given up. */
+function throwIfAborted(signal: AbortSignal | undefined, url: URL): void {
+  if (signal?.aborted === true) throw abortedError(signal, redact(url));
 }
 
 /** Marks a failure on a reused idle connection (the `cause` of the HTTP_UNREACHABLE error). */

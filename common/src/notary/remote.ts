@@ -15,6 +15,12 @@ export interface MetadataRequest {
   readonly sha256Hex?: string;
   /** Abort the download and fail with DOWNLOAD_TOO_LARGE beyond this many bytes. */
   readonly maxBytes: number;
+  /**
+   * Aborts the request (connect, headers, body) when it fires: the caller's deadline stops the work,
+   * not only the waiting. The fetch then rejects with the signal's reason when that is a TrustError,
+   * else with HTTP_UNREACHABLE.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** Reads Notary v1 metadata of one GUN. A missing file fails with HTTP_STATUS and status 404. */

@@ -23,6 +23,7 @@ import { ConfigNode, configError, type ObjectNode } from './fields.js';
 import type {
   BreakGlassConfig,
   CacheConfig,
+  CircuitBreakerConfig,
   ListenConfig,
   NotaryEndpointConfig,
   PolicyRule,
@@ -44,6 +45,12 @@ export const CONFIG_DEFAULTS = Object.freeze({
   ttlSeconds: 60,
   /** Trust states kept per cached collection slot, see CacheConfig.maxTrustStates. */
   trustStatesPerRepository: 10,
+  /** One hour of notary outage is answered from verified data (CacheConfig.staleIfErrorSeconds). */
+  staleIfErrorSeconds: 3_600,
+  negativeTtlSeconds: 5,
+  refreshAheadSeconds: 10,
+  breakerFailureThreshold: 5,
+  breakerCooldownSeconds: 10,
 });
 
 const KEY_ID = /^[0-9a-f]{64}$/;
@@ -87,6 +94,7 @@ export function parseConfig(
     'failure',
     'breakGlass',
     'cache',
+    'circuitBreaker',
   ]);
 
   const detectionMode = top.field('detectionMode').absent
@@ -105,6 +113,7 @@ export function parseConfig(
     failure: top.field('failure').absent ? 'deny' : top.field('failure').oneOf(['deny', 'error']),
     breakGlass: parseBreakGlass(top.field('breakGlass')),
     cache: parseCache(top.field('cache')),
+    circuitBreaker: parseCircuitBreaker(top.field('circuitBreaker')),
   };
   return deepFreeze(config);
 }
@@ -404,7 +413,16 @@ function parseBreakGlass(node: ConfigNode): BreakGlassConfig {
 function parseCache(node: ConfigNode): CacheConfig {
   const section = node.absent
     ? undefined
-    : node.object(['maxRepositories', 'ttlSeconds', 'maxTrustStates']);
+    : node.object([
+        'maxRepositories',
+        'ttlSeconds',
+        'maxTrustStates',
+        'staleIfErrorSeconds',
+        'negativeTtlSeconds',
+        'refreshAheadSeconds',
+      ]);
+  const seconds = (key: string, fallback: number, max: number): number =>
+    section?.has(key) === true ? section.field(key).integer(0, max) : fallback;
   const maxRepositories =
     section?.has('maxRepositories') === true
       ? section.field('maxRepositories').integer(1, 10_000_000)
@@ -420,6 +438,32 @@ function parseCache(node: ConfigNode): CacheConfig {
         ? section.field('ttlSeconds').integer(0, 86_400)
         : CONFIG_DEFAULTS.ttlSeconds,
     maxTrustStates,
+    // A week at most: a stale answer is still bounded by every role's own expiry.
+    staleIfErrorSeconds: seconds(
+      'staleIfErrorSeconds',
+      CONFIG_DEFAULTS.staleIfErrorSeconds,
+      604_800,
+    ),
+    negativeTtlSeconds: seconds('negativeTtlSeconds', CONFIG_DEFAULTS.negativeTtlSeconds, 300),
+    refreshAheadSeconds: seconds(
+      'refreshAheadSeconds',
+      CONFIG_DEFAULTS.refreshAheadSeconds,
+      86_400,
+    ),
+  };
+}
+
+function parseCircuitBreaker(node: ConfigNode): CircuitBreakerConfig {
+  const section = node.absent ? undefined : node.object(['failureThreshold', 'cooldownSeconds']);
+  return {
+    failureThreshold:
+      section?.has('failureThreshold') === true
+        ? section.field('failureThreshold').integer(0, 1_000)
+        : CONFIG_DEFAULTS.breakerFailureThreshold,
+    cooldownSeconds:
+      section?.has('cooldownSeconds') === true
+        ? section.field('cooldownSeconds').integer(1, 3_600)
+        : CONFIG_DEFAULTS.breakerCooldownSeconds,
   };
 }
 

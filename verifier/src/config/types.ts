@@ -101,6 +101,23 @@ export interface CacheConfig {
   readonly ttlSeconds: number;
   /** Trusted roots and rollback floors kept; larger than maxRepositories so evictions keep them. */
   readonly maxTrustStates: number;
+  /**
+   * While notary is unavailable (transport errors, timeouts, 5xx, open circuit), the last verified
+   * collection answers for up to this long past its TTL, never past its own expiry; 0 turns it off.
+   */
+  readonly staleIfErrorSeconds: number;
+  /** A failed update that is a verdict on the data (not signed, failed verification) is remembered this long; 0 turns it off. */
+  readonly negativeTtlSeconds: number;
+  /** A collection in use is refreshed in the background this long before its TTL ends (at most half the TTL); 0 turns it off. */
+  readonly refreshAheadSeconds: number;
+}
+
+/** The circuit breaker kept per notary server. */
+export interface CircuitBreakerConfig {
+  /** Consecutive unavailability failures that open a server's circuit; 0 turns breaking off. */
+  readonly failureThreshold: number;
+  /** How long an open circuit fails at once before one probe request may go through. */
+  readonly cooldownSeconds: number;
 }
 
 /** The whole validated configuration. */
@@ -117,4 +134,5 @@ export interface VerifierConfig {
   readonly failure: FailureMode;
   readonly breakGlass: BreakGlassConfig;
   readonly cache: CacheConfig;
+  readonly circuitBreaker: CircuitBreakerConfig;
 }

@@ -12,9 +12,22 @@
  *   make every lookup a refetch; it is read again after `ttlMs`, like everything else.
  * - Concurrent lookups of one key share one in-flight update (coalescing), so a burst of reviews of
  *   a cold image costs one fetch per role.
- * - A failed update is never cached: it rejects the lookups waiting on it and the next lookup tries
- *   again. A stale collection is not served when its refresh fails — the verdict is a denial, so a
- *   replayed (frozen) timestamp cannot keep old data alive.
+ * - A failed update is never a verdict: it rejects the lookups waiting on it. A failure that is a
+ *   verdict on the data (verification failed, not signed, malformed) drops the cached collection
+ *   at once — a replayed (frozen) timestamp cannot keep old data alive — and is remembered for
+ *   `negativeTtlMs` (per server, GUN and anchor; an LRU as long as the collections), so a repository
+ *   that costs a full fetch and verification to reject is not fetched again on every review. A
+ *   success forgets it.
+ * - Stale-if-error (RFC 5861's name): when a refresh fails only because notary is unavailable (see
+ *   isUnavailable: transport errors, timeouts, 5xx, an open circuit), the last verified collection is
+ *   answered for up to `staleIfErrorMs` past its TTL, never at or past its own `expires`, and the
+ *   answer says it is stale. 0 turns it off.
+ * - Requests go through a circuit breaker per server (circuit-breaker.ts) and carry an AbortSignal:
+ *   at the deadline the update is aborted, not only abandoned, and its in-flight slot is kept until
+ *   the work has settled, so reviews meanwhile join it (and fail at once) instead of starting more.
+ * - Refresh-ahead: a hit on a collection within `refreshAheadMs` of its TTL end (or expiry) starts
+ *   its update in the background, at most MAX_BACKGROUND_REFRESHES at once, so steady traffic never
+ *   waits for a fetch.
  * - Trust states live in a second LRU, `maxTrustStates` long (10× the collections by default), so
  *   evicting a collection does not forget its floors: a GUN loses rollback protection only after
  *   more than `maxTrustStates` other (server, GUN, anchor) keys were verified since it was last used.
@@ -35,6 +48,12 @@ import {
   type TrustState,
   type TrustedCollection,
 } from '@kpack-trust/common';
+import {
+  CircuitBreakers,
+  isUnavailable,
+  type BreakerEvent,
+  type BreakerState,
+} from './circuit-breaker.js';
 
 /** A notary server as the cache sees it. */
 export interface NotarySource {
@@ -43,6 +62,20 @@ export interface NotarySource {
   readonly fetcher: MetadataFetcher;
   /** Deadline of one whole collection update. */
   readonly timeoutMs: number;
+}
+
+/** Why an answer came from a collection past its TTL. */
+export interface StaleAnswer {
+  /** When the collection was verified, on the cache's clock. */
+  readonly verifiedAt: Date;
+  /** The code of the unavailability the stale data stands in for (HTTP_UNREACHABLE, HTTP_STATUS). */
+  readonly errorCode: string;
+}
+
+/** A lookup's answer: a verified collection, with `stale` set when notary could not refresh it. */
+export interface CollectionLookup {
+  readonly collection: TrustedCollection;
+  readonly stale?: StaleAnswer;
 }
 
 /** Reports of the cache, for metrics. */
@@ -55,6 +88,17 @@ export interface TrustCacheObserver {
     readonly durationMs: number;
   }): void;
   cacheLookup(event: { readonly hit: boolean }): void;
+  /** One answer from a stale collection (stale-if-error). */
+  staleServed?(event: { readonly server: string; readonly gun: string } & StaleAnswer): void;
+  /** A notary server's circuit breaker changed state. */
+  breakerChanged?(event: BreakerEvent): void;
+}
+
+/** Circuit breaker settings (see circuit-breaker.ts). */
+export interface TrustCacheBreakerOptions {
+  /** Consecutive unavailability failures that open a server's circuit; 0 turns it off. */
+  readonly failureThreshold: number;
+  readonly cooldownMs: number;
 }
 
 /** Sizes, TTL and clock of the cache. */
@@ -66,12 +110,46 @@ export interface TrustCacheOptions {
   readonly now: () => Date;
   readonly observer?: TrustCacheObserver;
   readonly limits?: Partial<DownloadLimits>;
+  /** How long past its TTL a collection may answer while notary is unavailable; default 0 (off). */
+  readonly staleIfErrorMs?: number;
+  /** How long a failure that is a verdict on the data is remembered; default 0 (off). */
+  readonly negativeTtlMs?: number;
+  /** Refresh a collection in use this long before its TTL ends (at most half the TTL); default 0 (off). */
+  readonly refreshAheadMs?: number;
+  /** Default off. */
+  readonly breaker?: TrustCacheBreakerOptions;
 }
+
+/** The settings a reloaded configuration may change. */
+export type TrustCacheSettings = Pick<
+  TrustCacheOptions,
+  'maxRepositories' | 'maxTrustStates' | 'ttlMs'
+> &
+  Partial<
+    Pick<TrustCacheOptions, 'staleIfErrorMs' | 'negativeTtlMs' | 'refreshAheadMs' | 'breaker'>
+  >;
 
 interface CachedCollection {
   readonly collection: TrustedCollection;
   /** Clock time (ms) of the verification. */
   readonly verifiedAt: number;
+}
+
+/** A remembered failure (negative caching). */
+interface CachedFailure {
+  readonly error: Error;
+  /** Clock time (ms) it is forgotten. */
+  readonly until: number;
+}
+
+/** One update under way: its slot is held until `work` settles, whatever the deadline did. */
+interface Update {
+  /** The update itself. */
+  readonly work: Promise<TrustedCollection>;
+  /** The work raced against the deadline: what lookups wait for. */
+  answer: Promise<TrustedCollection>;
+  /** Set when the deadline passed: lookups meanwhile fail with it at once instead of waiting. */
+  expired: TrustError | undefined;
 }
 
 /** Counts, for tests and metrics. */
@@ -81,6 +159,11 @@ export interface TrustCacheStats {
   readonly inFlight: number;
 }
 
+/** Background refreshes under way at once, across all keys; a hit beyond it refreshes later. */
+export const MAX_BACKGROUND_REFRESHES = 4;
+/** Servers with a circuit breaker kept (healthy servers need none). */
+const MAX_BREAKERS = 4096;
+
 // One frozen event each, rather than an object per lookup.
 const HIT = Object.freeze({ hit: true });
 const MISS = Object.freeze({ hit: false });
@@ -89,25 +172,39 @@ const MISS = Object.freeze({ hit: false });
 export class TrustCache {
   private collections: LRUCache<string, CachedCollection>;
   private states: LRUCache<string, TrustState>;
-  private readonly inFlight = new Map<string, Promise<TrustedCollection>>();
+  private failures: LRUCache<string, CachedFailure>;
+  private readonly inFlight = new Map<string, Update>();
+  private readonly breakers: CircuitBreakers;
+  private background = 0;
   private options: TrustCacheOptions;
 
   constructor(options: TrustCacheOptions) {
     this.options = options;
     this.collections = new LRUCache({ max: options.maxRepositories });
     this.states = new LRUCache({ max: options.maxTrustStates });
+    this.failures = new LRUCache({ max: options.maxRepositories });
+    this.breakers = new CircuitBreakers({
+      failureThreshold: options.breaker?.failureThreshold ?? 0,
+      cooldownMs: options.breaker?.cooldownMs ?? 0,
+      maxServers: MAX_BREAKERS,
+      now: () => this.options.now().getTime(),
+      onStateChange: (event) => this.options.observer?.breakerChanged?.(event),
+    });
   }
 
-  /** Applies new sizes and TTL (a reloaded config), keeping every entry that still fits. */
-  resize(options: Pick<TrustCacheOptions, 'maxRepositories' | 'maxTrustStates' | 'ttlMs'>): void {
+  /** Applies new sizes, TTL and availability settings (a reloaded config), keeping every entry that still fits. */
+  resize(options: TrustCacheSettings): void {
     const { maxRepositories, maxTrustStates } = this.options;
     this.options = { ...this.options, ...options };
     if (options.maxRepositories !== maxRepositories) {
       this.collections = copyLru(this.collections, options.maxRepositories);
+      // Remembered failures live seconds: starting afresh loses nothing that matters.
+      this.failures = new LRUCache({ max: options.maxRepositories });
     }
     if (options.maxTrustStates !== maxTrustStates) {
       this.states = copyLru(this.states, options.maxTrustStates);
     }
+    if (options.breaker !== undefined) this.breakers.configure(options.breaker);
   }
 
   /** The verified collection of `gun` on `source` under `anchor`: cached while fresh, else updated. */
@@ -116,32 +213,58 @@ export class TrustCache {
     gun: string,
     anchor: CompiledAnchor,
   ): Promise<TrustedCollection> {
+    return (await this.lookup(source, gun, anchor)).collection;
+  }
+
+  /**
+   * Like collection(), and says when the answer is stale: notary was unavailable and the last
+   * verified collection stands in for it (see the module comment).
+   */
+  lookup(source: NotarySource, gun: string, anchor: CompiledAnchor): Promise<CollectionLookup> {
     const key = collectionKey(source.server, gun, anchor);
     const cached = this.collections.get(key);
     const now = this.options.now().getTime();
     if (cached !== undefined && this.fresh(cached, now)) {
       this.options.observer?.cacheLookup(HIT);
-      return cached.collection;
+      this.refreshAhead(key, cached, now, source, gun, anchor);
+      return Promise.resolve({ collection: cached.collection });
     }
     this.options.observer?.cacheLookup(MISS);
+    const failure = this.failures.get(key);
+    if (failure !== undefined) {
+      if (now < failure.until) return Promise.reject(failure.error);
+      this.failures.delete(key);
+    }
     const pending = this.inFlight.get(key);
-    if (pending !== undefined) return pending;
-    const update = this.update(key, source, gun, anchor).finally(() => {
-      this.inFlight.delete(key);
-    });
-    this.inFlight.set(key, update);
-    return update;
+    if (pending?.expired !== undefined)
+      return this.fallback(key, source.server, gun, pending.expired);
+    const update = pending ?? this.start(key, source, gun, anchor);
+    return update.answer.then(
+      (collection) => ({ collection }),
+      (error: unknown) => this.fallback(key, source.server, gun, error),
+    );
   }
 
   /**
    * The cached collection of `key` (see collectionKey) while it is fresh, counted as a hit; else
-   * undefined, uncounted — the collection() call that follows counts the miss. Never fetches.
-   * Decision memos compare its identity: the same object means the same verified data.
+   * undefined, uncounted — the collection() call that follows counts the miss. Never waits for a
+   * fetch; given the source, GUN and anchor of the key, a hit near the TTL end starts a background
+   * refresh. Decision memos compare its identity: the same object means the same verified data.
    */
-  freshCollection(key: string): TrustedCollection | undefined {
+  freshCollection(
+    key: string,
+    source?: NotarySource,
+    gun?: string,
+    anchor?: CompiledAnchor,
+  ): TrustedCollection | undefined {
     const cached = this.collections.get(key);
-    if (cached === undefined || !this.fresh(cached, this.options.now().getTime())) return undefined;
+    if (cached === undefined) return undefined;
+    const now = this.options.now().getTime();
+    if (!this.fresh(cached, now)) return undefined;
     this.options.observer?.cacheLookup(HIT);
+    if (source !== undefined && gun !== undefined && anchor !== undefined) {
+      this.refreshAhead(key, cached, now, source, gun, anchor);
+    }
     return cached.collection;
   }
 
@@ -150,14 +273,19 @@ export class TrustCache {
     return this.states.peek(collectionKey(server, gun, anchor));
   }
 
+  /** The state of a notary server's circuit breaker (tests and diagnostics). */
+  breakerState(server: string): BreakerState {
+    return this.breakers.state(server);
+  }
+
   /** Drops cached collections but keeps trust states (floors), as an eviction would. */
   evictCollections(): void {
     this.collections.clear();
   }
 
-  /** Resolves when every update under way has settled. */
+  /** Resolves when every update under way has settled (not merely passed its deadline). */
   async settled(): Promise<void> {
-    await Promise.allSettled([...this.inFlight.values()]);
+    await Promise.allSettled([...this.inFlight.values()].map((u) => u.work));
   }
 
   stats(): TrustCacheStats {
@@ -172,29 +300,107 @@ export class TrustCache {
     return now - entry.verifiedAt < this.options.ttlMs && now < entry.collection.expires.getTime();
   }
 
+  /** The last verified collection when `error` is an outage and stale-if-error allows it; else `error`. */
+  private fallback(
+    key: string,
+    server: string,
+    gun: string,
+    error: unknown,
+  ): Promise<CollectionLookup> {
+    const window = this.options.staleIfErrorMs ?? 0;
+    const entry = window > 0 && isUnavailable(error) ? this.collections.get(key) : undefined;
+    if (entry !== undefined) {
+      const now = this.options.now().getTime();
+      if (
+        now < entry.verifiedAt + this.options.ttlMs + window &&
+        now < entry.collection.expires.getTime()
+      ) {
+        const stale: StaleAnswer = {
+          verifiedAt: new Date(entry.verifiedAt),
+          errorCode: (error as TrustError).code,
+        };
+        this.options.observer?.staleServed?.({ server, gun, ...stale });
+        return Promise.resolve({ collection: entry.collection, stale });
+      }
+    }
+    return Promise.reject(asError(error));
+  }
+
+  /** Starts the background update of a collection in use whose TTL (or expiry) is near. */
+  private refreshAhead(
+    key: string,
+    entry: CachedCollection,
+    now: number,
+    source: NotarySource,
+    gun: string,
+    anchor: CompiledAnchor,
+  ): void {
+    const window = Math.min(this.options.refreshAheadMs ?? 0, this.options.ttlMs / 2);
+    if (window <= 0) return;
+    const end = Math.min(entry.verifiedAt + this.options.ttlMs, entry.collection.expires.getTime());
+    if (now < end - window || this.inFlight.has(key)) return;
+    if (this.background >= MAX_BACKGROUND_REFRESHES) return;
+    this.background += 1;
+    void this.start(key, source, gun, anchor)
+      .work.catch(() => undefined)
+      .finally(() => {
+        this.background -= 1;
+      });
+  }
+
+  /** Starts an update in the key's in-flight slot, under the source's deadline. */
+  private start(key: string, source: NotarySource, gun: string, anchor: CompiledAnchor): Update {
+    const controller = new AbortController();
+    const work = this.update(key, source, gun, anchor, controller.signal);
+    const update: Update = { work, answer: work, expired: undefined };
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        const error = deadlineError(source, gun);
+        update.expired = error;
+        // Stops the requests, not only the waiting: the HTTP client destroys them.
+        controller.abort(error);
+        reject(error);
+      }, source.timeoutMs);
+    });
+    update.answer = Promise.race([work, deadline]);
+    // Nobody may be waiting (a background refresh): the outcome is reported, never unhandled.
+    update.answer.catch(() => undefined);
+    const release = (): void => {
+      clearTimeout(timer);
+      if (this.inFlight.get(key) === update) this.inFlight.delete(key);
+    };
+    work.then(release, release);
+    this.inFlight.set(key, update);
+    return update;
+  }
+
   private async update(
     key: string,
     source: NotarySource,
     gun: string,
     anchor: CompiledAnchor,
+    signal: AbortSignal,
   ): Promise<TrustedCollection> {
     const started = performance.now();
     const now = this.options.now();
     const state = this.states.get(key);
+    const breakers = this.breakers;
+    const fetcher: MetadataFetcher = {
+      fetchMetadata: (g, request) =>
+        breakers.call(source.server, () => source.fetcher.fetchMetadata(g, { ...request, signal })),
+    };
     try {
-      const collection = await withDeadline(
-        updateCollection(source.fetcher, gun, {
-          anchor,
-          now,
-          invalidDelegations: 'record',
-          ...(state === undefined ? {} : { state }),
-          ...(this.options.limits === undefined ? {} : { limits: this.options.limits }),
-        }),
-        source,
-        gun,
-      );
+      const collection = await updateCollection(fetcher, gun, {
+        anchor,
+        now,
+        invalidDelegations: 'record',
+        ...(state === undefined ? {} : { state }),
+        ...(this.options.limits === undefined ? {} : { limits: this.options.limits }),
+      });
       this.states.set(key, { rootBytes: collection.rootBytes, floors: collection.floors });
       this.collections.set(key, { collection, verifiedAt: now.getTime() });
+      this.failures.delete(key);
       this.options.observer?.notaryFetched({
         server: source.server,
         gun,
@@ -203,8 +409,18 @@ export class TrustCache {
       });
       return collection;
     } catch (error) {
-      // Never a cached verdict: the stale entry goes, the floors stay, the next lookup retries.
-      this.collections.delete(key);
+      if (!isUnavailable(error)) {
+        // A verdict on the data: the stale entry goes at once (the floors stay), and the failure
+        // is remembered briefly, never beyond what a success would replace.
+        this.collections.delete(key);
+        const negativeTtlMs = this.options.negativeTtlMs ?? 0;
+        if (negativeTtlMs > 0) {
+          this.failures.set(key, {
+            error: asError(error),
+            until: this.options.now().getTime() + negativeTtlMs,
+          });
+        }
+      }
       this.options.observer?.notaryFetched({
         server: source.server,
         gun,
@@ -217,29 +433,21 @@ export class TrustCache {
   }
 }
 
-/** One update may not outlast the source's deadline, however many requests it makes. */
-function withDeadline<T>(work: Promise<T>, source: NotarySource, gun: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(
-        new TrustError(
-          'HTTP_UNREACHABLE',
-          {
-            url: source.server,
-            problem: `no complete trust data for ${gun} within ${source.timeoutMs} ms`,
-          },
-          `notary ${source.server} gave no complete trust data for ${gun} within ${source.timeoutMs} ms`,
-        ),
-      );
-    }, source.timeoutMs);
-  });
-  // The abandoned update still ends on its own (each request has the same deadline); its late
-  // result is dropped with the race.
-  work.catch(() => undefined);
-  return Promise.race([work, deadline]).finally(() => {
-    clearTimeout(timer);
-  });
+/** What was thrown, as an Error (ours always are; anything else is wrapped, not lost). */
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The failure of an update that outlasted its source's deadline. */
+function deadlineError(source: NotarySource, gun: string): TrustError {
+  return new TrustError(
+    'HTTP_UNREACHABLE',
+    {
+      url: source.server,
+      problem: `no complete trust data for ${gun} within ${source.timeoutMs} ms`,
+    },
+    `notary ${source.server} gave no complete trust data for ${gun} within ${source.timeoutMs} ms`,
+  );
 }
 
 /** Key of a (server, GUN, anchor) triple; the anchor by a fingerprint of what it pins. */

@@ -1,0 +1,384 @@
+/**
+ * The trust cache under notary outages, on a fake clock: stale-if-error only for unavailability and
+ * never past the window or any role's expiry; negative caching of verdict-class failures; the
+ * deadline aborting the work while its slot is kept; refresh-ahead with bounded concurrency.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { beforeEach, describe, it } from 'node:test';
+import {
+  NotaryHttpClient,
+  TrustError,
+  compileAnchor,
+  isTrustError,
+  type CompiledAnchor,
+  type MetadataFetcher,
+  type MetadataRequest,
+} from '@kpack-trust/common';
+import type { FixtureRepository, MemoryFetcher } from '@kpack-trust/common/testing';
+import {
+  MAX_BACKGROUND_REFRESHES,
+  TrustCache,
+  collectionKey,
+  type NotarySource,
+  type TrustCacheOptions,
+} from '../src/trust/cache.js';
+import {
+  ControlledFetcher,
+  GUN,
+  HOUR,
+  NOTARY,
+  REGISTRY,
+  TestClock,
+  V1,
+  V2,
+  expireTimestampAfter,
+  repositoryWithSameRootKey,
+  signedRepository,
+  unreachable,
+} from './support/engine.js';
+
+const TTL = 60_000;
+
+interface Recorded {
+  stale: { gun: string; errorCode: string }[];
+  fetches: boolean[];
+}
+
+function cacheWith(
+  clock: TestClock,
+  options: Partial<TrustCacheOptions> = {},
+): { cache: TrustCache; recorded: Recorded } {
+  const recorded: Recorded = { stale: [], fetches: [] };
+  const cache = new TrustCache({
+    maxRepositories: 100,
+    maxTrustStates: 1000,
+    ttlMs: TTL,
+    now: clock.now,
+    staleIfErrorMs: HOUR,
+    negativeTtlMs: 5_000,
+    observer: {
+      notaryFetched: (e) => recorded.fetches.push(e.ok),
+      cacheLookup: () => undefined,
+      staleServed: (e) => recorded.stale.push({ gun: e.gun, errorCode: e.errorCode }),
+    },
+    ...options,
+  });
+  return { cache, recorded };
+}
+
+function source(fetcher: MetadataFetcher, timeoutMs = 5_000): NotarySource {
+  return { server: NOTARY, fetcher, timeoutMs };
+}
+
+/** Resolves after the promise callbacks and timers queued so far have run. */
+function tick(ms = 0): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+describe('trust cache availability', () => {
+  let repo: FixtureRepository;
+  let fetcher: MemoryFetcher;
+  let anchor: CompiledAnchor;
+  let clock: TestClock;
+
+  beforeEach(async () => {
+    ({ repo, fetcher } = await signedRepository());
+    anchor = compileAnchor({ rootKeyIds: [repo.rootKeys[0]?.publicKey.id ?? ''] });
+    clock = new TestClock();
+  });
+
+  describe('stale-if-error', () => {
+    it('answers the last verified collection, marked stale, while notary is unreachable', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      const { cache, recorded } = cacheWith(clock);
+      const first = await cache.lookup(source(flaky), GUN, anchor);
+      assert.equal(first.stale, undefined);
+      clock.advance(TTL + 1_000);
+      flaky.failWith = unreachable();
+      const stale = await cache.lookup(source(flaky), GUN, anchor);
+      assert.equal(stale.collection, first.collection);
+      assert.deepEqual(stale.stale, {
+        verifiedAt: new Date(clock.current.getTime() - TTL - 1_000),
+        errorCode: 'HTTP_UNREACHABLE',
+      });
+      assert.deepEqual(recorded.stale, [{ gun: GUN, errorCode: 'HTTP_UNREACHABLE' }]);
+      // Back: the next lookup is fresh again.
+      flaky.failWith = undefined;
+      const fresh = await cache.lookup(source(flaky), GUN, anchor);
+      assert.equal(fresh.stale, undefined);
+      assert.notEqual(fresh.collection, first.collection);
+    });
+
+    it('answers stale on a 5xx too', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      const { cache } = cacheWith(clock);
+      await cache.lookup(source(flaky), GUN, anchor);
+      clock.advance(TTL);
+      flaky.failWith = new TrustError(
+        'HTTP_STATUS',
+        { url: NOTARY, status: 503, serverCode: '' },
+        '503',
+      );
+      assert.equal(
+        (await cache.lookup(source(flaky), GUN, anchor)).stale?.errorCode,
+        'HTTP_STATUS',
+      );
+    });
+
+    it('never past the window', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      const { cache } = cacheWith(clock);
+      await cache.lookup(source(flaky), GUN, anchor);
+      flaky.failWith = unreachable();
+      clock.advance(TTL + HOUR - 1);
+      assert.ok((await cache.lookup(source(flaky), GUN, anchor)).stale);
+      clock.advance(1);
+      await assert.rejects(cache.lookup(source(flaky), GUN, anchor), (e) =>
+        isTrustError(e, 'HTTP_UNREACHABLE'),
+      );
+    });
+
+    it("never past any role's own expiry", async () => {
+      await expireTimestampAfter(repo, 2 * TTL);
+      const flaky = new ControlledFetcher(fetcher);
+      const { cache } = cacheWith(clock);
+      await cache.lookup(source(flaky), GUN, anchor);
+      flaky.failWith = unreachable();
+      clock.advance(2 * TTL - 1);
+      assert.ok((await cache.lookup(source(flaky), GUN, anchor)).stale);
+      clock.advance(1);
+      await assert.rejects(cache.lookup(source(flaky), GUN, anchor), (e) =>
+        isTrustError(e, 'HTTP_UNREACHABLE'),
+      );
+    });
+
+    it('never when the refresh failed verification (a replayed timestamp: freeze)', async () => {
+      const oldTimestamp = repo.bytesOf('timestamp');
+      await repo.signTag('v2', V2.digestHex, V2.length);
+      const { cache, recorded } = cacheWith(clock);
+      await cache.lookup(source(fetcher), GUN, anchor);
+      clock.advance(TTL);
+      repo.files.set('timestamp.json', oldTimestamp);
+      await assert.rejects(cache.lookup(source(fetcher), GUN, anchor), (e) =>
+        isTrustError(e, 'VERSION_ROLLBACK'),
+      );
+      // The server then goes away: nothing stale is left to answer with.
+      const down = new ControlledFetcher(fetcher);
+      down.failWith = unreachable();
+      clock.advance(6_000);
+      await assert.rejects(cache.lookup(source(down), GUN, anchor), (e) =>
+        isTrustError(e, 'HTTP_UNREACHABLE'),
+      );
+      assert.deepEqual(recorded.stale, []);
+    });
+
+    it('0 turns it off', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      const { cache } = cacheWith(clock, { staleIfErrorMs: 0 });
+      await cache.lookup(source(flaky), GUN, anchor);
+      clock.advance(TTL);
+      flaky.failWith = unreachable();
+      await assert.rejects(cache.lookup(source(flaky), GUN, anchor), (e) =>
+        isTrustError(e, 'HTTP_UNREACHABLE'),
+      );
+    });
+
+    it('with the breaker open, answers stale without a request', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      const { cache } = cacheWith(clock, { breaker: { failureThreshold: 2, cooldownMs: 10_000 } });
+      await cache.lookup(source(flaky), GUN, anchor);
+      clock.advance(TTL);
+      flaky.failWith = unreachable();
+      await cache.lookup(source(flaky), GUN, anchor);
+      await cache.lookup(source(flaky), GUN, anchor);
+      assert.equal(cache.breakerState(NOTARY), 'open');
+      const requests = fetcher.requests.length;
+      const calls = flaky.maxInFlight;
+      const answer = await cache.lookup(source(flaky), GUN, anchor);
+      assert.ok(answer.stale);
+      assert.equal(fetcher.requests.length, requests);
+      assert.equal(flaky.maxInFlight, calls);
+    });
+  });
+
+  describe('negative caching', () => {
+    it('remembers a verdict-class failure for its TTL, then asks again', async () => {
+      const { cache, recorded } = cacheWith(clock);
+      const other = `${REGISTRY}/demo/unsigned`;
+      await assert.rejects(cache.lookup(source(fetcher), other, anchor), (e) =>
+        isTrustError(e, 'HTTP_STATUS'),
+      );
+      await assert.rejects(cache.lookup(source(fetcher), other, anchor), (e) =>
+        isTrustError(e, 'HTTP_STATUS'),
+      );
+      assert.equal(fetcher.requests.length, 1, 'the second lookup asked nobody');
+      clock.advance(5_000);
+      await assert.rejects(cache.lookup(source(fetcher), other, anchor));
+      assert.equal(fetcher.requests.length, 2);
+      assert.deepEqual(recorded.fetches, [false, false]);
+    });
+
+    it('never shadows verified data: a fresh collection answers, and a success forgets the failure', async () => {
+      const { cache } = cacheWith(clock);
+      const good = await cache.lookup(source(fetcher), GUN, anchor);
+      clock.advance(TTL);
+      const served = repo.files.get('timestamp.json');
+      repo.files.delete('timestamp.json');
+      await assert.rejects(cache.lookup(source(fetcher), GUN, anchor));
+      if (served !== undefined) repo.files.set('timestamp.json', served);
+      clock.advance(5_000);
+      const again = await cache.lookup(source(fetcher), GUN, anchor);
+      assert.notEqual(again.collection, good.collection);
+      // Within the next 5 s a lookup is a hit, not the remembered failure.
+      clock.advance(1_000);
+      assert.equal((await cache.lookup(source(fetcher), GUN, anchor)).collection, again.collection);
+    });
+
+    it('does not remember unavailability (the breaker handles outages)', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      flaky.failWith = unreachable();
+      const { cache } = cacheWith(clock);
+      await assert.rejects(cache.lookup(source(flaky), GUN, anchor));
+      flaky.failWith = undefined;
+      assert.ok((await cache.lookup(source(flaky), GUN, anchor)).collection);
+    });
+  });
+
+  describe('deadline', () => {
+    it('aborts the work and keeps the slot until it settled: 20 lookups, one chain', async () => {
+      let calls = 0;
+      let aborted = 0;
+      let finish: () => void = () => undefined;
+      const settled = new Promise<void>((r) => (finish = r));
+      // Honours the signal late: the work outlives the deadline by a while.
+      const stalled: MetadataFetcher = {
+        fetchMetadata: (_gun: string, request: MetadataRequest) => {
+          calls++;
+          return new Promise<Uint8Array>((_, reject) => {
+            request.signal?.addEventListener('abort', () => {
+              aborted++;
+              void settled.then(() => {
+                reject(request.signal?.reason as Error);
+              });
+            });
+          });
+        },
+      };
+      const { cache } = cacheWith(clock, { staleIfErrorMs: 0 });
+      const lookup = (): Promise<unknown> =>
+        cache.lookup(source(stalled, 30), GUN, anchor).catch((e: unknown) => e);
+      const lookups = [lookup()];
+      await tick(60);
+      for (let i = 0; i < 19; i++) lookups.push(lookup());
+      const errors = await Promise.all(lookups);
+      assert.ok(errors.every((e) => isTrustError(e, 'HTTP_UNREACHABLE')));
+      assert.equal(calls, 1, 'one chain, one request');
+      assert.equal(aborted, 1);
+      assert.equal(cache.stats().inFlight, 1, 'the slot is held until the work settles');
+      finish();
+      await cache.settled();
+      assert.equal(cache.stats().inFlight, 0);
+    });
+
+    it('a slow HTTP server sees its request aborted at the deadline, and one chain at a time', async () => {
+      let requests = 0;
+      let open = 0;
+      let maxOpen = 0;
+      let closedEarly = 0;
+      const server = createServer((request: IncomingMessage) => {
+        requests++;
+        open++;
+        maxOpen = Math.max(maxOpen, open);
+        // Never answers; the client has to go away.
+        request.socket.on('close', () => {
+          open--;
+          closedEarly++;
+        });
+      });
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      const port = (server.address() as AddressInfo).port;
+      const client = new NotaryHttpClient({
+        baseUrl: `http://127.0.0.1:${port}`,
+        timeoutMs: 10_000,
+      });
+      try {
+        const { cache } = cacheWith(clock, { staleIfErrorMs: 0 });
+        const slow: NotarySource = {
+          server: `http://127.0.0.1:${port}`,
+          fetcher: client,
+          timeoutMs: 50,
+        };
+        const started = performance.now();
+        const lookups: Promise<unknown>[] = [];
+        // 20 reviews over ~400 ms, deadline 50 ms: before the fix each left a chain running for 10 s.
+        for (let i = 0; i < 20; i++) {
+          lookups.push(cache.lookup(slow, GUN, anchor).catch((e: unknown) => e));
+          await tick(20);
+        }
+        const errors = await Promise.all(lookups);
+        assert.ok(errors.every((e) => isTrustError(e, 'HTTP_UNREACHABLE')));
+        await cache.settled();
+        const elapsed = performance.now() - started;
+        assert.ok(
+          elapsed < 3_000,
+          `the work ended ${Math.round(elapsed)} ms in, not at the client's own 10 s timeout`,
+        );
+        await tick(50);
+        assert.equal(maxOpen, 1, 'never more than one chain');
+        assert.ok(requests <= 10, `${requests} requests`);
+        assert.equal(open, 0, 'every request was aborted');
+        assert.equal(closedEarly, requests);
+      } finally {
+        client.close();
+        await new Promise((r) => server.close(r));
+      }
+    });
+  });
+
+  describe('refresh-ahead', () => {
+    it('refreshes a collection in use before its TTL ends: steady traffic never misses', async () => {
+      const { cache } = cacheWith(clock, { refreshAheadMs: 10_000 });
+      const first = await cache.lookup(source(fetcher), GUN, anchor);
+      const misses: number[] = [];
+      let current = first.collection;
+      // One lookup a second for three TTLs.
+      const key = collectionKey(NOTARY, GUN, anchor);
+      for (let s = 1; s <= 180; s++) {
+        clock.advance(1_000);
+        const hit = cache.freshCollection(key, source(fetcher), GUN, anchor);
+        if (hit === undefined) misses.push(s);
+        else current = hit;
+        await tick();
+      }
+      assert.deepEqual(misses, []);
+      assert.notEqual(current, first.collection);
+      // One update per TTL (at 50 s, 100 s, 150 s), not one per lookup.
+      assert.equal(fetcher.requests.length, 4 * 4);
+    });
+
+    it('runs at most MAX_BACKGROUND_REFRESHES at once', async () => {
+      const slow = new ControlledFetcher(fetcher);
+      const repos = await Promise.all(
+        Array.from({ length: MAX_BACKGROUND_REFRESHES + 2 }, async (_, i) => {
+          const r = await repositoryWithSameRootKey(repo, `${REGISTRY}/demo/r${i}`);
+          await r.signTag('v1', V1.digestHex, V1.length);
+          fetcher.serve(r);
+          return r;
+        }),
+      );
+      const canonical = compileAnchor({
+        rootKeyIds: [repo.rootKeys[0]?.publicKey.canonicalId ?? ''],
+      });
+      const { cache, recorded } = cacheWith(clock, { refreshAheadMs: 10_000 });
+      for (const r of repos) await cache.lookup(source(slow), r.gun, canonical);
+      clock.advance(TTL - 5_000);
+      slow.delayMs = 20;
+      for (const r of repos) await cache.lookup(source(slow), r.gun, canonical);
+      assert.equal(cache.stats().inFlight, MAX_BACKGROUND_REFRESHES);
+      await cache.settled();
+      assert.equal(recorded.fetches.length, repos.length + MAX_BACKGROUND_REFRESHES);
+    });
+  });
+});
