@@ -61,7 +61,10 @@ export async function runController(
           if (listed.size === options.sources.length) options.onSynced?.(true);
         },
         onEvent: (what, detail) => {
-          if (what === 'list') metrics.relists++;
+          if (what === 'list') {
+            metrics.relists++;
+            log('info', 'listed Builds', { resourceVersion: detail });
+          }
           if (what === 'gone') log('info', 'watch expired (410 Gone); listing again', { detail });
           if (what === 'watch-error') log('warn', 'watch failed; backing off', { detail });
         },
