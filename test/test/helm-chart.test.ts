@@ -26,7 +26,6 @@ import {
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
-import { Container } from 'kubernetes-models/v1/Container';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
@@ -468,29 +467,28 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
-    it('print a signing step that is a valid container using the signer ConfigMap', () => {
+    it('print the completion image an operator builds and hands kpack, not a container kpack has no place for', () => {
       const text = notes();
-      const step = text.split('\n\n').find((p) => p.startsWith('  - name: sign'));
-      assert.ok(step);
-      const containers = parseYaml(step) as unknown[];
-      const container = containers[0] as Record<string, unknown>;
-      assert.doesNotThrow(() => {
-        new Container(container as never).validate();
-      });
-      assert.deepEqual(at(container, 'envFrom'), [{ configMapRef: { name: SIGNER } }]);
-      const data = at(find(objects, 'ConfigMap', SIGNER), 'data') as Record<string, string>;
-      // Every $(VAR) the step's args use is a key of the ConfigMap it loads.
-      const variables = (at(container, 'args') as string[]).flatMap((a) =>
-        [...a.matchAll(/\$\(([A-Z_]+)\)/g)].map((m) => m[1]),
+      assert.ok(!text.includes('- name: sign'));
+      assert.ok(
+        text.includes(
+          `  docker build --target completion -t REGISTRY/kpack-trust-completion:0.1.0 \\\n    --build-arg KPACK_COMPLETION_IMAGE="$(kubectl -n kpack get configmap completion-image -o jsonpath='{.data.image}')" .\n`,
+        ),
       );
-      assert.deepEqual(variables, [
-        'KPACK_TRUST_NOTARY_URL',
-        'KPACK_TRUST_NAMESPACE',
-        'KPACK_TRUST_ROOT_KEY_SECRET',
-        'KPACK_TRUST_TARGETS_KEY_SECRET',
-      ]);
-      for (const name of variables)
-        assert.ok(name !== undefined && name in data, `${name} is not in the ConfigMap`);
+      assert.ok(
+        text.includes(
+          '  FROM REGISTRY/kpack-trust-completion:0.1.0\n  ENV KPACK_TRUST_ROOT_KEY_ID=',
+        ),
+      );
+      assert.ok(
+        !text.includes('KPACK_TRUST_NOTARY_CA') && !text.includes('KPACK_TRUST_DELEGATION'),
+      );
+      assert.ok(
+        text.includes(
+          `  kubectl -n kpack patch configmap completion-image --type merge -p '{"data":{"image":"IMAGE@sha256:DIGEST"}}'\n  kubectl -n kpack rollout restart deployment kpack-controller\n`,
+        ),
+      );
+      assert.match(text, /kpack\.io\/v1alpha1 \(v1alpha2 rejects spec\.notary\)/);
     });
   });
 
@@ -795,27 +793,23 @@ describe('kpack-trust Helm chart', () => {
       }
     });
 
-    it('print a signing step with the notary CA volume and the delegation', () => {
-      const step = notes('policy-values.yaml')
-        .split('\n\n')
-        .find((p) => p.startsWith('  - name: sign'));
-      assert.ok(step);
-      const [container, volume] = parseYaml(step) as unknown[];
-      assert.doesNotThrow(() => {
-        new Container(container as never).validate();
-      });
+    it('print the completion image with the notary CA, the delegation and the notary URL', () => {
+      const text = notes('policy-values.yaml');
       assert.ok(
-        (at(container, 'args') as string[]).includes(
-          '--notary-ca=/etc/kpack-trust/signer/notary-ca.crt',
+        text.includes(
+          [
+            '  FROM REGISTRY/kpack-trust-completion:0.1.0',
+            `  # notary-ca.crt: the notary-ca.crt key of ConfigMap "${SIGNER}"`,
+            '  COPY notary-ca.crt /kpack-trust/notary-ca.crt',
+            '  ENV KPACK_TRUST_NOTARY_CA=/kpack-trust/notary-ca.crt',
+            '  ENV KPACK_TRUST_ROOT_KEY_ID="ROOT_KEY_ID_OF_EACH_REPOSITORY"',
+            '  ENV KPACK_TRUST_DELEGATION=targets/releases',
+          ].join('\n'),
         ),
       );
-      assert.ok(
-        (at(container, 'args') as string[]).includes('--delegation=$(KPACK_TRUST_DELEGATION)'),
-      );
-      assert.deepEqual(at(container, 'volumeMounts'), [
-        { name: 'kpack-trust-signer', mountPath: '/etc/kpack-trust/signer', readOnly: true },
-      ]);
-      assert.deepEqual(volume, { name: 'kpack-trust-signer', configMap: { name: SIGNER } });
+      assert.ok(text.includes('spec.notary.v1.url: https://notary.example.com:4443 and'));
+      const data = at(find(objects, 'ConfigMap', SIGNER), 'data') as Record<string, string>;
+      assert.ok('notary-ca.crt' in data, 'the CA the NOTES point at is in the ConfigMap');
     });
 
     it('mount each notary credentials Secret where the config looks for it', () => {
