@@ -30,6 +30,8 @@ import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { Role } from 'kubernetes-models/rbac.authorization.k8s.io/v1/Role';
 import { RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/RoleBinding';
+import { ClusterRole } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRole';
+import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
@@ -70,6 +72,8 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
   'policy/v1/PodDisruptionBudget': validator(PodDisruptionBudget),
   'rbac.authorization.k8s.io/v1/Role': validator(Role),
   'rbac.authorization.k8s.io/v1/RoleBinding': validator(RoleBinding),
+  'rbac.authorization.k8s.io/v1/ClusterRole': validator(ClusterRole),
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': validator(ClusterRoleBinding),
   'networking.k8s.io/v1/NetworkPolicy': validator(NetworkPolicy),
   'cert-manager.io/v1/Certificate': validator(Certificate),
   'monitoring.coreos.com/v1/ServiceMonitor': validator(ServiceMonitor),
@@ -1155,6 +1159,118 @@ describe('kpack-trust Helm chart', () => {
         ]),
         /: verifier\.notary: registry docker\.io is listed twice\n/,
       );
+    });
+  });
+  describe('the signer controller (signer.controller)', () => {
+    const CONTROLLER = `${SIGNER}-controller`;
+    const enabled = [
+      '--set',
+      'signer.controller.enabled=true',
+      '--set',
+      'signer.controller.serviceMonitor.enabled=true',
+      '--set',
+      'signer.controller.notary.defaultUrl=https://notary.example',
+    ];
+
+    it('is not rendered unless enabled', () => {
+      assert.deepEqual(
+        render().filter((o) => o.metadata.name.startsWith(CONTROLLER)),
+        [],
+      );
+    });
+
+    it('renders valid objects: Deployment, ServiceAccount, RBAC, Service, PDB, ServiceMonitor', () => {
+      const objects = render(undefined, enabled);
+      validateAll(objects);
+      const mine = kinds(objects.filter((o) => o.metadata.name.startsWith(CONTROLLER)));
+      assert.deepEqual(mine, [
+        `ClusterRole//${CONTROLLER}-builds`,
+        `ClusterRoleBinding//${CONTROLLER}-builds`,
+        `Deployment/${NAMESPACE}/${CONTROLLER}`,
+        `PodDisruptionBudget/${NAMESPACE}/${CONTROLLER}`,
+        `Role/${NAMESPACE}/${CONTROLLER}-keys`,
+        `RoleBinding/${NAMESPACE}/${CONTROLLER}-keys`,
+        `Service/${NAMESPACE}/${CONTROLLER}-metrics`,
+        `ServiceAccount/${NAMESPACE}/${CONTROLLER}`,
+        `ServiceMonitor/${NAMESPACE}/${CONTROLLER}`,
+      ]);
+      const container = at(
+        find(objects, 'Deployment', CONTROLLER),
+        'spec',
+        'template',
+        'spec',
+        'containers',
+        0,
+      );
+      const args = at(container, 'args') as string[];
+      assert.equal(args[0], 'controller');
+      assert.ok(args.includes(`--namespace=${NAMESPACE}`));
+      assert.ok(args.includes('--default-notary-url=https://notary.example'));
+      assert.deepEqual(at(container, 'readinessProbe', 'httpGet'), {
+        path: '/readyz',
+        port: 'metrics',
+      });
+    });
+
+    it('reads Secrets and writes Leases only in its own namespace; in build namespaces never a Secret', () => {
+      const objects = render(undefined, enabled);
+      assert.deepEqual(
+        at(findClusterScoped(objects, 'ClusterRole', `${CONTROLLER}-builds`), 'rules'),
+        [
+          {
+            apiGroups: ['kpack.io'],
+            resources: ['builds'],
+            verbs: ['get', 'list', 'watch', 'patch'],
+          },
+          { apiGroups: ['kpack.io'], resources: ['images'], verbs: ['get'] },
+          { apiGroups: [''], resources: ['events'], verbs: ['create'] },
+        ],
+      );
+      assert.deepEqual(at(find(objects, 'Role', `${CONTROLLER}-keys`), 'rules'), [
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] },
+        { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
+        {
+          apiGroups: ['coordination.k8s.io'],
+          resources: ['leases'],
+          resourceNames: ['kpack-trust-signer-controller'],
+          verbs: ['get', 'update'],
+        },
+      ]);
+    });
+
+    it('with watchNamespaces: a Role per namespace and no ClusterRole', () => {
+      const objects = render(undefined, [
+        ...enabled,
+        '--set',
+        'signer.controller.watchNamespaces={builds,staging}',
+      ]);
+      validateAll(objects);
+      assert.equal(objects.filter((o) => o.kind.startsWith('Cluster')).length, 0);
+      for (const namespace of ['builds', 'staging']) {
+        find(objects, 'Role', `${CONTROLLER}-builds`, namespace);
+        find(objects, 'RoleBinding', `${CONTROLLER}-builds`, namespace);
+      }
+      const args = at(
+        find(objects, 'Deployment', CONTROLLER),
+        'spec',
+        'template',
+        'spec',
+        'containers',
+        0,
+        'args',
+      ) as string[];
+      assert.deepEqual(
+        args.filter((a) => a.startsWith('--watch-namespace=')),
+        ['--watch-namespace=builds', '--watch-namespace=staging'],
+      );
+    });
+
+    it('refuses an http default notary URL and unknown keys', () => {
+      assert.match(
+        rejection(['--set', 'signer.controller.notary.defaultUrl=http://notary.example']),
+        /defaultUrl/,
+      );
+      assert.match(rejection(['--set', 'signer.controller.bogus=1']), /bogus/);
     });
   });
 });
