@@ -47,6 +47,8 @@ export interface DecisionObserver {
     readonly code?: string;
     /** For the log only: the error a failure's reason names by its class (ImageDecision.detail). */
     readonly detail?: string;
+    /** Answered from trust data past its TTL while notary was unavailable: when it was verified (ISO 8601). */
+    readonly stale?: string;
     readonly durationMs: number;
     /**
      * Set on memoised decisions: events carrying the same `memo` object have identical fields
@@ -64,6 +66,19 @@ export interface DecisionObserver {
   }): void;
   /** A cache lookup of a GUN's verified collection. */
   cacheLookup(event: { readonly hit: boolean }): void;
+  /** One answer from verified data past its TTL because notary was unavailable (stale-if-error). */
+  staleServed?(event: {
+    readonly server: string;
+    readonly gun: string;
+    readonly verifiedAt: Date;
+    readonly errorCode: string;
+  }): void;
+  /** A notary server's circuit breaker changed state. */
+  breakerChanged?(event: {
+    readonly server: string;
+    readonly state: 'closed' | 'open' | 'half-open';
+    readonly failures: number;
+  }): void;
 }
 
 /** One image's decision as the admission webhooks read it (the engine's ImageDecision fits). */

@@ -106,7 +106,7 @@ rules:
     assert.deepEqual(JSON.parse(result.output), {
       error: {
         code: 'CONFIG_INVALID',
-        message: `${broken}: extra is not a known key (allowed here: listen, notary, rules, exemptNamespaces, detectionMode, failure, breakGlass, cache)`,
+        message: `${broken}: extra is not a known key (allowed here: listen, notary, rules, exemptNamespaces, detectionMode, failure, breakGlass, cache, circuitBreaker)`,
       },
     });
   });

@@ -77,8 +77,9 @@ describe('decision memo', () => {
 
   it('never answers from a collection at or past its expiry, whatever the TTL', async () => {
     await expireTimestampAfter(repo, HOUR);
+    // Without refresh-ahead, which would renew the collection in the background before it expires.
     const { engine, clock } = engineWith(
-      pinnedConfig(repo, { top: 'cache: { ttlSeconds: 86400 }' }),
+      pinnedConfig(repo, { top: 'cache: { ttlSeconds: 86400, refreshAheadSeconds: 0 }' }),
       fetcher,
     );
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
@@ -103,7 +104,11 @@ describe('decision memo', () => {
 
   it('a failed refresh after the TTL denies, and is not memoised: the next review asks again', async () => {
     const flaky = new ControlledFetcher(fetcher);
-    const { engine, clock, observer } = engineWith(pinnedConfig(repo), flaky);
+    // Without stale-if-error, which would answer from the verified collection instead.
+    const { engine, clock, observer } = engineWith(
+      pinnedConfig(repo, { top: 'cache: { staleIfErrorSeconds: 0 }' }),
+      flaky,
+    );
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
     clock.advance(61_000);
     flaky.failWith = unreachable();
@@ -124,7 +129,11 @@ describe('decision memo', () => {
   it('a verification failure is not memoised either: fixed data is admitted on the next review', async () => {
     const good = repo.bytesOf('timestamp');
     repo.files.set('timestamp.json', Buffer.from(good).fill(0x20, 10, 20));
-    const { engine } = engineWith(pinnedConfig(repo), fetcher);
+    // Without negative caching, which would remember the failure for a few seconds.
+    const { engine } = engineWith(
+      pinnedConfig(repo, { top: 'cache: { negativeTtlSeconds: 0 }' }),
+      fetcher,
+    );
     assert.equal((await engine.review(pod([IMAGE]))).allowed, false);
     repo.files.set('timestamp.json', good);
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);

@@ -33,7 +33,11 @@ import {
   TestClock,
   V1,
   V2,
+  IMAGE,
+  engineWith,
   expireTimestampAfter,
+  pinnedConfig,
+  pod,
   repositoryWithSameRootKey,
   signedRepository,
   unreachable,
@@ -379,6 +383,55 @@ describe('trust cache availability', () => {
       assert.equal(cache.stats().inFlight, MAX_BACKGROUND_REFRESHES);
       await cache.settled();
       assert.equal(recorded.fetches.length, repos.length + MAX_BACKGROUND_REFRESHES);
+    });
+  });
+
+  describe('through the engine', () => {
+    it('admits from stale data with the stale mark in the decision, the log event and the audit annotations', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      const { engine, clock, observer } = engineWith(
+        pinnedConfig(repo, { top: 'circuitBreaker: { failureThreshold: 2 }' }),
+        flaky,
+      );
+      const verifiedAt = clock.current.toISOString();
+      assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
+      clock.advance(TTL);
+      flaky.failWith = unreachable();
+      for (let i = 0; i < 3; i++) {
+        const decision = await engine.decide(pod([IMAGE]));
+        assert.equal(decision.status.allowed, true);
+        assert.equal(decision.images[0]?.stale, verifiedAt);
+        assert.equal(decision.status.auditAnnotations?.['image-0-stale'], verifiedAt);
+        assert.equal(
+          decision.status.auditAnnotations?.['image-0-digest'],
+          `sha256:${V1.digestHex}`,
+        );
+      }
+      assert.equal(engine.trustCache.breakerState(NOTARY), 'open');
+      assert.equal(observer.images.at(-1)?.stale, verifiedAt);
+      assert.equal(observer.images.at(-1)?.memo, undefined, 'a stale answer is never memoised');
+      flaky.failWith = undefined;
+      clock.advance(10_000);
+      const fresh = await engine.decide(pod([IMAGE]));
+      assert.equal(fresh.images[0]?.stale, undefined);
+      assert.equal(fresh.status.auditAnnotations?.['image-0-stale'], undefined);
+      assert.equal(engine.trustCache.breakerState(NOTARY), 'closed');
+    });
+
+    it('denies an image never verified before at once while the breaker is open', async () => {
+      const flaky = new ControlledFetcher(fetcher);
+      flaky.failWith = unreachable();
+      const { engine } = engineWith(
+        pinnedConfig(repo, { top: 'circuitBreaker: { failureThreshold: 1 }' }),
+        flaky,
+      );
+      assert.equal((await engine.review(pod([IMAGE]))).allowed, false);
+      flaky.delayMs = 5_000;
+      const started = performance.now();
+      const decision = await engine.decide(pod([`${REGISTRY}/demo/other:v1`]));
+      assert.ok(performance.now() - started < 100);
+      assert.equal(decision.status.allowed, false);
+      assert.equal(decision.images[0]?.code, 'HTTP_UNREACHABLE');
     });
   });
 });

@@ -39,8 +39,9 @@ describe('trust cache', () => {
   });
 
   it('serves a verified collection until the TTL passes, then updates it', async () => {
+    // Refresh-ahead off: this is the TTL alone (trust-availability.test.ts covers refresh-ahead).
     const { engine, clock, observer } = engineWith(
-      pinnedConfig(repo, { top: 'cache: { ttlSeconds: 60 }' }),
+      pinnedConfig(repo, { top: 'cache: { ttlSeconds: 60, refreshAheadSeconds: 0 }' }),
       fetcher,
     );
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
@@ -60,7 +61,7 @@ describe('trust cache', () => {
   it('never uses a collection at or past its expiry, whatever the TTL', async () => {
     await expireTimestampAfter(repo, HOUR);
     const { engine, clock } = engineWith(
-      pinnedConfig(repo, { top: 'cache: { ttlSeconds: 86400 }' }),
+      pinnedConfig(repo, { top: 'cache: { ttlSeconds: 86400, negativeTtlSeconds: 0 }' }),
       fetcher,
     );
     assert.equal((await engine.review(pod([IMAGE]))).allowed, true);

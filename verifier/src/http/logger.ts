@@ -171,6 +171,7 @@ export class DecisionLog implements DecisionObserver {
       rule: event.rule,
       result: event.result,
       reason: event.reason,
+      stale: event.stale,
       durationMs: round(event.durationMs),
     });
   }
@@ -189,6 +190,14 @@ export class DecisionLog implements DecisionObserver {
 
   cacheLookup(): void {
     // Cache traffic is a metric, not a log line: one per image would double the log volume.
+  }
+
+  // Stale answers are marked on their image.decision lines (`stale`); a line each here would double them.
+
+  breakerChanged(event: Parameters<NonNullable<DecisionObserver['breakerChanged']>>[0]): void {
+    const fields = { server: event.server, state: event.state, failures: event.failures };
+    if (event.state === 'open') this.logger.warn('notary.circuit', fields);
+    else this.logger.info('notary.circuit', fields);
   }
 }
 
@@ -218,6 +227,24 @@ export function combineObservers(...observers: readonly DecisionObserver[]): Dec
       for (const observer of observers) {
         try {
           observer.cacheLookup(event);
+        } catch {
+          // As above.
+        }
+      }
+    },
+    staleServed: (event) => {
+      for (const observer of observers) {
+        try {
+          observer.staleServed?.(event);
+        } catch {
+          // As above.
+        }
+      }
+    },
+    breakerChanged: (event) => {
+      for (const observer of observers) {
+        try {
+          observer.breakerChanged?.(event);
         } catch {
           // As above.
         }

@@ -141,6 +141,8 @@ export class VerifierMetrics implements DecisionObserver {
   private readonly decisionSeconds: Histogram<'result'>;
   private readonly fetchSeconds: Histogram<'server' | 'outcome'>;
   private readonly fetchErrors: Counter<'server' | 'code'>;
+  private readonly staleAnswers: Counter<'server'>;
+  private readonly circuitTransitions: Counter<'server' | 'state'>;
   private readonly cacheLookups: Counter<'result'>;
   private readonly reviews: Counter<'outcome'>;
   private readonly reviewSeconds: Histogram<'outcome'>;
@@ -194,6 +196,18 @@ export class VerifierMetrics implements DecisionObserver {
       name: `${METRIC_PREFIX}notary_fetch_errors_total`,
       help: 'Failed notary collection updates by notary server and error code.',
       labelNames: ['server', 'code'],
+      registers,
+    });
+    this.staleAnswers = new Counter({
+      name: `${METRIC_PREFIX}stale_answers_total`,
+      help: 'Lookups answered from verified trust data past its TTL because notary was unavailable (cache.staleIfErrorSeconds).',
+      labelNames: ['server'],
+      registers,
+    });
+    this.circuitTransitions = new Counter({
+      name: `${METRIC_PREFIX}notary_circuit_transitions_total`,
+      help: "Changes of a notary server's circuit breaker, by the state entered (open, half-open, closed).",
+      labelNames: ['server', 'state'],
       registers,
     });
     this.cacheLookups = new Counter({
@@ -293,6 +307,16 @@ export class VerifierMetrics implements DecisionObserver {
           : 'OTHER';
       this.fetchErrors.inc({ server, code });
     }
+  }
+
+  /** DecisionObserver: one answer from stale trust data. */
+  staleServed(event: Parameters<NonNullable<DecisionObserver['staleServed']>>[0]): void {
+    this.staleAnswers.inc({ server: this.serverLabel(event.server) });
+  }
+
+  /** DecisionObserver: a circuit breaker changed state. */
+  breakerChanged(event: Parameters<NonNullable<DecisionObserver['breakerChanged']>>[0]): void {
+    this.circuitTransitions.inc({ server: this.serverLabel(event.server), state: event.state });
   }
 
   /**

@@ -47,7 +47,13 @@ import type {
   ImageReviewSpec,
   ImageReviewStatus,
 } from '../review.js';
-import { TrustCache, collectionKey, type NotarySource } from '../trust/cache.js';
+import {
+  TrustCache,
+  collectionKey,
+  trustCacheSettings,
+  type CollectionLookup,
+  type NotarySource,
+} from '../trust/cache.js';
 import { NotarySources, httpFetcherFactory, type FetcherFactory } from '../trust/notary-clients.js';
 import { compileNamespaceGlob } from './glob.js';
 import {
@@ -106,6 +112,11 @@ export interface ImageDecision {
   readonly code: string;
   /** True when notary could not be asked (the `failure` setting applies). */
   readonly unavailable?: boolean;
+  /**
+   * Set when the answer came from trust data past its TTL because notary was unavailable
+   * (stale-if-error): when that data was verified, ISO 8601. Also the `image-<i>-stale` annotation.
+   */
+  readonly stale?: string;
   readonly durationMs: number;
 }
 
@@ -161,9 +172,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     this.sources = new NotarySources(options.fetcherFor ?? httpFetcherFactory, config.notary);
     this.cache = new TrustCache({
-      maxRepositories: config.cache.maxRepositories,
-      maxTrustStates: config.cache.maxTrustStates,
-      ttlMs: config.cache.ttlSeconds * 1000,
+      ...trustCacheSettings(config),
       now: this.now,
       ...(options.observer === undefined ? {} : { observer: options.observer }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
@@ -190,11 +199,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     const rules = new RuleSet(config.rules);
     const exempt = config.exemptNamespaces.map(compileNamespaceGlob);
     const retired = this.sources.reconfigure(config.notary);
-    this.cache.resize({
-      maxRepositories: config.cache.maxRepositories,
-      maxTrustStates: config.cache.maxTrustStates,
-      ttlMs: config.cache.ttlSeconds * 1000,
-    });
+    this.cache.resize(trustCacheSettings(config));
     this.current = config;
     this.rules = rules;
     this.exempt = exempt;
@@ -314,6 +319,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     if (e.role !== undefined) event.role = e.role;
     if (e.rule !== undefined) event.rule = e.rule;
     if (e.code !== undefined) event.code = e.code;
+    if (e.stale !== undefined) event.stale = e.stale;
     // Only a memoised outcome is met again; marking the others would only churn observers' caches.
     if (outcome.lasting && this.memoEntries > 0) event.memo = e;
     this.observer.imageDecided(event);
@@ -354,6 +360,7 @@ export class ImagePolicyEngine implements ImageReviewer {
       if (d.tag !== undefined) auditAnnotations[`image-${i}-tag`] = d.tag;
       if (d.rule !== undefined) auditAnnotations[`image-${i}-rule`] = d.rule;
       if (d.result === 'would-deny') auditAnnotations[`image-${i}-would-deny`] = d.reason;
+      if (d.stale !== undefined) auditAnnotations[`image-${i}-stale`] = d.stale;
     });
 
     const reasons = denied.slice(0, MAX_REASONS).map((d) => `${d.image}: ${d.reason}`);
@@ -498,15 +505,20 @@ export class ImagePolicyEngine implements ImageReviewer {
 
   /** The outcome from the cached collection while it is fresh; undefined when it must be fetched. */
   private cachedOutcome(route: VerifyRoute): Outcome | undefined {
-    const collection = this.cache.freshCollection(route.key);
+    const collection = this.cache.freshCollection(
+      route.key,
+      route.source,
+      route.gun,
+      route.rule.trust.anchor,
+    );
     return collection === undefined ? undefined : this.resolvedOutcome(route, collection);
   }
 
   /** The outcome after updating the collection (shared with concurrent lookups). */
   private async fetchedOutcome(route: VerifyRoute): Promise<Outcome> {
-    let collection: TrustedCollection;
+    let lookup: CollectionLookup;
     try {
-      collection = await this.cache.collection(route.source, route.gun, route.rule.trust.anchor);
+      lookup = await this.cache.lookup(route.source, route.gun, route.rule.trust.anchor);
     } catch (error) {
       const verdict = deny(route.rule.detectionMode, {
         rule: route.rule.name,
@@ -514,7 +526,12 @@ export class ImagePolicyEngine implements ImageReviewer {
       });
       return transient(route.image, route.namespace, verdict);
     }
-    return this.resolvedOutcome(route, collection);
+    const outcome = this.resolvedOutcome(route, lookup.collection);
+    if (lookup.stale === undefined) return outcome;
+    // Verified data standing in for an unavailable notary: said in the log line, the metrics and
+    // the audit annotations, and never memoised (the next review asks notary again).
+    const stale = lookup.stale.verifiedAt.toISOString();
+    return transient(route.image, route.namespace, { ...outcome.verdict, stale });
   }
 
   /**
@@ -582,6 +599,7 @@ function eventOf(image: string, namespace: string, v: Verdict): Outcome['event']
     result: v.result,
     reason: v.reason,
     code: v.code,
+    ...(v.stale === undefined ? {} : { stale: v.stale }),
   };
 }
 

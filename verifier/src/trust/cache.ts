@@ -38,6 +38,7 @@
  */
 import { createHash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import type { VerifierConfig } from '../config/types.js';
 import {
   TrustError,
   isTrustError,
@@ -448,6 +449,23 @@ function deadlineError(source: NotarySource, gun: string): TrustError {
     },
     `notary ${source.server} gave no complete trust data for ${gun} within ${source.timeoutMs} ms`,
   );
+}
+
+/** The cache settings a verifier configuration asks for. */
+export function trustCacheSettings(config: VerifierConfig): Required<TrustCacheSettings> {
+  const cache = config.cache;
+  return {
+    maxRepositories: cache.maxRepositories,
+    maxTrustStates: cache.maxTrustStates,
+    ttlMs: cache.ttlSeconds * 1000,
+    staleIfErrorMs: cache.staleIfErrorSeconds * 1000,
+    negativeTtlMs: cache.negativeTtlSeconds * 1000,
+    refreshAheadMs: cache.refreshAheadSeconds * 1000,
+    breaker: {
+      failureThreshold: config.circuitBreaker.failureThreshold,
+      cooldownMs: config.circuitBreaker.cooldownSeconds * 1000,
+    },
+  };
 }
 
 /** Key of a (server, GUN, anchor) triple; the anchor by a fingerprint of what it pins. */
