@@ -167,6 +167,10 @@ export class KubeHttp {
     return new Promise<IncomingMessage>((resolve, reject) => {
       const req = send(options, (res) => {
         clearTimeout(timer);
+        // One listener per request on a long-lived signal: drop it when the response is over.
+        res.on('close', () => {
+          signal?.removeEventListener('abort', onAbort);
+        });
         resolve(res);
       });
       // Deadline for the answer's headers; a watch body then streams as long as the server keeps it.
@@ -179,6 +183,7 @@ export class KubeHttp {
       signal?.addEventListener('abort', onAbort, { once: true });
       req.on('error', (err) => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
         reject(err);
       });
       req.end(payload);
