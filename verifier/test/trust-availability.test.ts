@@ -412,6 +412,10 @@ describe('trust cache availability', () => {
       assert.equal(observer.images.at(-1)?.memo, undefined, 'a stale answer is never memoised');
       flaky.failWith = undefined;
       clock.advance(10_000);
+      // The cool-down is over: this review still answers stale at once while the probe runs.
+      const probing = await engine.decide(pod([IMAGE]));
+      assert.equal(probing.images[0]?.stale, verifiedAt);
+      await engine.trustCache.settled();
       const fresh = await engine.decide(pod([IMAGE]));
       assert.equal(fresh.images[0]?.stale, undefined);
       assert.equal(fresh.status.auditAnnotations?.['image-0-stale'], undefined);

@@ -240,6 +240,12 @@ export class TrustCache {
     if (pending?.expired !== undefined)
       return this.fallback(key, source.server, gun, pending.expired);
     const update = pending ?? this.start(key, source, gun, anchor);
+    if (cached !== undefined && this.breakers.state(source.server) !== 'closed') {
+      // The server is known to be down: the update (at most the half-open probe) goes on in the
+      // background, and this review answers from stale data at once rather than waiting for it.
+      const down = circuitNotClosed(source.server);
+      if (this.staleAllowed(cached, now)) return this.fallback(key, source.server, gun, down);
+    }
     return update.answer.then(
       (collection) => ({ collection }),
       (error: unknown) => this.fallback(key, source.server, gun, error),
@@ -301,6 +307,16 @@ export class TrustCache {
     return now - entry.verifiedAt < this.options.ttlMs && now < entry.collection.expires.getTime();
   }
 
+  /** Whether stale-if-error may answer from `entry` at `now`. */
+  private staleAllowed(entry: CachedCollection, now: number): boolean {
+    const window = this.options.staleIfErrorMs ?? 0;
+    return (
+      window > 0 &&
+      now < entry.verifiedAt + this.options.ttlMs + window &&
+      now < entry.collection.expires.getTime()
+    );
+  }
+
   /** The last verified collection when `error` is an outage and stale-if-error allows it; else `error`. */
   private fallback(
     key: string,
@@ -308,14 +324,9 @@ export class TrustCache {
     gun: string,
     error: unknown,
   ): Promise<CollectionLookup> {
-    const window = this.options.staleIfErrorMs ?? 0;
-    const entry = window > 0 && isUnavailable(error) ? this.collections.get(key) : undefined;
+    const entry = isUnavailable(error) ? this.collections.get(key) : undefined;
     if (entry !== undefined) {
-      const now = this.options.now().getTime();
-      if (
-        now < entry.verifiedAt + this.options.ttlMs + window &&
-        now < entry.collection.expires.getTime()
-      ) {
+      if (this.staleAllowed(entry, this.options.now().getTime())) {
         const stale: StaleAnswer = {
           verifiedAt: new Date(entry.verifiedAt),
           errorCode: (error as TrustError).code,
@@ -432,6 +443,15 @@ export class TrustCache {
       throw error;
     }
   }
+}
+
+/** Why a lookup answered stale without waiting: the server's circuit is open or probing. */
+function circuitNotClosed(server: string): TrustError {
+  return new TrustError(
+    'HTTP_UNREACHABLE',
+    { url: server, problem: 'circuit open' },
+    `notary ${server} is not asked: circuit open`,
+  );
 }
 
 /** What was thrown, as an Error (ours always are; anything else is wrapped, not lost). */
