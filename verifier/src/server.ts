@@ -326,6 +326,7 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
   const metrics = new VerifierMetrics();
   let configFingerprint = await fingerprintOf(configPath);
   let config = await options.engine.loadConfig(configPath);
+  metrics.setNotaryServers(config.notary.map((entry) => entry.server));
   const engine = options.engine.createEngine(
     config,
     combineObservers(metrics, new DecisionLog(logger)),
@@ -370,6 +371,7 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
       if (!force && fingerprint === configFingerprint) return true;
       next = await options.engine.loadConfig(configPath);
       engine.reconfigure(next);
+      metrics.setNotaryServers(next.notary.map((entry) => entry.server));
     } catch (error) {
       metrics.reloaded('config', false);
       logger.error('config.reload-failed', {

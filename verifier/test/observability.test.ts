@@ -52,14 +52,18 @@ describe('classifyReason', () => {
       'not_signed',
     ],
     [
-      'notary https://notary.test failed to serve trust data for registry.test/x: timed out',
+      'notary https://notary.test is unavailable for registry.test/x (timed out)',
       'notary_unavailable',
     ],
     [
-      'notary https://notary.test is missing trust data: snapshot.json answered 404',
+      'notary https://notary.test is missing trust data for registry.test/x (HTTP 404)',
       'notary_unavailable',
     ],
-    ['internal error while checking notary https://notary.test: boom', 'internal'],
+    [
+      'no trust data for h:1/x from notary https://h:1 (not signed there, or the server did not serve it)',
+      'no_trust_data',
+    ],
+    ['internal error while checking notary https://notary.test for registry.test/x', 'internal'],
     [
       'trust data for registry.test/x from notary https://notary.test failed verification: whatever',
       'verification_failed',
@@ -116,7 +120,10 @@ describe('classifyReason', () => {
 
 describe('VerifierMetrics', () => {
   it('counts notary fetches, errors by code and cache hits, with bounded labels', async () => {
-    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const metrics = new VerifierMetrics({
+      defaultMetrics: false,
+      notaryServers: ['https://notary.test'],
+    });
     metrics.notaryFetched({
       server: 'https://notary.test',
       gun: 'registry.test/a',
@@ -137,6 +144,16 @@ describe('VerifierMetrics', () => {
       errorCode: 'free text from somewhere',
       durationMs: 5,
     });
+    // Servers the config does not name (a pod's own host:port) share one label value.
+    for (const server of ['https://10.0.0.1:22', 'https://attacker.example:1']) {
+      metrics.notaryFetched({
+        server,
+        gun: 'h/x',
+        ok: false,
+        errorCode: 'HTTP_UNREACHABLE',
+        durationMs: 1,
+      });
+    }
     metrics.cacheLookup({ hit: true });
     metrics.cacheLookup({ hit: true });
     metrics.cacheLookup({ hit: false });
@@ -151,6 +168,7 @@ describe('VerifierMetrics', () => {
       'kpack_trust_verifier_notary_fetch_duration_seconds_count{server="https://notary.test",outcome="ok"} 1',
       'kpack_trust_verifier_notary_fetch_duration_seconds_count{server="https://notary.test",outcome="error"} 2',
       'kpack_trust_verifier_notary_fetch_duration_seconds_bucket{le="10",server="https://notary.test",outcome="error"} 2',
+      'kpack_trust_verifier_notary_fetch_errors_total{server="implicit",code="HTTP_UNREACHABLE"} 2',
       'kpack_trust_verifier_cache_lookups_total{result="hit"} 2',
       'kpack_trust_verifier_cache_lookups_total{result="miss"} 1',
       'kpack_trust_verifier_image_decisions_total{result="denied",reason="not_signed"} 1',
@@ -158,6 +176,7 @@ describe('VerifierMetrics', () => {
       assert.ok(lines.includes(line), `missing: ${line}`);
     }
     assert.ok(!body.includes('registry.test/'), 'neither GUNs nor images become label values');
+    assert.ok(!/10\.0\.0\.1|attacker/.test(body), 'nor unconfigured servers');
   });
 
   it('counts hot counters between scrapes without losing or repeating any', async () => {

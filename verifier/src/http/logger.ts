@@ -171,6 +171,8 @@ export class DecisionLog implements DecisionObserver {
       rule: event.rule,
       result: event.result,
       reason: event.reason,
+      // The error behind a failure's reason, which names only its class (never sent to the pod).
+      detail: event.detail,
       stale: event.stale,
       durationMs: round(event.durationMs),
     });

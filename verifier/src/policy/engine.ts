@@ -9,11 +9,24 @@
  * A rule (or the global setting) in detection mode turns its denials into 'would-deny': admitted,
  * reported in the audit annotations and to the observer.
  *
- * Notary failing (unreachable, timing out, 5xx, auth, garbled or oversized answers) denies the
- * image with that reason — fail closed — unless `failure: 'error'`, where the review rejects with
- * REVIEW_FAILED so the HTTP layer answers 5xx and the apiserver's `defaultAllow` decides. A
- * definite denial of another image of the pod still wins over the error. Failed verification
+ * Notary failing denies the image — fail closed. Only an outage of a notary server named in the
+ * config (unreachable, timing out, 5xx) is "unavailable": under `failure: 'error'` the review then
+ * rejects with REVIEW_FAILED, the HTTP layer answers 5xx and the apiserver's `defaultAllow` decides.
+ * Everything else is a definite denial, because the pod's author can cause it: a server not named
+ * in the config (`https://<registry>` for any host:port a rule's glob lets through) is theirs to
+ * make refuse, hang or fail; and on a configured server, answers about one GUN (auth refused for
+ * its scope, 4xx, garbled or oversized metadata) are in the hands of whoever publishes that GUN.
+ * A definite denial of another image of the pod wins over the error. Failed verification
  * (signatures, hashes, rollback, expiry, untrusted root) is a verdict, never an "error".
+ *
+ * Denial reasons go back to whoever created the pod, so a failure to get trust data names the
+ * image and the class of failure only ("notary … is unavailable for … (timed out)"), never the
+ * transport error: naming `ECONNREFUSED 127.0.0.1:2` or an OpenSSL message for any host:port the
+ * author writes would make the verifier a port scanner of its own network. For servers not in the
+ * config every such failure reads the same, whether refused, timing out, TLS, DNS or an HTTP error
+ * (each tells a closed port from an open one, or a TLS service from a plain one). The detail goes
+ * to the log (the `detail` of the decision event), never to the reason, audit annotations or
+ * metrics labels.
  *
  * Audit annotations (bare keys; the apiserver prefixes `imagepolicywebhook.image-policy.k8s.io/`),
  * for container index i in the order the apiserver sent them, the first 100 images only:
@@ -54,7 +67,12 @@ import {
   type CollectionLookup,
   type NotarySource,
 } from '../trust/cache.js';
-import { NotarySources, httpFetcherFactory, type FetcherFactory } from '../trust/notary-clients.js';
+import {
+  NotarySources,
+  httpFetcherFactory,
+  type FetcherFactory,
+  type PooledNotarySource,
+} from '../trust/notary-clients.js';
 import { compileNamespaceGlob } from './glob.js';
 import {
   DEFAULT_MEMO_ENTRIES,
@@ -84,6 +102,8 @@ export interface ImagePolicyEngineOptions {
   readonly concurrency?: number;
   /** Entries of each decision memo (image routes, pod statuses); 0 turns memoising off. */
   readonly memoEntries?: number;
+  /** Clients kept for notary servers not named in the config (LRU; see notary-clients.ts). */
+  readonly maxImplicitClients?: number;
 }
 
 /** What happened to one image. */
@@ -110,8 +130,13 @@ export interface ImageDecision {
    * notary update (HTTP_UNREACHABLE, VERSION_ROLLBACK, EXPIRED, …; INTERNAL for a bug).
    */
   readonly code: string;
-  /** True when notary could not be asked (the `failure` setting applies). */
+  /** True when a configured notary server could not be asked (the `failure` setting applies). */
   readonly unavailable?: boolean;
+  /**
+   * For the log only, never for the pod's author: the error behind a failure to get trust data
+   * (transport errors, HTTP answers, bugs) that `reason` names only by its class.
+   */
+  readonly detail?: string;
   /**
    * Set when the answer came from trust data past its TTL because notary was unavailable
    * (stale-if-error): when that data was verified, ISO 8601. Also the `image-<i>-stale` annotation.
@@ -133,13 +158,8 @@ const MAX_ANNOTATED_IMAGES = 100;
 const MAX_REASONS = 20;
 const DEFAULT_CONCURRENCY = 32;
 
-/** Errors that mean "notary could not be asked", as opposed to a verdict on the trust data. */
-const UNAVAILABLE_CODES = new Set<string>([
-  'HTTP_UNREACHABLE',
-  'AUTH_FAILED',
-  'METADATA_MALFORMED',
-  'DOWNLOAD_TOO_LARGE',
-]);
+/** Longest clause of a reason taken from an error message (attacker-served data can be long). */
+const MAX_CLAUSE = 500;
 
 /** An image decision without the image and the time it took. */
 export type Verdict = Omit<ImageDecision, 'image' | 'durationMs'>;
@@ -170,7 +190,13 @@ export class ImagePolicyEngine implements ImageReviewer {
     this.now = options.now ?? (() => new Date());
     this.observer = options.observer;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    this.sources = new NotarySources(options.fetcherFor ?? httpFetcherFactory, config.notary);
+    this.sources = new NotarySources(
+      options.fetcherFor ?? httpFetcherFactory,
+      config.notary,
+      options.maxImplicitClients === undefined
+        ? {}
+        : { maxImplicitClients: options.maxImplicitClients },
+    );
     this.cache = new TrustCache({
       ...trustCacheSettings(config),
       now: this.now,
@@ -182,6 +208,11 @@ export class ImagePolicyEngine implements ImageReviewer {
   /** The configuration in force. */
   get config(): VerifierConfig {
     return this.current;
+  }
+
+  /** The pool of notary clients (for diagnostics and tests). */
+  get notarySources(): NotarySources {
+    return this.sources;
   }
 
   /** The trust cache (for diagnostics and tests). */
@@ -319,6 +350,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     if (e.role !== undefined) event.role = e.role;
     if (e.rule !== undefined) event.rule = e.rule;
     if (e.code !== undefined) event.code = e.code;
+    if (e.detail !== undefined) event.detail = e.detail;
     if (e.stale !== undefined) event.stale = e.stale;
     // Only a memoised outcome is met again; marking the others would only churn observers' caches.
     if (outcome.lasting && this.memoEntries > 0) event.memo = e;
@@ -414,12 +446,13 @@ export class ImagePolicyEngine implements ImageReviewer {
     try {
       route = this.newRoute(image, namespace, config, rules);
     } catch (error) {
-      // A bug must not crash the review or admit the image: deny it, as notary failures are.
+      // A bug must not crash the review or admit the image: deny it — definitively, since the
+      // image string that hit the bug is the pod author's.
       const message = error instanceof Error ? error.message : String(error);
       const verdict = deny(config.detectionMode, {
-        reason: `internal error while deciding: ${sentence(message)}`,
+        reason: 'internal error while deciding',
         code: 'INTERNAL',
-        unavailable: true,
+        detail: sentence(message),
       });
       return { kind: 'settled', outcome: transient(image, namespace, verdict) };
     }
@@ -522,7 +555,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     } catch (error) {
       const verdict = deny(route.rule.detectionMode, {
         rule: route.rule.name,
-        ...explainFailure(error, route.source.server, route.gun),
+        ...explainFailure(error, route.source, route.gun),
       });
       return transient(route.image, route.namespace, verdict);
     }
@@ -547,7 +580,7 @@ export class ImagePolicyEngine implements ImageReviewer {
     } catch (error) {
       verdict = deny(route.rule.detectionMode, {
         rule: route.rule.name,
-        ...explainFailure(error, route.source.server, route.gun),
+        ...explainFailure(error, route.source, route.gun),
       });
       return transient(route.image, route.namespace, verdict);
     }
@@ -599,6 +632,7 @@ function eventOf(image: string, namespace: string, v: Verdict): Outcome['event']
     result: v.result,
     reason: v.reason,
     code: v.code,
+    ...(v.detail === undefined ? {} : { detail: v.detail }),
     ...(v.stale === undefined ? {} : { stale: v.stale }),
   };
 }
@@ -623,51 +657,140 @@ function freezeStatus(status: ImageReviewStatus): ImageReviewStatus {
 /** A denial, or in detection mode a would-deny that admits. */
 function deny(
   detection: boolean,
-  facts: { reason: string; code: string; rule?: string; unavailable?: boolean },
+  facts: { reason: string; code: string; rule?: string; unavailable?: boolean; detail?: string },
 ): Verdict {
   return { ...facts, result: detection ? 'would-deny' : 'denied' };
 }
 
-/** The sentence and classification of a failed collection update. */
+/** Why a failed collection update denies, as the pod's author reads it; see the module comment. */
+interface FailureExplanation {
+  reason: string;
+  code: string;
+  unavailable?: boolean;
+  detail?: string;
+}
+
+/** The outcome code of every failure to get trust data from a server not named in the config. */
+export const NO_TRUST_DATA = 'NO_TRUST_DATA';
+
+/** The reason and classification of a failed collection update (see the module comment). */
 function explainFailure(
   error: unknown,
-  server: string,
+  source: PooledNotarySource,
   gun: string,
-): { reason: string; code: string; unavailable?: boolean } {
-  if (!isTrustError(error)) {
-    const message = error instanceof Error ? error.message : String(error);
+): FailureExplanation {
+  const server = source.server;
+  const detail = sentence(error instanceof Error ? error.message : String(error));
+  const unverified = !isTrustError(error) || NOT_SERVED_CODES.has(error.code);
+  if (unverified && source.implicit) {
+    // One sentence for refused, timed out, TLS, DNS, any HTTP status and garbage alike.
     return {
-      reason: `internal error while checking notary ${server}: ${sentence(message)}`,
-      code: 'INTERNAL',
-      unavailable: true,
+      reason: `no trust data for ${gun} from notary ${server} (not signed there, or the server did not serve it)`,
+      code: NO_TRUST_DATA,
+      detail,
     };
   }
-  const message = sentence(error.message);
-  if (isTrustError(error, 'HTTP_STATUS') && error.facts.status === 404) {
-    if (error.facts.url.endsWith('/root.json')) {
+  if (!isTrustError(error)) {
+    return {
+      reason: `internal error while checking notary ${server} for ${gun}`,
+      code: 'INTERNAL',
+      detail,
+    };
+  }
+  if (isTrustError(error, 'HTTP_UNREACHABLE')) {
+    return {
+      reason: `notary ${server} is unavailable for ${gun} (${transportClass(error)})`,
+      code: error.code,
+      unavailable: true,
+      detail,
+    };
+  }
+  if (isTrustError(error, 'HTTP_STATUS')) {
+    const status = error.facts.status;
+    if (status === 404 && error.facts.url.endsWith('/root.json')) {
       return {
         reason: `not signed in notary ${server} (no trust data for ${gun})`,
         code: error.code,
       };
     }
-    return { reason: `notary ${server} is missing trust data: ${message}`, code: error.code };
-  }
-  if (UNAVAILABLE_CODES.has(error.code) || isTrustError(error, 'HTTP_STATUS')) {
+    if (status === 404) {
+      return {
+        reason: `notary ${server} is missing trust data for ${gun} (HTTP 404)`,
+        code: error.code,
+        detail,
+      };
+    }
+    if (status >= 500) {
+      return {
+        reason: `notary ${server} is unavailable for ${gun} (HTTP ${status})`,
+        code: error.code,
+        unavailable: true,
+        detail,
+      };
+    }
     return {
-      reason: `notary ${server} failed to serve trust data for ${gun}: ${message}`,
+      reason: `notary ${server} refused trust data for ${gun} (HTTP ${status})`,
       code: error.code,
-      unavailable: true,
+      detail,
+    };
+  }
+  if (isTrustError(error, 'AUTH_FAILED')) {
+    return {
+      reason: `notary ${server} refused the verifier access to ${gun} (authentication failed)`,
+      code: error.code,
+      detail,
     };
   }
   return {
-    reason: `trust data for ${gun} from notary ${server} failed verification: ${message}`,
+    reason: `trust data for ${gun} from notary ${server} failed verification: ${clause(error.message)}`,
     code: error.code,
   };
+}
+
+/** Failures to get trust data at all, as opposed to verdicts on trust data that was served. */
+const NOT_SERVED_CODES = new Set<string>([
+  'HTTP_UNREACHABLE',
+  'HTTP_STATUS',
+  'AUTH_FAILED',
+  'METADATA_MALFORMED',
+  'DOWNLOAD_TOO_LARGE',
+]);
+
+// Node's TLS and OpenSSL error codes: certificate checks and handshake failures.
+const TLS_CODE =
+  /^(?:EPROTO|ERR_SSL_|ERR_TLS_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_|HOSTNAME_)/;
+const DNS_CODES = new Set(['ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME']);
+
+/**
+ * The class of a transport failure of a configured server — its operator's own — for the reason:
+ * the error's cause (the socket error NotaryHttpClient keeps) or its deadline wording.
+ */
+function transportClass(error: TrustError<'HTTP_UNREACHABLE'>): string {
+  let cause: unknown = error.cause;
+  // A retried stale keep-alive socket wraps the socket error once more.
+  for (let depth = 0; depth < 3 && cause instanceof Error; depth++) {
+    const code = (cause as NodeJS.ErrnoException).code ?? '';
+    if (TLS_CODE.test(code)) return 'TLS handshake failed';
+    if (DNS_CODES.has(code)) return 'host name not resolved';
+    if (cause.name === 'TimeoutError') return 'timed out';
+    if (code !== '') return 'connection failed';
+    cause = cause.cause;
+  }
+  const problem = error.facts.problem;
+  if (/within \d+ ms|timed? ?out/i.test(problem)) return 'timed out';
+  if (/^TLS\b/.test(problem)) return 'TLS handshake failed';
+  return 'connection failed';
 }
 
 /** A message as a clause: no trailing period, one line. */
 function sentence(message: string): string {
   return message.replace(/\s+/g, ' ').trim().replace(/\.$/, '');
+}
+
+/** A message as a bounded clause of a reason. */
+function clause(message: string): string {
+  const text = sentence(message);
+  return text.length > MAX_CLAUSE ? `${text.slice(0, MAX_CLAUSE)}…` : text;
 }
 
 /** Maps with at most `limit` calls in flight, keeping order. */

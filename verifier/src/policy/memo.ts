@@ -22,7 +22,7 @@ import { LRUCache } from 'lru-cache';
 import type { ImageReference, TrustedCollection } from '@kpack-trust/common';
 import type { PolicyRule } from '../config/types.js';
 import type { DecisionObserver, ImageReviewSpec, ImageReviewStatus } from '../review.js';
-import type { NotarySource } from '../trust/cache.js';
+import type { PooledNotarySource } from '../trust/notary-clients.js';
 import type { Verdict } from './engine.js';
 
 /** Default slots of each memo. */
@@ -49,7 +49,7 @@ export interface VerifyRoute {
   readonly namespace: string;
   readonly ref: ImageReference;
   readonly rule: Extract<PolicyRule, { action: 'verify' }>;
-  readonly source: NotarySource;
+  readonly source: PooledNotarySource;
   readonly gun: string;
   /** The trust-cache key of (server, GUN, anchor). */
   readonly key: string;

@@ -3,8 +3,20 @@
  * cache) and replaced only when that server's settings change on reload. Registries without an
  * entry use Docker's mapping (`docker.io` → notary.docker.io, else `https://<registry>`) with the
  * public CA roots and the default deadline.
+ *
+ * Those implicit servers are chosen by whoever writes the pod (any `host:port` a rule's glob lets
+ * through), so their clients — each with its agents, sockets, TLS context and token cache — live in
+ * an LRU of `maxImplicitClients`: a flood of distinct hosts costs at most that many clients. An
+ * evicted client is closed once the requests under way on it have ended; a source still held by a
+ * memoised route asks the pool again, so nothing outside the LRU ever opens a connection.
  */
-import { NotaryHttpClient, notaryServerFor, type MetadataFetcher } from '@kpack-trust/common';
+import { LRUCache } from 'lru-cache';
+import {
+  NotaryHttpClient,
+  TrustError,
+  notaryServerFor,
+  type MetadataFetcher,
+} from '@kpack-trust/common';
 import { CONFIG_DEFAULTS } from '../config/parse.js';
 import type { NotaryEndpointConfig } from '../config/types.js';
 import type { NotarySource } from './cache.js';
@@ -14,6 +26,9 @@ export type ClosableFetcher = MetadataFetcher & { close?(): void };
 
 /** Builds the fetcher for one notary server; tests inject in-memory ones. */
 export type FetcherFactory = (endpoint: NotaryEndpointConfig) => ClosableFetcher;
+
+/** Clients kept for registries without a notary entry, by default. */
+export const DEFAULT_MAX_IMPLICIT_CLIENTS = 64;
 
 /** The production factory: NotaryHttpClient, pinned to the entry's CA bundle when one is given. */
 export const httpFetcherFactory: FetcherFactory = (endpoint) =>
@@ -25,20 +40,52 @@ export const httpFetcherFactory: FetcherFactory = (endpoint) =>
     userAgent: 'kpack-trust-verifier',
   });
 
-interface PooledSource extends NotarySource {
+/**
+ * A notary source of the pool. `implicit` when no notary entry names its registry: the pod's author
+ * chose that server, so its failures are never "notary unavailable" (see policy/engine.ts).
+ */
+export interface PooledNotarySource extends NotarySource {
+  readonly implicit: boolean;
+}
+
+interface PooledSource extends PooledNotarySource {
   readonly identity: string;
   readonly fetcher: ClosableFetcher;
+}
+
+/** Options of NotarySources. */
+export interface NotarySourcesOptions {
+  /** Most clients kept for registries without an entry; default DEFAULT_MAX_IMPLICIT_CLIENTS. */
+  readonly maxImplicitClients?: number;
 }
 
 /** The notary sources of the current configuration. */
 export class NotarySources {
   private readonly factory: FetcherFactory;
   private byRegistry = new Map<string, PooledSource>();
-  /** Fetchers for registries without an entry, created on first use. */
-  private implicit = new Map<string, PooledSource>();
+  /** Configured servers' URLs: their failures may be outages (see PooledNotarySource). */
+  private configuredServers = new Set<string>();
+  /** Sources of registries without an entry, created on first use; evicting one retires it. */
+  private readonly implicit: LRUCache<string, PooledSource>;
+  /** Clients of implicit sources made and not yet closed (evicted ones still busy count). */
+  private readonly clients = { open: 0 };
 
-  constructor(factory: FetcherFactory, endpoints: readonly NotaryEndpointConfig[]) {
+  constructor(
+    factory: FetcherFactory,
+    endpoints: readonly NotaryEndpointConfig[],
+    options: NotarySourcesOptions = {},
+  ) {
     this.factory = factory;
+    const max = options.maxImplicitClients ?? DEFAULT_MAX_IMPLICIT_CLIENTS;
+    if (!Number.isSafeInteger(max) || max < 1) {
+      throw new RangeError(`maxImplicitClients must be a positive integer, got ${max}`);
+    }
+    this.implicit = new LRUCache<string, PooledSource>({
+      max,
+      dispose: (source) => {
+        source.fetcher.close?.();
+      },
+    });
     this.reconfigure(endpoints);
   }
 
@@ -48,9 +95,7 @@ export class NotarySources {
    */
   reconfigure(endpoints: readonly NotaryEndpointConfig[]): ClosableFetcher[] {
     const previous = new Map<string, PooledSource>();
-    for (const s of [...this.byRegistry.values(), ...this.implicit.values()]) {
-      previous.set(s.identity, s);
-    }
+    for (const s of this.byRegistry.values()) previous.set(s.identity, s);
     const next = new Map<string, PooledSource>();
     for (const endpoint of endpoints) {
       const identity = identityOf(endpoint);
@@ -59,21 +104,18 @@ export class NotarySources {
       previous.delete(identity);
     }
     this.byRegistry = next;
-    const kept = new Set([...next.values()].map((s) => s.identity));
-    // Implicit sources stay unless an explicit entry now covers their registry.
-    const implicit = new Map<string, PooledSource>();
-    for (const [registry, source] of this.implicit) {
-      if (!next.has(registry)) {
-        implicit.set(registry, source);
-        kept.add(source.identity);
-      }
+    this.configuredServers = new Set([...next.values()].map((s) => s.server));
+    // Implicit sources stay unless an explicit entry now covers their registry (deleting one
+    // retires its client once idle).
+    for (const registry of [...this.implicit.keys()]) {
+      if (next.has(registry)) this.implicit.delete(registry);
     }
-    this.implicit = implicit;
+    const kept = new Set([...next.values()].map((s) => s.identity));
     return [...previous.values()].filter((s) => !kept.has(s.identity)).map((s) => s.fetcher);
   }
 
   /** The source for an image's registry. */
-  forRegistry(registry: string): NotarySource {
+  forRegistry(registry: string): PooledNotarySource {
     const configured = this.byRegistry.get(registry);
     if (configured !== undefined) return configured;
     let source = this.implicit.get(registry);
@@ -83,10 +125,23 @@ export class NotarySources {
         server: notaryServerFor(registry),
         timeoutMs: CONFIG_DEFAULTS.notaryTimeoutMs,
       };
-      source = this.create(endpoint, identityOf(endpoint));
+      source = {
+        identity: identityOf(endpoint),
+        server: endpoint.server,
+        timeoutMs: endpoint.timeoutMs,
+        implicit: true,
+        fetcher: new ImplicitFetcher(endpoint, this.factory, this.clients, () =>
+          this.forRegistry(registry),
+        ),
+      };
       this.implicit.set(registry, source);
     }
     return source;
+  }
+
+  /** True when `server` is the URL of a configured notary entry. */
+  isConfigured(server: string): boolean {
+    return this.configuredServers.has(server);
   }
 
   /** Every fetcher in use, for shutdown. */
@@ -94,13 +149,76 @@ export class NotarySources {
     return [...this.byRegistry.values(), ...this.implicit.values()].map((s) => s.fetcher);
   }
 
+  /** Implicit sources held, and their clients not yet closed (evicted ones still busy count). */
+  implicitStats(): { readonly sources: number; readonly openClients: number } {
+    return { sources: this.implicit.size, openClients: this.clients.open };
+  }
+
   private create(endpoint: NotaryEndpointConfig, identity: string): PooledSource {
     return {
       identity,
       server: endpoint.server,
       timeoutMs: endpoint.timeoutMs,
+      implicit: false,
       fetcher: this.factory(endpoint),
     };
+  }
+}
+
+/**
+ * The fetcher of an implicit source: makes its client on first use (an invalid server URL then
+ * fails that fetch, not the route), and once retired — evicted from the LRU, or closed — closes the
+ * client as soon as no request is under way on it, and sends later requests back to the pool.
+ */
+class ImplicitFetcher implements ClosableFetcher {
+  private client: ClosableFetcher | undefined;
+  private busy = 0;
+  private retired = false;
+
+  constructor(
+    private readonly endpoint: NotaryEndpointConfig,
+    private readonly factory: FetcherFactory,
+    private readonly clients: { open: number },
+    private readonly current: () => { readonly fetcher: MetadataFetcher },
+  ) {}
+
+  async fetchMetadata(...args: Parameters<MetadataFetcher['fetchMetadata']>): Promise<Uint8Array> {
+    // Through the pool, so that use keeps the client recent in the LRU (memoised routes skip
+    // forRegistry); a retired fetcher hands the request to its registry's current one.
+    const current = this.current().fetcher;
+    if (current !== this) return current.fetchMetadata(...args);
+    if (this.retired) {
+      // Closed while still pooled: the engine is shutting down.
+      throw new TrustError(
+        'HTTP_UNREACHABLE',
+        { url: this.endpoint.server, problem: 'the notary client is closed' },
+        `notary ${this.endpoint.server}: the notary client is closed.`,
+      );
+    }
+    this.busy += 1;
+    try {
+      if (this.client === undefined) {
+        this.client = this.factory(this.endpoint);
+        this.clients.open += 1;
+      }
+      return await this.client.fetchMetadata(...args);
+    } finally {
+      this.busy -= 1;
+      if (this.retired && this.busy === 0) this.release();
+    }
+  }
+
+  close(): void {
+    this.retired = true;
+    if (this.busy === 0) this.release();
+  }
+
+  private release(): void {
+    const client = this.client;
+    if (client === undefined) return;
+    this.client = undefined;
+    this.clients.open -= 1;
+    client.close?.();
   }
 }
 
