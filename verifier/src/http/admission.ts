@@ -15,6 +15,8 @@
 import { performance } from 'node:perf_hooks';
 import type { DecidedImage, ImageReviewSpec, PodDecider } from '../review.js';
 import {
+  ADMISSION_API_VERSION,
+  ADMISSION_REVIEW_KIND,
   admissionReviewReply,
   parseAdmissionReview,
   refusal,
@@ -45,7 +47,7 @@ export interface AdmissionOptions {
   readonly maxPatchBytes?: number;
 }
 
-/** The HTTP status and the JSON body of an answer. */
+/** The HTTP status and the body of an answer: a value to serialize, or JSON bytes already made. */
 export interface AdmissionAnswer {
   readonly httpStatus: number;
   readonly body: unknown;
@@ -58,6 +60,19 @@ export type AdmissionHandler = (
   started: number,
 ) => AdmissionAnswer | Promise<AdmissionAnswer>;
 
+/** How many images a patch pins, and the patch (undefined when none, or when over the limit). */
+interface PinningPatch {
+  readonly pins: number;
+  readonly patch: string | undefined;
+}
+
+/** The reply up to the uid's value. */
+const REPLY_HEAD = `{"apiVersion":${JSON.stringify(ADMISSION_API_VERSION)},"kind":${JSON.stringify(ADMISSION_REVIEW_KIND)},"response":{"uid":`;
+
+/** Patches are kept only for pods this small, and this many container layouts per status. */
+const MAX_CACHED_CONTAINERS = 8;
+const MAX_LAYOUTS_PER_STATUS = 16;
+
 /** Warnings returned per review at most, and characters per warning (the apiserver truncates too). */
 const MAX_WARNINGS = 20;
 const MAX_WARNING_LENGTH = 512;
@@ -66,6 +81,7 @@ const MAX_WARNING_LENGTH = 512;
 export function createAdmission(options: AdmissionOptions): AdmissionHandler {
   const { decider, metrics, logger, maxImages } = options;
   const maxPatchBytes = options.maxPatchBytes ?? DEFAULT_MAX_PATCH_BYTES;
+  const patches = new WeakMap<object, Map<string, PinningPatch>>();
 
   const ok = (
     webhook: Webhook,
@@ -183,26 +199,65 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
       if (warnings !== undefined) response.warnings = warnings;
       if (webhook === 'validate')
         return ok(webhook, 'allowed', started, admissionReviewReply(response));
-      return patched(response, containers, images, started);
+      return patched(response, containers, status, images, started);
     }, failed);
   };
+
+  /**
+   * The encoded patch, kept beside a memoised status: the engine returns the same frozen status
+   * object only for the same outcomes (so the same digests), and the layout key names every
+   * container's place and image, which is all else a patch depends on.
+   */
+  function patchFor(
+    status: object,
+    containers: readonly PodContainer[],
+    images: readonly DecidedImage[],
+  ): PinningPatch {
+    const cacheable = containers.length <= MAX_CACHED_CONTAINERS && Object.isFrozen(status);
+    let layout = '';
+    let byLayout: Map<string, PinningPatch> | undefined;
+    if (cacheable) {
+      for (const c of containers) layout += `${c.list}\n${c.index}\n${c.image}\n`;
+      byLayout = patches.get(status);
+      const known = byLayout?.get(layout);
+      if (known !== undefined) return known;
+    }
+    const operations = pinningPatch(containers, images);
+    const made: PinningPatch = {
+      pins: operations.length,
+      patch: operations.length === 0 ? undefined : encodePatch(operations, maxPatchBytes),
+    };
+    if (cacheable) {
+      if (byLayout === undefined) patches.set(status, (byLayout = new Map<string, PinningPatch>()));
+      if (byLayout.size >= MAX_LAYOUTS_PER_STATUS) byLayout.clear();
+      byLayout.set(layout, made);
+    }
+    return made;
+  }
 
   function patched(
     response: { -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K] },
     containers: readonly PodContainer[],
+    status: object,
     images: readonly DecidedImage[],
     started: number,
   ): AdmissionAnswer {
-    const operations = pinningPatch(containers, images);
-    if (operations.length === 0)
-      return ok('mutate', 'allowed', started, admissionReviewReply(response));
-    const patch = encodePatch(operations, maxPatchBytes);
+    const { pins, patch } = patchFor(status, containers, images);
+    if (pins === 0) return ok('mutate', 'allowed', started, admissionReviewReply(response));
     if (patch === undefined) {
       // Admitting without the pins would trust the registry after all: refuse instead.
       const message =
-        `pinning ${operations.length} images to their digests needs a patch over ` +
+        `pinning ${pins} images to their digests needs a patch over ` +
         `${maxPatchBytes} bytes, so the pod is denied`;
       return ok('mutate', 'denied', started, refusal(response.uid, 403, message));
+    }
+    if (response.warnings === undefined) {
+      // The common answer, as bytes: only the uid differs between pods pinned alike, so the rest
+      // is serialized once (the same fields, in the same order, as admissionReviewReply makes).
+      const bytes = Buffer.from(
+        `${REPLY_HEAD}${JSON.stringify(response.uid)},"allowed":true,"patchType":"JSONPatch","patch":${JSON.stringify(patch)}}}`,
+      );
+      return ok('mutate', 'patched', started, bytes);
     }
     response.patchType = 'JSONPatch';
     response.patch = patch;

@@ -150,7 +150,13 @@ export class VerifierMetrics implements DecisionObserver {
   private readonly reloads: Counter<'kind' | 'result'>;
   private readonly admissionReviews: Counter<'webhook' | 'outcome'>;
   private readonly admissionSeconds: Histogram<'webhook'>;
-  private readonly admissionCounts = new Map<string, number>();
+  private readonly admissionCounts: Record<
+    'mutate' | 'validate',
+    Record<AdmissionOutcome, number>
+  > = {
+    mutate: { allowed: 0, patched: 0, denied: 0, rejected: 0, error: 0 },
+    validate: { allowed: 0, patched: 0, denied: 0, rejected: 0, error: 0 },
+  };
   private readonly classify: ReasonClassifier;
   /** URLs of the notary servers named in the config: the only `server` label values but one. */
   private notaryServers: ReadonlySet<string>;
@@ -274,17 +280,17 @@ export class VerifierMetrics implements DecisionObserver {
     outcome: AdmissionOutcome,
     seconds: number,
   ): void {
-    const key = `${webhook} ${outcome}`;
-    this.admissionCounts.set(key, (this.admissionCounts.get(key) ?? 0) + 1);
+    this.admissionCounts[webhook][outcome] += 1;
     this.admissionSeconds.observe({ webhook }, seconds);
   }
 
   private flushAdmissions(): void {
-    for (const [key, count] of this.admissionCounts) {
-      const [webhook = '', outcome = ''] = key.split(' ');
-      if (count > 0) this.admissionReviews.inc({ webhook, outcome }, count);
+    for (const [webhook, counts] of Object.entries(this.admissionCounts)) {
+      for (const outcome of Object.keys(counts) as AdmissionOutcome[]) {
+        if (counts[outcome] > 0) this.admissionReviews.inc({ webhook, outcome }, counts[outcome]);
+        counts[outcome] = 0;
+      }
     }
-    this.admissionCounts.clear();
   }
 
   /** DecisionObserver: counts and times one image decision. */

@@ -1,0 +1,394 @@
+/**
+ * Benchmark (not a test): cached `/mutate` AdmissionReviews beside cached ImageReviews of the same
+ * pod, against the same verifier process, in one run — the throughput of the admission webhook
+ * path as a share of the ImagePolicyWebhook path's.
+ *
+ *   npm run build && npm run bench:verifier-admission
+ *   node verifier/dist/bench/admission.js [--seconds 5] [--connections 16] [--rounds 5]
+ *     [--only mutate|image-policy]   (one path, e.g. with BENCH_PROFILE_DIR=dir for a CPU profile)
+ *
+ * Each path gets what kube-apiserver sends it for one pod created with `kubectl run`: the
+ * ImagePolicyWebhook plugin a small ImageReview of the image, the webhook dispatcher the whole
+ * defaulted Pod (managedFields, the service-account token volume, tolerations, …) in an
+ * AdmissionReview. The verifier answers the ImageReview with its memoised reply bytes and the
+ * AdmissionReview with a pinning patch made per request. The server is the real stack (bench/
+ * fixture.ts: HTTPS listener, app, engine with a warm trust cache, metrics, a log line per
+ * decision to /dev/null) in a child process; this process drives the load over raw TLS sockets
+ * (bench/load.ts). Rounds alternate which path goes first; the result is the median of the
+ * per-round ratios, against the goal (≥ 0.9), with the same share computed from the server's CPU
+ * time per request (less sensitive to other load on the machine than req/s).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import {
+  GUN,
+  IMAGE,
+  benchTls,
+  memoryFetcher,
+  signedRepository,
+  startVerifier,
+  writeBenchConfig,
+} from './fixture.js';
+import { closedLoop, jsonPost, percentile, rate } from './load.js';
+
+const { values } = parseArgs({
+  options: {
+    serve: { type: 'string' },
+    dir: { type: 'string' },
+    seconds: { type: 'string', default: '5' },
+    connections: { type: 'string', default: '16' },
+    rounds: { type: 'string', default: '5' },
+    only: { type: 'string' },
+  },
+});
+
+const GOAL = 0.9;
+
+/** What the ImagePolicyWebhook plugin sends for the pod. */
+const IMAGE_REVIEW = JSON.stringify({
+  apiVersion: 'imagepolicy.k8s.io/v1alpha1',
+  kind: 'ImageReview',
+  spec: { containers: [{ image: IMAGE }], annotations: {}, namespace: 'default' },
+});
+
+/** The Pod `kubectl run app --image=…` makes, as the dispatcher sends it after defaulting. */
+const POD = {
+  kind: 'Pod',
+  apiVersion: 'v1',
+  metadata: {
+    name: 'app',
+    namespace: 'default',
+    creationTimestamp: null,
+    labels: { run: 'app' },
+    managedFields: [
+      {
+        manager: 'kubectl-run',
+        operation: 'Update',
+        apiVersion: 'v1',
+        time: '2026-12-06T12:00:00Z',
+        fieldsType: 'FieldsV1',
+        fieldsV1: {
+          'f:metadata': { 'f:labels': { '.': {}, 'f:run': {} } },
+          'f:spec': {
+            'f:containers': {
+              'k:{"name":"app"}': {
+                '.': {},
+                'f:image': {},
+                'f:imagePullPolicy': {},
+                'f:name': {},
+                'f:resources': {},
+                'f:terminationMessagePath': {},
+                'f:terminationMessagePolicy': {},
+              },
+            },
+            'f:dnsPolicy': {},
+            'f:enableServiceLinks': {},
+            'f:restartPolicy': {},
+            'f:schedulerName': {},
+            'f:securityContext': {},
+            'f:terminationGracePeriodSeconds': {},
+          },
+        },
+      },
+    ],
+  },
+  spec: {
+    volumes: [
+      {
+        name: 'kube-api-access-7x2kq',
+        projected: {
+          sources: [
+            { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
+            { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+            {
+              downwardAPI: {
+                items: [
+                  {
+                    path: 'namespace',
+                    fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' },
+                  },
+                ],
+              },
+            },
+          ],
+          defaultMode: 420,
+        },
+      },
+    ],
+    containers: [
+      {
+        name: 'app',
+        image: IMAGE,
+        resources: {},
+        volumeMounts: [
+          {
+            name: 'kube-api-access-7x2kq',
+            readOnly: true,
+            mountPath: '/var/run/secrets/kubernetes.io/serviceaccount',
+          },
+        ],
+        terminationMessagePath: '/dev/termination-log',
+        terminationMessagePolicy: 'File',
+        imagePullPolicy: 'IfNotPresent',
+      },
+    ],
+    restartPolicy: 'Always',
+    terminationGracePeriodSeconds: 30,
+    dnsPolicy: 'ClusterFirst',
+    serviceAccountName: 'default',
+    serviceAccount: 'default',
+    securityContext: {},
+    schedulerName: 'default-scheduler',
+    tolerations: [
+      {
+        key: 'node.kubernetes.io/not-ready',
+        operator: 'Exists',
+        effect: 'NoExecute',
+        tolerationSeconds: 300,
+      },
+      {
+        key: 'node.kubernetes.io/unreachable',
+        operator: 'Exists',
+        effect: 'NoExecute',
+        tolerationSeconds: 300,
+      },
+    ],
+    priority: 0,
+    enableServiceLinks: true,
+    preemptionPolicy: 'PreemptLowerPriority',
+  },
+  status: {},
+};
+
+/** The AdmissionReview the dispatcher sends for that Pod. */
+const ADMISSION_REVIEW = JSON.stringify({
+  kind: 'AdmissionReview',
+  apiVersion: 'admission.k8s.io/v1',
+  request: {
+    uid: '0c7b3a9e-2f4d-4b8a-9a3e-5d1f2c6b7e80',
+    kind: { group: '', version: 'v1', kind: 'Pod' },
+    resource: { group: '', version: 'v1', resource: 'pods' },
+    requestKind: { group: '', version: 'v1', kind: 'Pod' },
+    requestResource: { group: '', version: 'v1', resource: 'pods' },
+    name: 'app',
+    namespace: 'default',
+    operation: 'CREATE',
+    userInfo: {
+      username: 'kubernetes-admin',
+      groups: ['kubeadm:cluster-admins', 'system:authenticated'],
+    },
+    object: POD,
+    oldObject: null,
+    dryRun: false,
+    options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'kubectl-run' },
+  },
+});
+
+function emit(record: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(record)}\n`);
+}
+
+const round = (value: number, digits = 3): number => Number(value.toFixed(digits));
+
+async function serveChild(dir: string): Promise<void> {
+  const repo = await signedRepository(GUN);
+  const config = await writeBenchConfig(dir, repo.rootKeys[0]?.publicKey.id ?? '');
+  const { listener, engine } = await startVerifier(config, memoryFetcher(repo));
+  const warm = await engine.review({
+    containers: [{ image: IMAGE }],
+    annotations: {},
+    namespace: 'default',
+  });
+  if (!warm.allowed) throw new Error(`the fixture image is not admitted: ${warm.reason ?? ''}`);
+  process.on('message', (message: { type?: string }) => {
+    if (message.type === 'cpu') process.send?.({ type: 'cpu', usage: process.cpuUsage() });
+  });
+  process.on('disconnect', () => process.exit(0));
+  process.send?.({ type: 'ready', port: listener.port });
+}
+
+function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
+  // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of the server process there.
+  const profileDir = process.env['BENCH_PROFILE_DIR'];
+  const child = fork(fileURLToPath(import.meta.url), ['--serve', 'verifier', '--dir', dir], {
+    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    execArgv: [
+      ...process.execArgv,
+      ...(profileDir !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+    ],
+  });
+  return new Promise((resolve, reject) => {
+    child.once('message', (message: { type?: string; port?: number }) => {
+      if (message.type === 'ready') resolve({ child, port: message.port ?? 0 });
+    });
+    child.once('exit', (code) => {
+      reject(new Error(`server child exited with ${String(code)}`));
+    });
+  });
+}
+
+/** The server child's CPU time so far. */
+function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
+  return new Promise((resolve) => {
+    const onMessage = (message: { type?: string; usage?: NodeJS.CpuUsage }): void => {
+      if (message.type !== 'cpu' || message.usage === undefined) return;
+      child.off('message', onMessage);
+      resolve(message.usage);
+    };
+    child.on('message', onMessage);
+    child.send({ type: 'cpu' });
+  });
+}
+
+/** One request on each path, checked: an admission, and on /mutate the pinning patch. */
+async function checkAnswers(port: number, ca: string): Promise<void> {
+  const { request } = await import('node:https');
+  const post = (path: string, body: string): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const req = request(
+        {
+          host: '127.0.0.1',
+          port,
+          path,
+          method: 'POST',
+          ca,
+          headers: { 'Content-Type': 'application/json' },
+        },
+        (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => {
+            resolve(JSON.parse(text));
+          });
+        },
+      );
+      req.on('error', reject);
+      req.end(body);
+    });
+  const review = (await post('/', IMAGE_REVIEW)) as { status?: { allowed?: boolean } };
+  if (review.status?.allowed !== true)
+    throw new Error(`ImageReview not admitted: ${JSON.stringify(review)}`);
+  const admission = (await post('/mutate', ADMISSION_REVIEW)) as {
+    response?: { allowed?: boolean; patch?: string };
+  };
+  const patch = Buffer.from(admission.response?.patch ?? '', 'base64').toString('utf8');
+  if (admission.response?.allowed !== true || !patch.includes('@sha256:')) {
+    throw new Error(`AdmissionReview not admitted with a pin: ${JSON.stringify(admission)}`);
+  }
+}
+
+function median(list: readonly number[]): number {
+  const sorted = [...list].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  const options = {
+    seconds: Number(values.seconds),
+    connections: Number(values.connections),
+    rounds: Number(values.rounds),
+  };
+  const cpu = cpus();
+  emit({
+    bench: 'environment',
+    node: process.version,
+    cpus: cpu.length,
+    cpuModel: cpu[0]?.model ?? 'unknown',
+    memoryGiB: round(totalmem() / 2 ** 30, 1),
+    loadAverage: loadavg().map((l) => round(l, 2)),
+    ...options,
+    imageReviewBytes: Buffer.byteLength(IMAGE_REVIEW),
+    admissionReviewBytes: Buffer.byteLength(ADMISSION_REVIEW),
+  });
+  const tls = await benchTls();
+  let child: ChildProcess | undefined;
+  try {
+    const started = await startChild(tls.dir);
+    child = started.child;
+    const { port } = started;
+    await checkAnswers(port, tls.caPem);
+    const paths = {
+      'image-policy': jsonPost('/', IMAGE_REVIEW),
+      mutate: jsonPost('/mutate', ADMISSION_REVIEW),
+    } as const;
+    for (const request of Object.values(paths)) {
+      // JIT warm-up, not measured.
+      await closedLoop(
+        { port, ca: tls.caPem, request },
+        { connections: options.connections, seconds: 1 },
+      );
+    }
+    const ratios: number[] = [];
+    const cpuRatios: number[] = [];
+    const perPath: Record<keyof typeof paths, number[]> = { 'image-policy': [], mutate: [] };
+    const cpuPerPath: Record<keyof typeof paths, number[]> = { 'image-policy': [], mutate: [] };
+    for (let r = 1; r <= options.rounds; r += 1) {
+      const both: (keyof typeof paths)[] =
+        r % 2 === 1 ? ['image-policy', 'mutate'] : ['mutate', 'image-policy'];
+      const order = both.filter((path) => values.only === undefined || path === values.only);
+      const measured: Partial<Record<keyof typeof paths, number>> = {};
+      const cpuMeasured: Partial<Record<keyof typeof paths, number>> = {};
+      for (const path of order) {
+        const before = await cpuOf(child);
+        const result = await closedLoop(
+          { port, ca: tls.caPem, request: paths[path] },
+          { connections: options.connections, seconds: options.seconds },
+        );
+        const after = await cpuOf(child);
+        const cpuMicros = after.user - before.user + (after.system - before.system);
+        const cpuPerRequest = cpuMicros / Math.max(1, result.requests);
+        measured[path] = rate(result);
+        cpuMeasured[path] = cpuPerRequest;
+        perPath[path].push(rate(result));
+        cpuPerPath[path].push(cpuPerRequest);
+        emit({
+          bench: 'cached-admission',
+          path,
+          round: r,
+          requests: result.requests,
+          errors: result.errors,
+          reqPerSec: round(rate(result), 1),
+          p50Ms: round(percentile(result.latenciesMs, 50)),
+          p99Ms: round(percentile(result.latenciesMs, 99)),
+          serverCpuMicrosPerRequest: round(cpuPerRequest, 1),
+        });
+      }
+      ratios.push((measured.mutate ?? 0) / (measured['image-policy'] ?? Number.NaN));
+      cpuRatios.push((cpuMeasured['image-policy'] ?? 0) / (cpuMeasured.mutate ?? Number.NaN));
+    }
+    const ratio = median(ratios);
+    emit({
+      bench: 'cached-admission',
+      result: 'comparison',
+      rounds: options.rounds,
+      imagePolicyReqPerSecMedian: round(median(perPath['image-policy']), 1),
+      mutateReqPerSecMedian: round(median(perPath.mutate), 1),
+      mutateShareOfImagePolicy: round(ratio),
+      mutateShareOfImagePolicyPerRound: ratios.map((x) => round(x)),
+      imagePolicyCpuMicrosPerRequestMedian: round(median(cpuPerPath['image-policy']), 1),
+      mutateCpuMicrosPerRequestMedian: round(median(cpuPerPath.mutate), 1),
+      // The same share from server CPU per request: steadier than req/s on a busy machine.
+      mutateShareByCpu: round(median(cpuRatios)),
+      mutateShareByCpuPerRound: cpuRatios.map((x) => round(x)),
+      goalShare: GOAL,
+      meetsShareGoal: ratio >= GOAL,
+    });
+  } finally {
+    if (child !== undefined && child.exitCode === null) {
+      const exited = new Promise((resolve) => child?.once('exit', resolve));
+      child.disconnect();
+      await exited;
+    }
+    await rm(tls.dir, { recursive: true, force: true });
+  }
+}
+
+if (values.serve !== undefined) {
+  await serveChild(values.dir ?? '.');
+} else {
+  await main();
+}
