@@ -25,6 +25,12 @@ export interface TrustErrorFacts {
   /** Bytes do not match the length or hash the parent role states for them. */
   HASH_MISMATCH: { role: string; algorithm: string; expected: string; actual: string };
   LENGTH_MISMATCH: { role: string; expected: number; actual: number };
+  /**
+   * Metadata asks for more work than this client does for one role: more keys, signatures or
+   * certificates than it accepts, or more signature checks than a chain search may spend. A
+   * verdict on the data (the same bytes fail the same way), never an outage.
+   */
+  LIMIT_EXCEEDED: { role: string; what: string; limit: number; actual: number };
   /** A download exceeded the maximum allowed for its role. */
   DOWNLOAD_TOO_LARGE: { role: string; limit: number; url: string };
   /** A parent role does not list a child it should (snapshot without targets, say). */
@@ -39,6 +45,11 @@ export interface TrustErrorFacts {
   DELEGATION_PATH_VIOLATION: { role: string; target: string };
   /** An image reference does not follow the Docker reference grammar. */
   REFERENCE_INVALID: { reference: string; problem: string };
+  /**
+   * The first role that signs a target name does not give what a pull needs: a 32-byte sha256
+   * (docker/cli convertTarget). Resolution stops there rather than asking the next role.
+   */
+  TARGET_INVALID: { gun: string; role: string; target: string; problem: string };
   /** A tag or digest is not signed in the collection. */
   TARGET_NOT_FOUND: { gun: string; target: string };
   /** The notary server answered with an unexpected HTTP status. */
@@ -89,4 +100,35 @@ export function isTrustError<C extends TrustErrorCode>(
   code?: C,
 ): value is TrustError<C> {
   return value instanceof TrustError && (code === undefined || value.code === code);
+}
+
+// Verdicts on the bytes a server served, as opposed to failing to get them (HTTP_*, AUTH_FAILED)
+// or to local input and configuration: the same bytes fail the same way again.
+const REJECTED_TRUST_DATA: ReadonlySet<TrustErrorCode> = new Set<TrustErrorCode>([
+  'METADATA_MALFORMED',
+  'WRONG_ROLE_TYPE',
+  'KEY_INVALID',
+  'KEY_ID_MISMATCH',
+  'SIGNATURE_THRESHOLD',
+  'EXPIRED',
+  'VERSION_ROLLBACK',
+  'HASH_MISMATCH',
+  'LENGTH_MISMATCH',
+  'LIMIT_EXCEEDED',
+  'DOWNLOAD_TOO_LARGE',
+  'META_MISSING',
+  'ROOT_NOT_TRUSTED',
+  'CERTIFICATE_INVALID',
+  'DELEGATION_PATH_VIOLATION',
+  'TARGET_INVALID',
+]);
+
+/**
+ * True when `value` rejects the trust data a notary server served (bad signatures, rollback, an
+ * unanchored root, limits exceeded, …) rather than reporting that the server could not be asked.
+ * A caller may remember such a failure briefly per server and GUN instead of redoing the work on
+ * every request — as a failure, never as a verdict that admits anything.
+ */
+export function isRejectedTrustData(value: unknown): value is TrustError {
+  return isTrustError(value) && REJECTED_TRUST_DATA.has(value.code);
 }

@@ -46,6 +46,13 @@ const MIN_RSA_SIGNATURE_BYTES = MIN_RSA_BITS / 8;
 // verifiers.go passes rsa.PSSOptions{SaltLength: sha256.Size}: exactly 32, not "auto".
 const PSS_SALT_LENGTH = 32;
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+/**
+ * Most certificates one x509 key may bundle (leaf and intermediates). Notary's bundles hold one
+ * self-signed certificate, a CA-issued one a few; every certificate costs a parse here and
+ * signature checks in a chain search, and the bundle comes from the server before anything in it
+ * is trusted.
+ */
+export const MAX_CERTIFICATES_PER_KEY = 10;
 
 /** Hex sha256 of the canonical `{"keytype","keyval":{"private":null,"public"}}` (TUFKey.ID). */
 export function keyIdOf(json: PublicKeyJson): string {
@@ -211,7 +218,10 @@ export class PublicKey {
       }
       case 'ecdsa-x509':
       case 'rsa-x509': {
-        const { certificates, problem } = readCertificates(bytes.toString('utf8'));
+        const { certificates, problem } = readCertificates(
+          bytes.toString('utf8'),
+          MAX_CERTIFICATES_PER_KEY,
+        );
         const leaf = certificates[0];
         if (!leaf || problem !== undefined) throw invalid(problem ?? 'no certificate found');
         const expected = type === 'ecdsa-x509' ? 'ec' : 'rsa';
@@ -333,15 +343,25 @@ function checkCurve(key: KeyObject, invalid: (problem: string) => TrustError): v
 /**
  * Parses a key's certificate bundle (leaf first, then intermediates) the way notary's
  * LoadCertBundleFromPEM does: every block must be a parseable CERTIFICATE. Unlike Go we also refuse
- * text outside the blocks, which notary never writes.
+ * text outside the blocks, which notary never writes, and bundles above `maxCertificates`.
  */
-export function readCertificates(text: string): {
+export function readCertificates(
+  text: string,
+  maxCertificates = Number.POSITIVE_INFINITY,
+): {
   certificates: X509Certificate[];
   problem: string | undefined;
 } {
   try {
     const { blocks, outside } = decodePem(text);
     if (blocks.length === 0) return { certificates: [], problem: 'no PEM certificate found' };
+    // Counted before any certificate is parsed: a bundle's size is the sender's choice.
+    if (blocks.length > maxCertificates) {
+      return {
+        certificates: [],
+        problem: `bundles ${blocks.length} certificates, more than the ${maxCertificates} accepted`,
+      };
+    }
     if (outside !== '') return { certificates: [], problem: 'text outside the PEM blocks' };
     const certificates: X509Certificate[] = [];
     for (const block of blocks) {

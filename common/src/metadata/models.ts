@@ -4,8 +4,18 @@
  * delegated roles with `name`, `keyids`, `threshold`, `paths`.
  */
 import type { JsonValue } from '../canonical/json.js';
+import { TrustError } from '../errors.js';
 import { PublicKey } from '../keys/public-key.js';
+import type { WorkMeter } from '../work.js';
 import { FieldReader, malformed } from './fields.js';
+
+/**
+ * Most keys a root.json may list. Notary's roots list one to a few keys per role; the keys arrive
+ * before anything vouches for them, and each costs a key or certificate import.
+ */
+export const MAX_ROOT_KEYS = 64;
+/** Most keys one targets role may delegate to (its `delegations.keys`). */
+export const MAX_DELEGATION_KEYS = 1024;
 
 /** The four top-level roles of a Notary v1 repository. */
 export type TopLevelRole = 'root' | 'targets' | 'snapshot' | 'timestamp';
@@ -83,9 +93,29 @@ function readCommon(r: FieldReader, expectedType: string): CommonMetadata {
   return { version: r.field('version').integer(1), expires: r.field('expires').time() };
 }
 
-function readKeys(r: FieldReader): Map<string, PublicKey> {
+/** Throws LIMIT_EXCEEDED when the `keys` object at `r` lists more than `limit` keys; nothing is parsed. */
+function checkKeyCount(r: FieldReader, limit: number): void {
+  const actual = Object.keys(r.object()).length;
+  if (actual > limit) {
+    throw new TrustError(
+      'LIMIT_EXCEEDED',
+      { role: r.role, what: 'keys', limit, actual },
+      `${r.role} lists ${actual} keys in ${r.path}, more than the ${limit} accepted`,
+    );
+  }
+}
+
+function readKeys(
+  r: FieldReader,
+  limit: number,
+  work?: WorkMeter,
+  only?: ReadonlySet<string>,
+): Map<string, PublicKey> {
+  checkKeyCount(r, limit);
   const keys = new Map<string, PublicKey>();
   for (const [id, keyReader] of r.entries()) {
+    if (only && !only.has(id)) continue;
+    if (work) work.keysParsed++;
     const key = PublicKey.fromJson(keyReader.value, { role: r.role, field: keyReader.path });
     // A key listed under an id it does not hash to could smuggle a second copy of one key into a
     // threshold; notary rejects such metadata, and so do we.
@@ -129,11 +159,55 @@ function readMeta(r: FieldReader): Map<string, FileMeta> {
   return meta;
 }
 
-/** Parses the `signed` portion of root.json. */
-export function parseRoot(signed: JsonValue, role = 'root'): RootMetadata {
+/** The version of a root.json's `signed` value (checking `_type`), without parsing any key. */
+export function rootVersionOf(signed: JsonValue, role = 'root'): number {
+  return readCommon(new FieldReader(role, 'signed', signed), 'Root').version;
+}
+
+/** The root role of a root.json and only its keys: what a trust anchor is checked against. */
+export interface RootRoleKeys extends CommonMetadata {
+  readonly root: RoleKeys;
+  /** The root-role keys parsed (all, or those selected), each checked against its id; no other key. */
+  readonly keys: ReadonlyMap<string, PublicKey>;
+}
+
+/**
+ * Reads the version and the root role's keys of root.json without parsing any other key, so a root
+ * that no pinned key anchors is refused before the rest of its (attacker-sized) key list is
+ * imported; `select` narrows further which root-role keys are parsed (the rest are only checked to
+ * be listed). parseRoot still checks the whole file before the root is trusted.
+ */
+export function parseRootRoleKeys(
+  signed: JsonValue,
+  role = 'root',
+  work?: WorkMeter,
+  select?: (keyId: string) => boolean,
+): RootRoleKeys {
   const r = new FieldReader(role, 'signed', signed);
   const common = readCommon(r, 'Root');
-  const keys = readKeys(r.field('keys'));
+  const root = readRoleKeys(r.field('roles').field('root'));
+  const keysReader = r.field('keys');
+  checkKeyCount(keysReader, MAX_ROOT_KEYS);
+  const listed = keysReader.object();
+  for (const id of root.keyIds) {
+    if (!Object.hasOwn(listed, id)) {
+      throw malformed(
+        role,
+        'signed.roles.root.keyids',
+        `names key ${id} that is not in signed.keys`,
+      );
+    }
+  }
+  const wanted = new Set(select ? root.keyIds.filter(select) : root.keyIds);
+  const keys = readKeys(keysReader, MAX_ROOT_KEYS, work, wanted);
+  return { ...common, root, keys };
+}
+
+/** Parses the `signed` portion of root.json. */
+export function parseRoot(signed: JsonValue, role = 'root', work?: WorkMeter): RootMetadata {
+  const r = new FieldReader(role, 'signed', signed);
+  const common = readCommon(r, 'Root');
+  const keys = readKeys(r.field('keys'), MAX_ROOT_KEYS, work);
   const rolesReader = r.field('roles');
   const roles = {} as Record<TopLevelRole, RoleKeys>;
   for (const name of ['root', 'targets', 'snapshot', 'timestamp'] as const) {
@@ -164,7 +238,9 @@ export function parseTargets(signed: JsonValue, role = 'targets'): TargetsMetada
   const common = readCommon(r, 'Targets');
   const targets = readMeta(r.field('targets'));
   const d = r.field('delegations');
-  const keys = d.present() ? readKeys(d.field('keys')) : new Map<string, PublicKey>();
+  const keys = d.present()
+    ? readKeys(d.field('keys'), MAX_DELEGATION_KEYS)
+    : new Map<string, PublicKey>();
   const roles: DelegatedRole[] = [];
   if (d.present()) {
     for (const entry of d.field('roles').array()) {

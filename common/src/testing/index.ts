@@ -3,3 +3,4 @@ export * from './fixture-repository.js';
 export * from './memory-fetcher.js';
 export * from './hash.js';
 export * from './tls.js';
+export * from './hostile-root.js';

@@ -18,6 +18,7 @@ import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
 import {
   parseRoot,
+  parseRootRoleKeys,
   parseSnapshot,
   parseTargets,
   parseTimestamp,
@@ -29,11 +30,15 @@ import {
   type TargetsMetadata,
   type TimestampMetadata,
 } from '../metadata/models.js';
+import type { WorkMeter } from '../work.js';
 import {
   anchoredRootKeys,
+  newChainBudget,
   rootCertificateProblems,
+  type AnchoredKeys,
   type CertificateProblem,
   type CompiledAnchor,
+  type RootKeySet,
 } from './anchor.js';
 import { isPathAllowed } from './paths.js';
 
@@ -96,6 +101,8 @@ export interface CollectionVerifierOptions {
    * was left out. Ignored for writers (`allowExpired`).
    */
   readonly invalidDelegations?: 'fail' | 'record';
+  /** Counts the costly steps (signature checks, key parses) for tests and benchmarks. */
+  readonly work?: WorkMeter;
 }
 
 type Stage = 'root' | 'timestamp' | 'snapshot' | 'targets' | 'delegations';
@@ -107,6 +114,9 @@ export class CollectionVerifier {
   private readonly floors: Record<string, number>;
   private readonly allowExpired: boolean;
   private readonly recordInvalid: boolean;
+  private readonly work: WorkMeter | undefined;
+  // One budget of CA chain signature checks for every root this run looks at.
+  private readonly chainBudget = newChainBudget();
   private stage: Stage = 'root';
   private root: RootMetadata | undefined;
   private rootBytes: Uint8Array | undefined;
@@ -122,6 +132,7 @@ export class CollectionVerifier {
     this.floors = { ...(options.floors ?? {}) };
     this.allowExpired = options.allowExpired === true;
     this.recordInvalid = options.invalidDelegations === 'record' && !this.allowExpired;
+    this.work = options.work;
   }
 
   /** The root currently trusted (after anchoring/resuming and any rotations). */
@@ -131,32 +142,44 @@ export class CollectionVerifier {
 
   /**
    * Trusts a root this client has not seen, through the anchor: the root must be signed, to its
-   * threshold, by root keys the anchor pins (and pass certificate checks).
+   * threshold, by root keys the anchor pins (and pass certificate checks). Only the root role's
+   * keys are parsed until that holds: the rest of an unanchored root is never imported.
    */
   anchorRoot(bytes: Uint8Array, anchor: CompiledAnchor): RootMetadata {
     this.expectStage('root', 'root', 'an initial root was already loaded');
     if (this.root) this.fail('root', 'an initial root was already loaded');
     const envelope = parseEnvelope(bytes, 'root');
-    const root = parseRoot(envelope.signed);
-    const { keyIds, certificateProblems } = anchoredRootKeys(root, anchor, this.gun, this.now);
+    const rootRole = parseRootRoleKeys(envelope.signed, 'root', this.work);
+    const { keyIds, certificateProblems, limitExceeded } = this.pinnedRootKeys(rootRole, anchor);
     if (keyIds.size === 0) {
       const bad = certificateProblems[0];
       if (bad) throw this.certificateInvalid(bad);
+      if (limitExceeded) throw limitExceeded;
       throw new TrustError(
         'ROOT_NOT_TRUSTED',
         { gun: this.gun, problem: 'no root key matches the pinned trust anchor' },
-        `root of ${this.gun} (version ${root.version}) is not signed by a pinned root key`,
+        `root of ${this.gun} (version ${rootRole.version}) is not signed by a pinned root key`,
       );
     }
-    this.verifyRootSignatures(
-      envelope,
-      root,
-      { keyIds: [...keyIds], threshold: root.roles.root.threshold },
-      root.keys,
-    );
+    this.verifyRootSignatures(envelope, rootRole, {
+      keyIds: [...keyIds],
+      threshold: rootRole.root.threshold,
+    });
+    const root = parseRoot(envelope.signed, 'root', this.work);
     this.root = root;
     this.rootBytes = bytes;
     return root;
+  }
+
+  /**
+   * The root-role keys of `root` (as far as parsed) that the anchor vouches for, spending this
+   * run's CA chain budget: anchorRoot's test, also used to search older roots for the pinned one.
+   */
+  pinnedRootKeys(root: RootKeySet, anchor: CompiledAnchor): AnchoredKeys {
+    return anchoredRootKeys(root, anchor, this.gun, this.now, {
+      budget: this.chainBudget,
+      ...(this.work ? { work: this.work } : {}),
+    });
   }
 
   /** Resumes from a root verified in an earlier run (kept by the caller); it must still be self-consistent. */
@@ -164,8 +187,8 @@ export class CollectionVerifier {
     this.expectStage('root', 'root', 'an initial root was already loaded');
     if (this.root) this.fail('root', 'an initial root was already loaded');
     const envelope = parseEnvelope(bytes, 'root');
-    const root = parseRoot(envelope.signed);
-    this.verifyRootSignatures(envelope, root, this.validRootKeys(root), root.keys);
+    const root = parseRoot(envelope.signed, 'root', this.work);
+    this.verifyRootSignatures(envelope, rootKeySet(root), this.validRootKeys(root));
     this.root = root;
     this.rootBytes = bytes;
     return root;
@@ -180,11 +203,12 @@ export class CollectionVerifier {
     const trusted = this.root;
     if (!trusted) return this.fail('root', 'rotation needs a trusted root first');
     const envelope = parseEnvelope(bytes, 'root');
-    const next = parseRoot(envelope.signed);
-    // 5.3.4: signed by the threshold of the previously trusted root.
-    verifyThreshold('root', envelope, trusted.roles.root, trusted.keys);
+    // 5.3.4: signed by the threshold of the previously trusted root — checked before the new
+    // root's own keys are parsed, so a root the trusted keys never signed costs no key imports.
+    verifyThreshold('root', envelope, trusted.roles.root, trusted.keys, this.work);
+    const next = parseRoot(envelope.signed, 'root', this.work);
     // 5.3.5 (and notary's certificate checks): and by its own threshold.
-    this.verifyRootSignatures(envelope, next, this.validRootKeys(next), next.keys);
+    this.verifyRootSignatures(envelope, rootKeySet(next), this.validRootKeys(next));
     // 5.3.6: exactly the next version, so no intermediate root can be skipped.
     if (next.version !== trusted.version + 1) {
       throw new TrustError(
@@ -211,7 +235,7 @@ export class CollectionVerifier {
     this.checkExpiry('root', root);
     this.checkFloor('root', root.version);
     const envelope = parseEnvelope(bytes, 'timestamp');
-    verifyThreshold('timestamp', envelope, root.roles.timestamp, root.keys);
+    verifyThreshold('timestamp', envelope, root.roles.timestamp, root.keys, this.work);
     const timestamp = parseTimestamp(envelope.signed);
     this.checkFloor('timestamp', timestamp.version);
     this.checkExpiry('timestamp', timestamp);
@@ -234,7 +258,7 @@ export class CollectionVerifier {
     const root = this.requireRoot('snapshot');
     checkFileMeta('snapshot', bytes, this.expectedSnapshot());
     const envelope = parseEnvelope(bytes, 'snapshot');
-    verifyThreshold('snapshot', envelope, root.roles.snapshot, root.keys);
+    verifyThreshold('snapshot', envelope, root.roles.snapshot, root.keys, this.work);
     const snapshot = parseSnapshot(envelope.signed);
     this.checkFloor('snapshot', snapshot.version);
     this.checkExpiry('snapshot', snapshot);
@@ -256,13 +280,38 @@ export class CollectionVerifier {
     return meta;
   }
 
+  /**
+   * The snapshot's entry for a delegation its loaded parent declares, or undefined when the snapshot
+   * does not list it: a delegation declared but never published, which notary reads as empty.
+   * TUF 5.5.5: a role trusted before (it has a version floor) may not disappear from a newer
+   * snapshot while its parent still delegates to it — that would let whoever holds the snapshot
+   * key (notary-server, by default) hide a delegation and resolve its tags from an older role.
+   * VERSION_ROLLBACK, with `actual` 0 for "not listed". A parent that no longer delegates to the
+   * role (signed by the parent's own key) removed it; that is no rollback.
+   */
+  listedDelegation(role: string): FileMeta | undefined {
+    const snapshot = this.snapshot;
+    if (!snapshot) return this.fail(role, 'the snapshot must be loaded first');
+    const meta = snapshot.meta.get(role);
+    if (meta) return meta;
+    const floor = this.floors[role];
+    if (floor !== undefined && this.delegationOf(role)) {
+      throw new TrustError(
+        'VERSION_ROLLBACK',
+        { role, actual: 0, floor },
+        `snapshot version ${snapshot.version} no longer lists ${role}, which ${parentOf(role)} still delegates to and whose version ${floor} was trusted before (rollback)`,
+      );
+    }
+    return undefined;
+  }
+
   /** Loads targets.json: hash and length from the snapshot, signatures, rollback, expiry. */
   loadTargets(bytes: Uint8Array): TargetsMetadata {
     this.expectStage('snapshot', 'targets', 'targets must follow the snapshot');
     const root = this.requireRoot('targets');
     checkFileMeta('targets', bytes, this.expectedTargets('targets'));
     const envelope = parseEnvelope(bytes, 'targets');
-    const signedBy = verifyThreshold('targets', envelope, root.roles.targets, root.keys);
+    const signedBy = verifyThreshold('targets', envelope, root.roles.targets, root.keys, this.work);
     const targets = parseTargets(envelope.signed, 'targets');
     this.checkFloor('targets', targets.version);
     this.checkExpiry('targets', targets);
@@ -309,6 +358,9 @@ export class CollectionVerifier {
     // only a validly signed version may raise the floor.
     const invalid = signedBy instanceof TrustError;
     this.checkFloor(role, metadata.version, !invalid);
+    // Listed by a trusted snapshot: a later snapshot may not drop it (listedDelegation), even if
+    // this version cannot raise the floor.
+    this.floors[role] ??= 0;
     if (invalid) {
       this.markInvalid(role, signedBy);
       return undefined;
@@ -350,7 +402,13 @@ export class CollectionVerifier {
     parent: VerifiedTargetsRole,
   ): ReadonlySet<string> | TrustError<'SIGNATURE_THRESHOLD'> {
     try {
-      return verifyThreshold(role, envelope, delegation, parent.metadata.delegations.keys);
+      return verifyThreshold(
+        role,
+        envelope,
+        delegation,
+        parent.metadata.delegations.keys,
+        this.work,
+      );
     } catch (err) {
       const tolerated =
         isTrustError(err, 'SIGNATURE_THRESHOLD') &&
@@ -403,15 +461,14 @@ export class CollectionVerifier {
 
   private verifyRootSignatures(
     envelope: SignedEnvelope,
-    root: RootMetadata,
+    root: RootKeySet,
     roleKeys: { keyIds: readonly string[]; threshold: number },
-    keys: RootMetadata['keys'],
   ): void {
     if (roleKeys.keyIds.length < roleKeys.threshold) {
       const bad = rootCertificateProblems(root, this.gun, this.now)[0];
       if (bad) throw this.certificateInvalid(bad);
     }
-    verifyThreshold('root', envelope, roleKeys, keys);
+    verifyThreshold('root', envelope, roleKeys, root.keys, this.work);
   }
 
   private certificateInvalid(bad: CertificateProblem): TrustError<'CERTIFICATE_INVALID'> {
@@ -424,7 +481,9 @@ export class CollectionVerifier {
 
   /** Root-role keys that pass notary's certificate checks (bare keys always pass). */
   private validRootKeys(root: RootMetadata): { keyIds: string[]; threshold: number } {
-    const invalid = new Set(rootCertificateProblems(root, this.gun, this.now).map((p) => p.keyId));
+    const invalid = new Set(
+      rootCertificateProblems(rootKeySet(root), this.gun, this.now).map((p) => p.keyId),
+    );
     return {
       keyIds: root.roles.root.keyIds.filter((id) => !invalid.has(id)),
       threshold: root.roles.root.threshold,
@@ -479,6 +538,10 @@ export class CollectionVerifier {
   private fail(role: string, problem: string): never {
     throw new TrustError('WORKFLOW_ORDER', { role, problem }, `cannot load ${role}: ${problem}`);
   }
+}
+
+function rootKeySet(root: RootMetadata): RootKeySet {
+  return { root: root.roles.root, keys: root.keys };
 }
 
 /** The parent role of a delegation: `targets/a/b` → `targets/a`. */

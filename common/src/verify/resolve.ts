@@ -41,7 +41,8 @@ export const NOTARY_ROLE_ORDER: readonly string[] = ['targets'];
 
 /**
  * Resolves `name` by trying each starting role in order; throws TARGET_NOT_FOUND if none signs it,
- * or the stored error (EXPIRED, SIGNATURE_THRESHOLD) of an invalid role reached before it is found.
+ * the stored error (EXPIRED, SIGNATURE_THRESHOLD) of an invalid role reached before it is found,
+ * or TARGET_INVALID when the first role that signs it gives no 32-byte sha256.
  */
 export function resolveTarget(
   collection: TrustedCollection,
@@ -66,8 +67,9 @@ export function resolveTarget(
 export function signersOf(collection: TrustedCollection, name: string): ResolvedTarget[] {
   const out: ResolvedTarget[] = [];
   for (const role of collection.targetsRoles.values()) {
-    const t = targetIn(role, name);
-    if (t) out.push(t);
+    const t = targetIn(collection.gun, role, name);
+    // A role whose entry has no usable sha256 vouches for no digest: it is no signer.
+    if (t && !(t instanceof TrustError)) out.push(t);
   }
   return out;
 }
@@ -84,8 +86,8 @@ export function targetsWithDigest(
   const out: ResolvedTarget[] = [];
   for (const role of collection.targetsRoles.values()) {
     for (const name of role.metadata.targets.keys()) {
-      const t = targetIn(role, name);
-      if (t?.sha256Hex === want) out.push(t);
+      const t = targetIn(collection.gun, role, name);
+      if (!(t instanceof TrustError) && t?.sha256Hex === want) out.push(t);
     }
   }
   return out;
@@ -117,7 +119,11 @@ function walk(
     const role = collection.targetsRoles.get(roleName);
     if (!role) continue;
     if (!role.pathRestrictions.every((paths) => isPathAllowed(paths, name))) continue;
-    const here = targetIn(role, name);
+    const here = targetIn(collection.gun, role, name);
+    // docker/cli's trusted pull takes the first role that has the name and then demands its sha256
+    // (convertTarget: "no valid hash, expecting sha256"); walking on would let a later role answer
+    // for a tag this role signed.
+    if (here instanceof TrustError) throw here;
     if (here) return here;
     for (const child of role.metadata.delegations.roles) {
       if (isPathAllowed(child.paths, name)) queue.push({ roleName: child.name, isStart: false });
@@ -142,9 +148,29 @@ function mayDelegate(collection: TrustedCollection, roleName: string, name: stri
   );
 }
 
-function targetIn(role: VerifiedTargetsRole, name: string): ResolvedTarget | undefined {
+const SHA256_BYTES = 32;
+
+/**
+ * The target `name` as `role` signs it: undefined when the role does not list the name, and
+ * TARGET_INVALID (returned, for the caller to throw) when it lists it without a 32-byte sha256.
+ */
+function targetIn(
+  gun: string,
+  role: VerifiedTargetsRole,
+  name: string,
+): ResolvedTarget | TrustError<'TARGET_INVALID'> | undefined {
   const meta = role.metadata.targets.get(name);
-  const sha = meta?.hashes['sha256'];
-  if (!meta || !sha) return undefined;
+  if (!meta) return undefined;
+  const sha = meta.hashes['sha256'];
+  if (sha?.length !== SHA256_BYTES) {
+    const problem = sha
+      ? `its sha256 is ${sha.length} bytes, not ${SHA256_BYTES}`
+      : 'it has no sha256 hash';
+    return new TrustError(
+      'TARGET_INVALID',
+      { gun, role: role.name, target: name, problem },
+      `${role.name} signs "${name}" of ${gun}, but ${problem}`,
+    );
+  }
   return { name, role: role.name, sha256Hex: sha.toString('hex'), length: meta.length, meta };
 }

@@ -7,10 +7,16 @@
  * collection's `invalidRoles`.
  */
 import { TrustError, isTrustError } from '../errors.js';
-import { parseEnvelope } from '../metadata/envelope.js';
-import { parseRoot, type FileMeta } from '../metadata/models.js';
+import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
+import {
+  MAX_ROOT_KEYS,
+  parseRootRoleKeys,
+  rootVersionOf,
+  type FileMeta,
+} from '../metadata/models.js';
 import type { MetadataFetcher } from '../notary/remote.js';
-import type { CompiledAnchor } from './anchor.js';
+import { newWorkMeter, type WorkMeter } from '../work.js';
+import { rootCertificateProblems, type CompiledAnchor, type RootKeySet } from './anchor.js';
 import {
   CollectionVerifier,
   type TrustedCollection,
@@ -27,6 +33,11 @@ export interface DownloadLimits {
   readonly delegations: number;
   /** Most root versions walked in one update. */
   readonly rootRotations: number;
+  /**
+   * Most bytes of older roots read while searching back for the root a pin anchors (notary's
+   * roots are a few KiB each; a hostile server's may each be `root` bytes).
+   */
+  readonly rootSearchBytes: number;
 }
 
 /** Defaults: notary's Go client caps the timestamp at 1 MiB; the rest keeps a webhook's memory bounded. */
@@ -36,7 +47,14 @@ export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = Object.freeze({
   metadata: 32 << 20,
   delegations: 256,
   rootRotations: 64,
+  rootSearchBytes: 4 << 20,
 });
+
+/**
+ * Most metadata signature checks a search back through older roots spends on proving that each
+ * signed its successor; distinct root keys it examines are capped by MAX_ROOT_KEYS.
+ */
+export const MAX_ROOT_SEARCH_SIGNATURE_CHECKS = 128;
 
 /** What a client keeps between updates of one GUN: its trusted root and rollback floors. */
 export interface TrustState {
@@ -54,6 +72,8 @@ export interface UpdateOptions {
   readonly allowExpired?: boolean;
   /** Readers that resolve through resolve.ts: 'record' invalid delegations instead of failing (CollectionVerifierOptions.invalidDelegations). */
   readonly invalidDelegations?: 'fail' | 'record';
+  /** Counts the costly steps of this update (tests and benchmarks of bounded work). */
+  readonly work?: WorkMeter;
 }
 
 /** Fetches and fully verifies one GUN's trust data. */
@@ -71,6 +91,7 @@ export async function updateCollection(
     ...(options.invalidDelegations === undefined
       ? {}
       : { invalidDelegations: options.invalidDelegations }),
+    ...(options.work ? { work: options.work } : {}),
   });
   await establishRoot(fetcher, verifier, options, limits);
 
@@ -88,7 +109,8 @@ export async function updateCollection(
   // concurrently, then verified in order (a parent must be trusted before its children are).
   let walked = 0;
   const visit = async (children: readonly { name: string }[]): Promise<void> => {
-    const listed = children.filter((c) => snapshotLists(verifier, c.name));
+    // A delegation trusted before may not have vanished from the snapshot (TUF 5.5.5).
+    const listed = children.filter((c) => verifier.listedDelegation(c.name) !== undefined);
     walked += listed.length;
     if (walked > limits.delegations) {
       throw new TrustError(
@@ -113,17 +135,6 @@ export async function updateCollection(
   return verifier.result();
 }
 
-/** A delegation declared but never published has no file in the snapshot: notary treats it as empty. */
-function snapshotLists(verifier: CollectionVerifier, role: string): boolean {
-  try {
-    verifier.expectedTargets(role);
-    return true;
-  } catch (err) {
-    if (isTrustError(err, 'META_MISSING')) return false;
-    throw err;
-  }
-}
-
 async function establishRoot(
   fetcher: MetadataFetcher,
   verifier: CollectionVerifier,
@@ -131,10 +142,13 @@ async function establishRoot(
   limits: DownloadLimits,
 ): Promise<void> {
   const gun = verifier.gun;
+  const work = options.work;
   const latestBytes = await fetcher.fetchMetadata(gun, { role: 'root', maxBytes: limits.root });
+  if (work) work.rootsRead++;
   // Only the version number of the untrusted latest root is read here, to know how far to walk;
   // every root walked is verified before it is trusted.
-  const latestVersion = parseRoot(parseEnvelope(latestBytes, 'root').signed).version;
+  const latestEnvelope = parseEnvelope(latestBytes, 'root');
+  const latestVersion = rootVersionOf(latestEnvelope.signed);
 
   if (options.state?.rootBytes) {
     const trusted = verifier.resumeRoot(options.state.rootBytes);
@@ -145,7 +159,7 @@ async function establishRoot(
         `the server offers root version ${latestVersion}, older than trusted version ${trusted.version}`,
       );
     }
-    await walkRoots(fetcher, verifier, trusted.version, latestVersion, latestBytes, limits);
+    await walkRoots(fetcher, verifier, trusted.version, latestVersion, latestBytes, limits, work);
     return;
   }
 
@@ -162,45 +176,145 @@ async function establishRoot(
       fetcher,
       verifier,
       options.anchor,
-      latestVersion,
+      { envelope: latestEnvelope, version: latestVersion },
       limits,
+      work,
     );
     if (anchored === undefined) throw err;
-    await walkRoots(fetcher, verifier, anchored, latestVersion, latestBytes, limits);
+    await walkRoots(fetcher, verifier, anchored, latestVersion, latestBytes, limits, work);
   }
 }
 
-/** The newest root version below `latest` that the anchor accepts (now the verifier's root), if any. */
+/**
+ * The newest root version below `latest` that the anchor accepts (now the verifier's root), if any.
+ * The walk forward from it will demand that every later root is signed by its predecessor's root
+ * threshold (5.3.4) and by its own (5.3.5), so the search goes back only while that can still
+ * hold: the latest root must be signed by its own root keys, and each older root must have signed
+ * the one after it. The first broken link ends the search, as does a missing version (the walk
+ * forward would need it). Key ids are content hashes, so a root key already found unpinned is
+ * never parsed or checked again; the search stops when it would examine more than MAX_ROOT_KEYS
+ * distinct root keys, spend more than MAX_ROOT_SEARCH_SIGNATURE_CHECKS, or read more than
+ * `rootSearchBytes` — whatever the server serves, one lookup does bounded work.
+ */
 async function findAnchoredRoot(
   fetcher: MetadataFetcher,
   verifier: CollectionVerifier,
   anchor: CompiledAnchor,
-  latest: number,
+  latest: { readonly envelope: SignedEnvelope; readonly version: number },
   limits: DownloadLimits,
+  work: WorkMeter | undefined,
 ): Promise<number | undefined> {
-  const oldest = Math.max(1, latest - limits.rootRotations);
-  for (let version = latest - 1; version >= oldest; version--) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await fetcher.fetchMetadata(verifier.gun, {
-        role: 'root',
-        version,
-        maxBytes: limits.root,
-      });
-    } catch (err) {
-      // A repository set up with a server-managed snapshot starts at root version 2.
-      if (isTrustError(err, 'HTTP_STATUS') && err.facts.status === 404) continue;
-      throw err;
+  const { gun, now } = verifier;
+  const spent = newWorkMeter();
+  try {
+    // anchorRoot found none of the latest root's keys pinned.
+    const examined = signedByOwnRootKeys(latest.envelope, gun, now, spent);
+    if (examined === undefined) return undefined;
+    const oldest = Math.max(1, latest.version - limits.rootRotations);
+    let bytesLeft = limits.rootSearchBytes;
+    let newer = latest.envelope;
+    for (let version = latest.version - 1; version >= oldest && bytesLeft > 0; version--) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await fetcher.fetchMetadata(gun, {
+          role: 'root',
+          version,
+          maxBytes: Math.min(limits.root, bytesLeft),
+        });
+      } catch (err) {
+        // Nothing older can be walked forward through a missing version (a repository set up
+        // with a server-managed snapshot simply starts at root version 2), nor past the budget.
+        if (isTrustError(err, 'HTTP_STATUS') && err.facts.status === 404) return undefined;
+        if (isTrustError(err, 'DOWNLOAD_TOO_LARGE')) return undefined;
+        throw err;
+      }
+      spent.rootsRead++;
+      bytesLeft -= bytes.byteLength;
+      try {
+        const envelope = parseEnvelope(bytes, 'root');
+        const ids = parseRootRoleKeys(envelope.signed, 'root', spent, () => false);
+        if (ids.version !== version) return undefined;
+        const fresh = new Set(ids.root.keyIds.filter((id) => !examined.has(id)));
+        if (examined.size + fresh.size > MAX_ROOT_KEYS) return undefined;
+        for (const id of fresh) examined.add(id);
+        const signers = new Set(newer.signatures.map((sig) => sig.keyId));
+        const older = parseRootRoleKeys(
+          envelope.signed,
+          'root',
+          spent,
+          (id) => fresh.has(id) || signers.has(id),
+        );
+        // The walk forward from an anchored root proves each rotation, or names the one that fails.
+        if (fresh.size > 0 && anchors(verifier, bytes, onlyKeys(older, fresh), anchor)) {
+          return version;
+        }
+        // 5.3.4 as the walk forward would check it: a root that did not sign its successor ends
+        // the search, since no root below it can reach the latest either.
+        verifyThreshold('root', newer, older.root, older.keys, spent);
+        if (spent.metadataSignatureChecks > MAX_ROOT_SEARCH_SIGNATURE_CHECKS) return undefined;
+        newer = envelope;
+      } catch (err) {
+        // Malformed, or not the signer of its successor.
+        if (isTrustError(err)) return undefined;
+        throw err;
+      }
     }
-    try {
-      verifier.anchorRoot(bytes, anchor);
-      return version;
-    } catch (err) {
-      // Not this one (other keys, an expired certificate, a malformed old file): keep looking.
-      if (!isTrustError(err)) throw err;
-    }
+    return undefined;
+  } finally {
+    if (work) addWork(work, spent);
   }
-  return undefined;
+}
+
+/** `root` with only the keys in `ids`: the ones not yet checked against the pin. */
+function onlyKeys(root: RootKeySet, ids: ReadonlySet<string>): RootKeySet {
+  return { root: root.root, keys: new Map([...root.keys].filter(([id]) => ids.has(id))) };
+}
+
+/** Anchors the verifier at this older root if a pinned key signed it to its threshold. */
+function anchors(
+  verifier: CollectionVerifier,
+  bytes: Uint8Array,
+  rootRole: RootKeySet,
+  anchor: CompiledAnchor,
+): boolean {
+  if (verifier.pinnedRootKeys(rootRole, anchor).keyIds.size === 0) return false;
+  try {
+    verifier.anchorRoot(bytes, anchor);
+    return true;
+  } catch (err) {
+    // Pinned, but short of its threshold or malformed beyond its root keys: look further back.
+    if (isTrustError(err)) return false;
+    throw err;
+  }
+}
+
+function addWork(total: WorkMeter, part: WorkMeter): void {
+  total.metadataSignatureChecks += part.metadataSignatureChecks;
+  total.certificateSignatureChecks += part.certificateSignatureChecks;
+  total.keysParsed += part.keysParsed;
+  total.rootsRead += part.rootsRead;
+}
+
+/**
+ * The latest root's own root-key ids when it meets its own root threshold with keys that pass
+ * notary's certificate checks (5.3.5, which the walk forward will demand), else undefined.
+ */
+function signedByOwnRootKeys(
+  envelope: SignedEnvelope,
+  gun: string,
+  now: Date,
+  work: WorkMeter,
+): Set<string> | undefined {
+  try {
+    const own = parseRootRoleKeys(envelope.signed, 'root', work);
+    const invalid = new Set(rootCertificateProblems(own, gun, now).map((p) => p.keyId));
+    const keyIds = own.root.keyIds.filter((id) => !invalid.has(id));
+    verifyThreshold('root', envelope, { keyIds, threshold: own.root.threshold }, own.keys, work);
+    return new Set(own.root.keyIds);
+  } catch (err) {
+    if (isTrustError(err)) return undefined;
+    throw err;
+  }
 }
 
 async function walkRoots(
@@ -210,6 +324,7 @@ async function walkRoots(
   to: number,
   latestBytes: Uint8Array,
   limits: DownloadLimits,
+  work: WorkMeter | undefined,
 ): Promise<void> {
   if (to - from > limits.rootRotations) {
     throw new TrustError(
@@ -219,14 +334,15 @@ async function walkRoots(
     );
   }
   for (let v = from + 1; v <= to; v++) {
-    const bytes =
-      v === to
-        ? latestBytes
-        : await fetcher.fetchMetadata(verifier.gun, {
-            role: 'root',
-            version: v,
-            maxBytes: limits.root,
-          });
+    let bytes = latestBytes;
+    if (v !== to) {
+      bytes = await fetcher.fetchMetadata(verifier.gun, {
+        role: 'root',
+        version: v,
+        maxBytes: limits.root,
+      });
+      if (work) work.rootsRead++;
+    }
     verifier.rotateRoot(bytes);
   }
 }
