@@ -373,7 +373,8 @@ void describe('ImagePolicyEngine against a hostile notary', () => {
       `listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }
 notary:
   - { registry: "${REGISTRY}", server: "${hostile.url}", ca: ${good.caFile}, timeoutMs: ${TIMEOUT_MS} }
-cache: { ttlSeconds: 0 }
+cache: { ttlSeconds: 0, negativeTtlSeconds: 0 }
+circuitBreaker: { failureThreshold: 0 }
 rules:
   - images: "${REGISTRY}/hostile/*"
     trust: { rootKeys: ["${rootKey.publicKey.id}"] }
