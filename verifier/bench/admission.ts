@@ -5,6 +5,7 @@
  *
  *   npm run build && npm run bench:verifier-admission
  *   node verifier/dist/bench/admission.js [--seconds 5] [--connections 16] [--rounds 5]
+ *     [--pod kubectl-run|minimal]    (minimal: a Pod of one container and nothing else)
  *     [--only mutate|image-policy]   (one path, e.g. with BENCH_PROFILE_DIR=dir for a CPU profile)
  *
  * Each path gets what kube-apiserver sends it for one pod created with `kubectl run`: the
@@ -42,6 +43,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '16' },
     rounds: { type: 'string', default: '5' },
     only: { type: 'string' },
+    pod: { type: 'string', default: 'kubectl-run' },
   },
 });
 
@@ -163,6 +165,21 @@ const POD = {
   status: {},
 };
 
+/**
+ * `--pod minimal`: the same image in a Pod of nothing else, to tell the cost of parsing a real
+ * Pod from the cost of the rest of the path. Not what an apiserver sends.
+ */
+const MINIMAL_POD = {
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name: 'app', namespace: 'default' },
+  spec: { containers: [{ name: 'app', image: IMAGE }] },
+};
+
+if (values.pod !== 'kubectl-run' && values.pod !== 'minimal') {
+  throw new Error(`--pod must be kubectl-run or minimal, got ${values.pod ?? ''}`);
+}
+
 /** The AdmissionReview the dispatcher sends for that Pod. */
 const ADMISSION_REVIEW = JSON.stringify({
   kind: 'AdmissionReview',
@@ -180,7 +197,7 @@ const ADMISSION_REVIEW = JSON.stringify({
       username: 'kubernetes-admin',
       groups: ['kubeadm:cluster-admins', 'system:authenticated'],
     },
-    object: POD,
+    object: values.pod === 'minimal' ? MINIMAL_POD : POD,
     oldObject: null,
     dryRun: false,
     options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'kubectl-run' },
@@ -301,6 +318,7 @@ async function main(): Promise<void> {
     memoryGiB: round(totalmem() / 2 ** 30, 1),
     loadAverage: loadavg().map((l) => round(l, 2)),
     ...options,
+    pod: values.pod,
     imageReviewBytes: Buffer.byteLength(IMAGE_REVIEW),
     admissionReviewBytes: Buffer.byteLength(ADMISSION_REVIEW),
   });
