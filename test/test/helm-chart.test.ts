@@ -764,7 +764,11 @@ describe('kpack-trust Helm chart', () => {
         maxRepositories: 5000,
         ttlSeconds: 120,
         maxTrustStates: 50_000,
+        staleIfErrorSeconds: 1800,
+        negativeTtlSeconds: 2,
+        refreshAheadSeconds: 20,
       });
+      assert.deepEqual(config.circuitBreaker, { failureThreshold: 3, cooldownSeconds: 20 });
     });
 
     it('carry a digest of the CA files in config.yaml, so a CA-only change reloads the verifier', () => {
