@@ -306,6 +306,20 @@ describe('KeysDirStore: errors', () => {
     });
   });
 
+  it("names --delegation when the only key is a docker trust signer's (role: my-key)", async () => {
+    const dir = await freshDir();
+    await writeKey(dir, { role: 'my-key' }, PASSWORD, 'signer.key');
+    await writeFile(join(dir, 'password'), PASSWORD);
+    await rejectsWith(loadKeys(new KeysDirStore({ dir })), 'KEY_STORE_INVALID', (facts) => {
+      assert.match(
+        String(facts['problem']),
+        /^holds no targets or delegation key \(found: signer\.key \(role my-key\)\); signer\.key looks like a docker trust signer's key: give --delegation/,
+      );
+    });
+    const keys = await loadKeys(new KeysDirStore({ dir, delegation: 'targets/releases' }));
+    assert.ok(keys.delegations.has('targets/releases'));
+  });
+
   it('rejects a directory that does not exist', async () => {
     const dir = join(workDir, 'missing');
     await rejectsWith(loadKeys(new KeysDirStore({ dir })), 'KEY_STORE_INVALID', (facts) => {

@@ -98,7 +98,15 @@ export class KeysDirStore implements KeyStore {
       if (entry) delegations.set(delegation, open(entry));
     }
     if (targetsEntry === undefined && delegations.size === 0) {
-      const problem = `holds no targets or delegation key (found: ${describeEntries(targetsDir.entries)})`;
+      // `docker trust key generate NAME` heads its file `role: NAME`: a signer's key, which this
+      // store files under a delegation only when told which one.
+      const signer = delegationCandidates(targetsDir.entries)[0];
+      const hint =
+        signer === undefined
+          ? ''
+          : `; ${signer.name} looks like a docker trust signer's key: give --delegation ` +
+            '(e.g. targets/releases), or run kpack-completion, which picks the roles as kpack does';
+      const problem = `holds no targets or delegation key (found: ${describeEntries(targetsDir.entries)})${hint}`;
       throw new TrustError(
         'KEY_STORE_INVALID',
         { store: `keys dir ${dir}`, problem },
