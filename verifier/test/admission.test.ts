@@ -10,11 +10,21 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import type { FixtureRepository, MemoryFetcher } from '@kpack-trust/common/testing';
+import { createAdmission } from '../src/http/admission.js';
 import { createApp } from '../src/http/app.js';
 import { createJsonLogger } from '../src/http/logger.js';
 import { VerifierMetrics } from '../src/http/metrics.js';
 import type { ImagePolicyEngine } from '../src/policy/engine.js';
-import { GUN, REGISTRY, V1, engineWith, pinnedConfig, signedRepository } from './support/engine.js';
+import {
+  ControlledFetcher,
+  GUN,
+  REGISTRY,
+  V1,
+  engineWith,
+  pinnedConfig,
+  signedRepository,
+  unreachable,
+} from './support/engine.js';
 import { httpsCall } from './support/https-client.js';
 import { createAuthority, type TestAuthority } from './support/tls.js';
 
@@ -571,6 +581,50 @@ describe('POST /validate', () => {
     assert.equal(reply.response.uid, uid);
     assert.equal(reply.response.allowed, false);
     assert.equal(reply.response.status?.code, 400);
+  });
+});
+
+describe('bounds and failures', () => {
+  it('denies a pod whose pinning patch would exceed the patch limit, rather than admit it unpinned', async () => {
+    const { engine } = engineWith(pinnedConfig(repo), fetcher);
+    const handler = createAdmission({
+      decider: engine,
+      metrics: new VerifierMetrics({ defaultMetrics: false }),
+      logger: createJsonLogger({ write: () => undefined }),
+      maxImages: 1000,
+      maxPatchBytes: 100,
+    });
+    const { uid, review } = admissionReview(podObject({ containers: [SIGNED, SIGNED] }));
+    const answer = await handler('mutate', review, 0);
+    assert.equal(answer.httpStatus, 200);
+    const { response } = answer.body as { response: Reply['response'] };
+    assert.equal(response.uid, uid);
+    assert.equal(response.allowed, false);
+    assert.equal(response.status?.code, 403);
+    assert.match(response.status?.message ?? '', /pinning 2 images .* over 100 bytes/);
+    await engine.close();
+  });
+
+  it('answers 500 when notary is unreachable under failure: error, so failurePolicy decides', async () => {
+    const failing = new ControlledFetcher(fetcher);
+    failing.failWith = unreachable();
+    const { engine } = engineWith(pinnedConfig(repo, { top: 'failure: error' }), failing);
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const logger = createJsonLogger({ write: () => undefined });
+    const server = createServer(serverPem, createApp({ reviewer: engine, metrics, logger }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const v = { port: (server.address() as AddressInfo).port, engine, metrics, server };
+    started.push(v);
+    for (const path of ['/mutate', '/validate']) {
+      const reply = await post(
+        v,
+        path,
+        admissionReview(podObject({ containers: [SIGNED] })).review,
+      );
+      assert.equal(reply.status, 500, path);
+      assert.equal(reply.body['error'], 'InternalError');
+      assert.equal(reply.response.allowed, undefined);
+    }
   });
 });
 

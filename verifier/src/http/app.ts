@@ -1,7 +1,8 @@
 /**
  * The verifier's HTTP surface as a request listener that never listens (server.ts does). It turns
  * ImageReview requests into ImageReviewSpecs for the engine and its status back into the exact
- * reply the apiserver decodes.
+ * reply the apiserver decodes. `/mutate` and `/validate` get the same body checks here and are
+ * answered by admission.ts (AdmissionReviews for admission webhooks).
  *
  * Status codes follow what the apiserver does with them: anything but 2xx is a webhook failure
  * that `defaultAllow` settles, so a well-formed review — even one with absurdly many images — is
