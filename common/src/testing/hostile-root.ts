@@ -144,6 +144,38 @@ export function buildHostileRoot(options: HostileRootOptions): HostileRoot {
   return { gun: options.gun, pinnedCaPem: pinned.certPem, files, version };
 }
 
+/** A root certificate for `gun` issued by a fresh CA through `intermediates` CAs, bundled leaf first with the intermediates in reverse order (a chain search must not rely on order). */
+export function caIssuedRootCertificate(
+  gun: string,
+  now: Date,
+  intermediates = 1,
+): { readonly caPem: string; readonly bundlePem: string; readonly privateKey: KeyObject } {
+  const notBefore = new Date(now.getTime() - DAY_MS);
+  const notAfter = new Date(now.getTime() + 365 * DAY_MS);
+  const caKey = newKey();
+  const caName = name('Issuing Test CA');
+  const caPem = certificate(caName, caName, caKey, caKey, true, notBefore, notAfter);
+  const chain: string[] = [];
+  let issuer = { name: caName, key: caKey };
+  for (let i = 0; i < intermediates; i++) {
+    const key = newKey();
+    const subject = name(`Intermediate Test CA ${i + 1}`);
+    chain.unshift(certificate(subject, issuer.name, key, issuer.key, true, notBefore, notAfter));
+    issuer = { name: subject, key };
+  }
+  const privateKey = newKey();
+  const leaf = certificate(
+    name(gun),
+    issuer.name,
+    privateKey,
+    issuer.key,
+    false,
+    notBefore,
+    notAfter,
+  );
+  return { caPem, bundlePem: [leaf, ...chain.reverse()].join(''), privateKey };
+}
+
 function newKey(): KeyObject {
   return generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
 }
