@@ -193,6 +193,52 @@ describe('notary servers not named in the config', () => {
       assert.deepEqual(engine.notarySources.implicitStats(), { sources: 1, openClients: 1 });
       await engine.close();
     });
+    it('fails a request at once when too many to unconfigured servers are under way', async () => {
+      let release: () => void = () => undefined;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      let asked = 0;
+      const engine = new ImagePolicyEngine({
+        config: anyRegistryConfig(repo),
+        now: () => NOW,
+        maxImplicitClients: 1,
+        maxImplicitRequests: 2,
+        fetcherFor: (endpoint): ClosableFetcher => ({
+          fetchMetadata: async () => {
+            asked += 1;
+            await gate;
+            throw unreachable(endpoint.server);
+          },
+        }),
+      });
+      // Two hosts that accept and never answer hold both slots (and, evicted, their clients).
+      const held = [0, 1].map((i) => engine.review(pod([`${host(i)}/a/b:v1`])));
+      await new Promise((r) => setImmediate(r));
+      const observer = new RecordingObserver();
+      const third = await new ImagePolicyEngine({
+        config: anyRegistryConfig(repo),
+        now: () => NOW,
+        observer,
+      }).decide(pod([`${host(2)}/a/b:v1`]));
+      assert.equal(third.images[0]?.code, NO_TRUST_DATA, 'another engine is not affected');
+      const refused = await engine.decide(pod([`${host(2)}/a/b:v1`]));
+      assert.equal(asked, 2, 'the third host was never asked');
+      assert.equal(
+        refused.status.reason,
+        `${host(2)}/a/b:v1: ${noTrustData(`https://${host(2)}`, `${host(2)}/a/b`)}`,
+      );
+      assert.equal(
+        refused.images[0]?.detail,
+        `notary https://${host(2)}: 2 requests to notary servers not named in the config are already under way`,
+      );
+      assert.deepEqual(engine.notarySources.implicitStats(), { sources: 1, openClients: 2 });
+      release();
+      await Promise.all(held);
+      // Both evicted clients closed once idle; the refused host never got one.
+      assert.deepEqual(engine.notarySources.implicitStats(), { sources: 1, openClients: 0 });
+      await engine.close();
+    });
   });
 
   describe('failure: error applies to configured servers only', () => {

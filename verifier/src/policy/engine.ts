@@ -104,6 +104,8 @@ export interface ImagePolicyEngineOptions {
   readonly memoEntries?: number;
   /** Clients kept for notary servers not named in the config (LRU; see notary-clients.ts). */
   readonly maxImplicitClients?: number;
+  /** Requests to notary servers not named in the config under way at once (notary-clients.ts). */
+  readonly maxImplicitRequests?: number;
 }
 
 /** What happened to one image. */
@@ -190,13 +192,14 @@ export class ImagePolicyEngine implements ImageReviewer {
     this.now = options.now ?? (() => new Date());
     this.observer = options.observer;
     this.concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    this.sources = new NotarySources(
-      options.fetcherFor ?? httpFetcherFactory,
-      config.notary,
-      options.maxImplicitClients === undefined
+    this.sources = new NotarySources(options.fetcherFor ?? httpFetcherFactory, config.notary, {
+      ...(options.maxImplicitClients === undefined
         ? {}
-        : { maxImplicitClients: options.maxImplicitClients },
-    );
+        : { maxImplicitClients: options.maxImplicitClients }),
+      ...(options.maxImplicitRequests === undefined
+        ? {}
+        : { maxImplicitRequests: options.maxImplicitRequests }),
+    });
     this.cache = new TrustCache({
       ...trustCacheSettings(config),
       now: this.now,

@@ -8,7 +8,10 @@
  * through), so their clients — each with its agents, sockets, TLS context and token cache — live in
  * an LRU of `maxImplicitClients`: a flood of distinct hosts costs at most that many clients. An
  * evicted client is closed once the requests under way on it have ended; a source still held by a
- * memoised route asks the pool again, so nothing outside the LRU ever opens a connection.
+ * memoised route asks the pool again, so nothing outside the LRU ever opens a connection. Evicted
+ * clients still busy are bounded too: at most `maxImplicitRequests` requests to such servers are
+ * under way at once, and one more fails at once (a denial) rather than holding another socket
+ * open until the deadline — a host that accepts and never answers costs one slot for `timeoutMs`.
  */
 import { LRUCache } from 'lru-cache';
 import {
@@ -29,6 +32,8 @@ export type FetcherFactory = (endpoint: NotaryEndpointConfig) => ClosableFetcher
 
 /** Clients kept for registries without a notary entry, by default. */
 export const DEFAULT_MAX_IMPLICIT_CLIENTS = 64;
+/** Requests to servers without a notary entry under way at once, by default. */
+export const DEFAULT_MAX_IMPLICIT_REQUESTS = 256;
 
 /** The production factory: NotaryHttpClient, pinned to the entry's CA bundle when one is given. */
 export const httpFetcherFactory: FetcherFactory = (endpoint) =>
@@ -57,6 +62,8 @@ interface PooledSource extends PooledNotarySource {
 export interface NotarySourcesOptions {
   /** Most clients kept for registries without an entry; default DEFAULT_MAX_IMPLICIT_CLIENTS. */
   readonly maxImplicitClients?: number;
+  /** Most requests to those servers under way at once; default DEFAULT_MAX_IMPLICIT_REQUESTS. */
+  readonly maxImplicitRequests?: number;
 }
 
 /** The notary sources of the current configuration. */
@@ -67,8 +74,8 @@ export class NotarySources {
   private configuredServers = new Set<string>();
   /** Sources of registries without an entry, created on first use; evicting one retires it. */
   private readonly implicit: LRUCache<string, PooledSource>;
-  /** Clients of implicit sources made and not yet closed (evicted ones still busy count). */
-  private readonly clients = { open: 0 };
+  /** Implicit clients made and not yet closed (evicted ones still busy count), requests under way. */
+  private readonly clients: ImplicitClientCounts;
 
   constructor(
     factory: FetcherFactory,
@@ -77,9 +84,16 @@ export class NotarySources {
   ) {
     this.factory = factory;
     const max = options.maxImplicitClients ?? DEFAULT_MAX_IMPLICIT_CLIENTS;
-    if (!Number.isSafeInteger(max) || max < 1) {
-      throw new RangeError(`maxImplicitClients must be a positive integer, got ${max}`);
+    const maxRequests = options.maxImplicitRequests ?? DEFAULT_MAX_IMPLICIT_REQUESTS;
+    for (const [name, value] of [
+      ['maxImplicitClients', max],
+      ['maxImplicitRequests', maxRequests],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < 1) {
+        throw new RangeError(`${name} must be a positive integer, got ${value}`);
+      }
     }
+    this.clients = { open: 0, requests: 0, maxRequests };
     this.implicit = new LRUCache<string, PooledSource>({
       max,
       dispose: (source) => {
@@ -149,7 +163,7 @@ export class NotarySources {
     return [...this.byRegistry.values(), ...this.implicit.values()].map((s) => s.fetcher);
   }
 
-  /** Implicit sources held, and their clients not yet closed (evicted ones still busy count). */
+  /** Implicit sources held, their clients not yet closed (evicted ones still busy count). */
   implicitStats(): { readonly sources: number; readonly openClients: number } {
     return { sources: this.implicit.size, openClients: this.clients.open };
   }
@@ -165,6 +179,13 @@ export class NotarySources {
   }
 }
 
+/** Shared by the implicit fetchers of one pool. */
+interface ImplicitClientCounts {
+  open: number;
+  requests: number;
+  readonly maxRequests: number;
+}
+
 /**
  * The fetcher of an implicit source: makes its client on first use (an invalid server URL then
  * fails that fetch, not the route), and once retired — evicted from the LRU, or closed — closes the
@@ -178,7 +199,7 @@ class ImplicitFetcher implements ClosableFetcher {
   constructor(
     private readonly endpoint: NotaryEndpointConfig,
     private readonly factory: FetcherFactory,
-    private readonly clients: { open: number },
+    private readonly clients: ImplicitClientCounts,
     private readonly current: () => { readonly fetcher: MetadataFetcher },
   ) {}
 
@@ -195,7 +216,18 @@ class ImplicitFetcher implements ClosableFetcher {
         `notary ${this.endpoint.server}: the notary client is closed.`,
       );
     }
+    if (this.clients.requests >= this.clients.maxRequests) {
+      throw new TrustError(
+        'HTTP_UNREACHABLE',
+        {
+          url: this.endpoint.server,
+          problem: `${this.clients.maxRequests} requests to notary servers not named in the config are already under way`,
+        },
+        `notary ${this.endpoint.server}: ${this.clients.maxRequests} requests to notary servers not named in the config are already under way.`,
+      );
+    }
     this.busy += 1;
+    this.clients.requests += 1;
     try {
       if (this.client === undefined) {
         this.client = this.factory(this.endpoint);
@@ -204,6 +236,7 @@ class ImplicitFetcher implements ClosableFetcher {
       return await this.client.fetchMetadata(...args);
     } finally {
       this.busy -= 1;
+      this.clients.requests -= 1;
       if (this.retired && this.busy === 0) this.release();
     }
   }
