@@ -2,11 +2,17 @@
 # Container images of kpack-trust, one target per program:
 #   docker build --target verifier -t kpack-trust/verifier:0.1.0 .
 #   docker build --target signer   -t kpack-trust/signer:0.1.0 .
+#   docker build --target completion --build-arg KPACK_COMPLETION_IMAGE=<kpack's, by digest> \
+#     -t kpack-trust/completion:0.1.0 .
 # The build stage compiles the whole workspace once; each runtime stage gets only its program's
 # compiled output and production dependencies, on a distroless Node image running as uid 65532.
 
 ARG NODE_IMAGE=node:20-bookworm-slim
 ARG RUNTIME_IMAGE=gcr.io/distroless/nodejs20-debian12:nonroot
+# kpack's own completion image, pinned by digest: the `image` of ConfigMap kpack/completion-image
+# as kpack's release installs it (see docs/operator-guide.md §2.1). No default: a wrong base would
+# silently drop kpack's termination message from every build.
+ARG KPACK_COMPLETION_IMAGE=set-KPACK_COMPLETION_IMAGE-to-kpacks-completion-image-by-digest
 
 # ---- the workspace manifests: every npm ci below starts from these -----------------------------
 # Manifests first, so the dependency layers are reused until a package.json or the lock changes. The
@@ -28,6 +34,11 @@ COPY common/ common/
 COPY signer/ signer/
 COPY verifier/ verifier/
 RUN npx tsc -b common/tsconfig.json signer/tsconfig.json verifier/tsconfig.json
+
+# ---- the completion step as one executable (Node SEA), and the C++ runtime it needs ------------
+FROM build AS completion-build
+COPY scripts/build-completion.mjs scripts/
+RUN node scripts/build-completion.mjs --out /out/kpack-trust/completion --libs /out/kpack-trust/lib
 
 # ---- production dependencies, one tree per program --------------------------------------------
 FROM manifests AS signer-deps
@@ -64,3 +75,23 @@ USER 65532:65532
 EXPOSE 8443
 ENTRYPOINT ["/nodejs/bin/node", "/app/verifier/dist/src/main.js"]
 CMD ["serve", "--config", "/etc/kpack-trust/config/config.yaml"]
+
+# ---- completion: kpack's completion image with our step in front ------------------------------
+# kpack runs /cnb/process/completion; ours takes that place and, after signing, runs kpack's
+# program, moved to /cnb/process/kpack-completion. In a buildpacks-built image (kpack's is) that
+# path is a symlink to the CNB launcher, which picks the process from argv[0]'s base name: ours
+# starts it as /cnb/process/completion. kpack's image has no shell, so every move happens here.
+FROM ${KPACK_COMPLETION_IMAGE} AS kpack-completion
+
+FROM completion-build AS completion-layout
+COPY --from=kpack-completion / /kpack/
+RUN node scripts/build-completion.mjs --layout /kpack /layout
+
+FROM ${KPACK_COMPLETION_IMAGE} AS completion
+COPY --from=completion-build /out/kpack-trust/ /kpack-trust/
+COPY --from=completion-layout /layout/ /
+# The executable brings libstdc++ and libgcc_s (kpack's base has glibc only). The KPACK_TRUST_*
+# settings (notary CA, root pin) are set by deriving an image from this one: kpack gives the
+# completion container no env of the operator's.
+ENV LD_LIBRARY_PATH=/kpack-trust/lib
+ENTRYPOINT ["/cnb/process/completion"]

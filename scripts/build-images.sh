@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
-# Builds both targets of the Dockerfile with Debian's buildah (chroot isolation, vfs storage: no
-# Docker engine, no daemon) and checks that each image starts its program as uid 65532.
+# Builds the targets of the Dockerfile with Debian's buildah (chroot isolation, vfs storage: no
+# Docker engine, no daemon) and checks that each image starts its program as uid 65532, and that
+# the completion image runs its single executable with no shell and hands over to kpack's program.
 #
-#   bash scripts/build-images.sh            # real bases (NODE_IMAGE / RUNTIME_IMAGE of the Dockerfile)
+#   bash scripts/build-images.sh            # real bases (NODE_IMAGE / RUNTIME_IMAGE of the Dockerfile;
+#                                           # completion only with KPACK_COMPLETION_IMAGE set)
 #   bash scripts/build-images.sh --stand-in # bases made from this machine's own Node
+#   bash scripts/build-images.sh --stand-in completion   # only the named targets
 #
 # --stand-in is for machines that reach no container registry (like this project's CI machines,
 # which reach only the npm and Debian registries): it packs this machine's node, npm, a shell and
 # their libraries into a local image and passes it as both NODE_IMAGE and RUNTIME_IMAGE. That
 # exercises every stage, COPY and `npm ci` of the Dockerfile, but the images are not the ones to
-# ship: build those with the real bases.
+# ship: build those with the real bases. For the completion target it also makes a stand-in for
+# kpack's completion image: no shell, glibc only, /cnb/process/completion a symlink to a "launcher"
+# that is /bin/echo — so the check sees exactly which arguments reach kpack's program.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 stand_in=false
-case "${1:-}" in
-  --stand-in) stand_in=true ;;
-  "") ;;
-  -h | --help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-  *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
-esac
+targets=()
+for arg in "$@"; do
+  case "$arg" in
+    --stand-in) stand_in=true ;;
+    signer | verifier | completion) targets+=("$arg") ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
+  esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(signer verifier completion)
+wants() { [[ " ${targets[*]} " == *" $1 "* ]]; }
 
 if ! command -v buildah >/dev/null 2>&1; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -71,6 +81,7 @@ if $stand_in; then
 fi
 
 for target in signer verifier; do
+  wants "$target" || continue
   image=localhost/kpack-trust/$target:dev
   log=test-results/image-$target.log
   mkdir -p test-results
@@ -106,3 +117,76 @@ for target in signer verifier; do
     exit 1
   }
 done
+
+# ---- completion ------------------------------------------------------------------------------
+wants completion || exit 0
+kpack_base=${KPACK_COMPLETION_IMAGE:-}
+if $stand_in; then
+  kpack_base=localhost/kpack-trust-stand-in-kpack-completion:dev
+  kroot=$(mktemp -d)
+  trap 'rm -rf "$root" "$kroot"' EXIT
+  mkdir -p "$kroot"/{cnb/lifecycle,cnb/process,etc,tmp}
+  chmod 1777 "$kroot/tmp"
+  cp "$(readlink -f /bin/echo)" "$kroot/cnb/lifecycle/launcher"
+  ln -s /cnb/lifecycle/launcher "$kroot/cnb/process/completion"
+  # glibc only, as in kpack's paketo "tiny" base: node's C++ runtime must come with our image.
+  for lib in $(for bin in /bin/echo "$(readlink -f "$(command -v node)")"; do ldd "$bin"; done |
+    grep -o '/[^ ]*' | grep -v -e libstdc++ -e libgcc_s | sort -u); do
+    mkdir -p "$kroot$(dirname "$lib")"
+    cp -L "$lib" "$kroot$lib"
+  done
+  printf 'root:x:0:0::/root:/sbin/nologin\ncnb:x:1000:1000::/home/cnb:/sbin/nologin\n' >"$kroot/etc/passwd"
+  ctr=$(buildah from scratch)
+  buildah copy -q "$ctr" "$kroot" / >/dev/null
+  buildah config --user 1000:1000 --entrypoint '["/cnb/lifecycle/launcher"]' "$ctr"
+  buildah commit -q "$ctr" "$kpack_base" >/dev/null
+  buildah rm "$ctr" >/dev/null
+  echo "stand-in kpack completion base $kpack_base" >&2
+fi
+if [ -z "$kpack_base" ]; then
+  echo "completion: skipped (set KPACK_COMPLETION_IMAGE to kpack's completion image, by digest)" >&2
+  exit 0
+fi
+image=localhost/kpack-trust/completion:dev
+log=test-results/image-completion.log
+echo "building $image on $kpack_base (log: $log)" >&2
+buildah bud --network host "${build_args[@]}" --build-arg "KPACK_COMPLETION_IMAGE=$kpack_base" \
+  --target completion -t "$image" . >"$log" 2>&1 || {
+  tail -n 40 "$log" >&2
+  echo "building $image failed" >&2
+  exit 1
+}
+ctr=$(buildah from "$image")
+# No shell anywhere: buildah runs the entrypoint binary directly. Without -notary-v1-url the step
+# only hands over to kpack's program, as /cnb/process/completion, with the arguments unchanged.
+handed=$(buildah run "$ctr" -- /cnb/process/completion -dockercfg=registry-cfg -cosign-annotations=buildNumber=1 2>&1)
+# With it, signing starts (and stops at the missing root pin) and kpack's program is not run.
+set +e
+refused=$(buildah run "$ctr" -- /cnb/process/completion -notary-v1-url=https://127.0.0.1:9 -dockercfg=x 2>&1)
+refused_code=$?
+set -e
+mnt=$(buildah mount "$ctr")
+shell=$([ -e "$mnt/bin/sh" ] && echo "yes" || echo "none")
+kpack_link=$(readlink "$mnt/cnb/process/kpack-completion")
+ours=$(readlink "$mnt/cnb/process/completion")
+size=$(du -sh "$mnt/kpack-trust" | cut -f1)
+buildah umount "$ctr" >/dev/null
+buildah rm "$ctr" >/dev/null
+base_user=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$kpack_base")
+user=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$image")
+echo "$image: user $user (base: $base_user), shell: $shell, /kpack-trust $size," \
+  "/cnb/process/completion -> $ours, kpack's -> $kpack_link; handed over: $handed;" \
+  "with notary: exit $refused_code"
+[ "$user" = "$base_user" ] && [ "$ours" = /kpack-trust/completion ] &&
+  [ "$handed" = "-dockercfg=registry-cfg -cosign-annotations=buildNumber=1" ] &&
+  [ "$refused_code" = 2 ] && [[ "$refused" == *"KPACK_TRUST_ROOT_KEY_ID is not set"* ]] &&
+  [[ "$refused" != *"-dockercfg=x"* ]] || {
+  echo "$image is not as it should be: $refused" >&2
+  exit 1
+}
+if $stand_in; then
+  [ "$shell" = none ] && [ "$kpack_link" = /cnb/lifecycle/launcher ] || {
+    echo "$image: the stand-in base's layout was not kept" >&2
+    exit 1
+  }
+fi
