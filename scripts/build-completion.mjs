@@ -52,12 +52,14 @@ if (layoutIndex !== -1) {
  * /cnb/process/completion (and /ko-app/completion when kpack's image had one) points at ours.
  */
 function layout(kpackRoot, dir) {
-  if (kpackRoot === undefined || dir === undefined) throw new Error('--layout KPACK_ROOT LAYOUT_DIR');
+  if (kpackRoot === undefined || dir === undefined)
+    throw new Error('--layout KPACK_ROOT LAYOUT_DIR');
   const cnb = join(kpackRoot, 'cnb/process/completion');
   const ko = join(kpackRoot, 'ko-app/completion');
   const moved = join(dir, 'cnb/process/kpack-completion');
   mkdirSync(dirname(moved), { recursive: true });
-  const isThere = (path) => existsSync(path) || lstatSync(path, { throwIfNoEntry: false }) !== undefined;
+  const isThere = (path) =>
+    existsSync(path) || lstatSync(path, { throwIfNoEntry: false }) !== undefined;
   if (isThere(cnb) && lstatSync(cnb).isSymbolicLink()) symlinkSync(readlinkSync(cnb), moved);
   else if (isThere(cnb)) copyFileSync(cnb, moved);
   else if (isThere(ko)) copyFileSync(ko, moved);
@@ -68,13 +70,17 @@ function layout(kpackRoot, dir) {
     mkdirSync(join(dir, 'ko-app'), { recursive: true });
     symlinkSync('/kpack-trust/completion', join(dir, 'ko-app/completion'));
   }
-  process.stdout.write(`${dir}: kpack's completion → /cnb/process/kpack-completion, ours in its place\n`);
+  process.stdout.write(
+    `${dir}: kpack's completion → /cnb/process/kpack-completion, ours in its place\n`,
+  );
 }
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const require = createRequire(join(root, 'signer', 'package.json'));
 const outIndex = process.argv.indexOf('--out');
-const out = resolve(outIndex === -1 ? join(root, 'signer/dist/sea/completion') : process.argv[outIndex + 1]);
+const out = resolve(
+  outIndex === -1 ? join(root, 'signer/dist/sea/completion') : process.argv[outIndex + 1],
+);
 const libsIndex = process.argv.indexOf('--libs');
 const libs = libsIndex === -1 ? undefined : resolve(process.argv[libsIndex + 1]);
 const work = mkdtempSync(join(tmpdir(), 'kpack-trust-sea-'));
