@@ -7,7 +7,12 @@ import { after, before, describe, it } from 'node:test';
 import { TrustError, isTrustError, type TrustErrorCode } from '../src/errors.js';
 import type { CredentialSource } from '../src/notary/credentials.js';
 import { staticCredentials } from '../src/notary/credentials.js';
-import { NotaryHttpClient, type NotaryClientOptions } from '../src/notary/http-client.js';
+import {
+  MAX_CACHED_TOKENS,
+  MAX_CACHED_TOKEN_LENGTH,
+  NotaryHttpClient,
+  type NotaryClientOptions,
+} from '../src/notary/http-client.js';
 import { createTestCa, type TestCa, type TestCertificate } from '../src/testing/tls.js';
 
 const GUN = '127.0.0.1:5000/demo/app';
@@ -957,6 +962,47 @@ void describe('NotaryHttpClient', () => {
       };
       await client({ credentials: fallback }).fetchMetadata(GUN, { role: 'root', maxBytes: 100 });
       assert.deepEqual(asked, ['127.0.0.1:5000', new URL(server.url).host]);
+    });
+
+    void it('keeps at most MAX_CACHED_TOKENS tokens, and none longer than MAX_CACHED_TOKEN_LENGTH', async () => {
+      // One scope per GUN, as the verifier's pods may name any number of repositories.
+      const requested = new Map<string, number>();
+      let tokenLength = 8;
+      reset((req, res) => {
+        const url = new URL(req.url ?? '/', server.url);
+        if (url.pathname === '/token') {
+          const scope = url.searchParams.get('scope') ?? '';
+          requested.set(scope, (requested.get(scope) ?? 0) + 1);
+          const token = `${scope}#`.padEnd(tokenLength, 'x');
+          reply(res, 200, JSON.stringify({ token, expires_in: 3600 }));
+          return;
+        }
+        const gun = url.pathname.slice('/v2/'.length, url.pathname.indexOf('/_trust/'));
+        const scope = `repository:${gun}:pull`;
+        if ((req.headers.authorization ?? '').startsWith(`Bearer ${scope}#`)) {
+          reply(res, 200, 'metadata');
+          return;
+        }
+        reply(res, 401, '{"errors":[{"code":"UNAUTHORIZED"}]}', {
+          'Www-Authenticate': `Bearer realm="${server.url}/token",service="s",scope="${scope}"`,
+        });
+      });
+      const c = client();
+      const gun = (i: number): string => `127.0.0.1:5000/many/repo-${i}`;
+      const read = (i: number): Promise<Uint8Array> =>
+        c.fetchMetadata(gun(i), { role: 'root', maxBytes: 100 });
+      for (let i = 0; i <= MAX_CACHED_TOKENS; i++) await read(i);
+      await read(MAX_CACHED_TOKENS); // still cached
+      await read(0); // the oldest was dropped when the 33rd arrived
+      assert.equal(requested.get(`repository:${gun(MAX_CACHED_TOKENS)}:pull`), 1);
+      assert.equal(requested.get(`repository:${gun(0)}:pull`), 2);
+      assert.equal(requested.size, MAX_CACHED_TOKENS + 1);
+
+      tokenLength = MAX_CACHED_TOKEN_LENGTH + 1;
+      const big = MAX_CACHED_TOKENS + 1;
+      await read(big);
+      await read(big);
+      assert.equal(requested.get(`repository:${gun(big)}:pull`), 2, 'a huge token is not kept');
     });
   });
 

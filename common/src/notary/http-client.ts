@@ -49,6 +49,17 @@ const TOKEN_LIMIT = 1024 * 1024;
 const DEFAULT_TOKEN_SECONDS = 60;
 /** Stop presenting a cached token this long before it expires (at most half its life). */
 const TOKEN_EXPIRY_MARGIN_MS = 5_000;
+/**
+ * Per-client caps on auth state kept per GUN: callers such as the verifier pass GUNs (and, for
+ * servers a pod names, whole servers with their challenges and tokens) chosen by others, so each
+ * map drops its least recently stored entry beyond its cap. Evicting costs one more 401 round trip
+ * or token request for that GUN later.
+ */
+export const MAX_AUTH_PLANS = 128;
+/** Most tokens cached per client (see MAX_AUTH_PLANS). */
+export const MAX_CACHED_TOKENS = 32;
+/** Longer tokens are used once and not cached: a token service may answer up to TOKEN_LIMIT. */
+export const MAX_CACHED_TOKEN_LENGTH = 8 * 1024;
 
 /** The notary server's scopes: metadata reads need pull; publishing and `<role>.key` need push,pull. */
 type Access = 'pull' | 'push,pull';
@@ -310,7 +321,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
           : 'the server refused the Basic credentials',
       );
     }
-    this.plans.set(planKey, plan);
+    remember(this.plans, planKey, plan, MAX_AUTH_PLANS);
     return reply;
   }
 
@@ -403,7 +414,9 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       token,
       expiresAt: issuedAt + lifetimeMs - Math.min(TOKEN_EXPIRY_MARGIN_MS, lifetimeMs / 2),
     };
-    this.tokens.set(plan.cacheKey, cached);
+    if (token.length <= MAX_CACHED_TOKEN_LENGTH) {
+      remember(this.tokens, plan.cacheKey, cached, MAX_CACHED_TOKENS);
+    }
     return cached;
   }
 
@@ -807,6 +820,16 @@ function basicAuthorization(credentials: Credentials): string {
 
 function headerText(value: string | string[] | undefined): string {
   return Array.isArray(value) ? value.join(', ') : (value ?? '');
+}
+
+/** Sets `key` as the newest entry of `map`, dropping the oldest beyond `max` (Maps keep insertion order). */
+function remember<V>(map: Map<string, V>, key: string, value: V, max: number): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > max) {
+    const oldest = map.keys().next();
+    if (oldest.done !== true) map.delete(oldest.value);
+  }
 }
 
 /** A URL as errors may show it: never with userinfo. */
