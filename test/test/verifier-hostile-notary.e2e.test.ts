@@ -15,9 +15,16 @@ import { createServer as createTcpServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { PublicKey, createRootCertificate, localSigner, isTrustError } from '@kpack-trust/common';
+import {
+  PublicKey,
+  createRootCertificate,
+  localSigner,
+  isTrustError,
+  type JsonValue,
+} from '@kpack-trust/common';
 import {
   FixtureRepository,
+  buildHostileRoot,
   fakeManifest,
   fixtureKey,
   flipSignatureBit,
@@ -281,6 +288,53 @@ const CORRUPTIONS: readonly Corruption[] = [
     corrupt: async (repo) => {
       await repo.addDelegation('targets/releases', { paths: ['release-'] });
       await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
+    },
+  },
+  // Issue 11: a 1 MiB root.json is refused before its keys are parsed.
+  {
+    name: 'root-hostile-1mib',
+    code: 'LIMIT_EXCEEDED',
+    reason: /^root lists \d+ keys in signed\.keys, more than the 64 accepted$/,
+    corrupt: (repo) => {
+      const hostileRoot = buildHostileRoot({ gun: repo.gun, now, junkCas: 0, junkKeys: 100 });
+      for (const [file, bytes] of hostileRoot.files) repo.files.set(file, bytes);
+    },
+  },
+  // Issue 11 (TUF 5.5.5): the server re-signs snapshot and timestamp without targets/releases.
+  {
+    name: 'snapshot-drops-delegation',
+    code: 'VERSION_ROLLBACK',
+    reason:
+      /^snapshot version \d+ no longer lists targets\/releases, which targets still delegates to and whose version \d+ was trusted before \(rollback\)$/,
+    setup: async (repo) => {
+      await repo.addDelegation('targets/releases');
+      await repo.signTag('v1', m.digestHex, m.length, 'targets/releases');
+    },
+    prime: true,
+    corrupt: (repo) =>
+      repo.publish([], {
+        snapshot: {
+          signed: (s) => ({
+            ...s,
+            meta: Object.fromEntries(
+              Object.entries(s['meta'] as Record<string, JsonValue>).filter(
+                ([role]) => role !== 'targets/releases',
+              ),
+            ),
+          }),
+        },
+      }),
+  },
+  // Issue 11: a tag found in targets/releases without a sha256 is not looked up in targets.
+  {
+    name: 'tag-without-sha256',
+    code: 'TARGET_INVALID',
+    reason: /^targets\/releases signs "v1" of .*, but it has no sha256 hash$/,
+    corrupt: async (repo) => {
+      await repo.addDelegation('targets/releases');
+      await repo.changeTargets('targets/releases', {
+        set: new Map([['v1', { length: m.length, hashes: { sha512: Buffer.alloc(64, 7) } }]]),
+      });
     },
   },
 ];
