@@ -5,7 +5,10 @@
  */
 import type { CompiledAnchor, CredentialSource } from '@kpack-trust/common';
 
-/** What to do when notary cannot be asked (unreachable, timing out, garbled answers). */
+/**
+ * What to do when a notary server named in the config cannot be asked (unreachable, timing out,
+ * 5xx). Servers the config does not name always deny: the pod's author chose them.
+ */
 export type FailureMode = 'deny' | 'error';
 
 /** TLS material of the HTTPS listener, as absolute paths (re-read by the server when they rotate). */
