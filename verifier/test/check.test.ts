@@ -136,5 +136,39 @@ rules:
     );
     assert.equal(erroring.exitCode, 2);
     assert.match(erroring.output, /"code": "REVIEW_FAILED"/);
+    assert.doesNotMatch(erroring.output, /ECONNREFUSED/, 'the class of failure, not the error');
+  });
+
+  it('denies a server the config does not name, even under failure: error, without the error', async () => {
+    const file = join(dir, 'any.yaml');
+    await writeFile(
+      file,
+      `listen: { port: 8443, tls: { cert: tls.crt, key: tls.key } }
+failure: error
+rules:
+  - images: "**"
+    trust: { rootKeys: ["${repo.rootKeys[0]?.publicKey.id ?? ''}"] }
+`,
+    );
+    const image = '10.0.0.1:22/scan/me:v1';
+    const result = await runCheck(file, [image], 'default', {
+      now: () => NOW,
+      fetcherFor: () => ({
+        fetchMetadata: () => Promise.reject(unreachable('https://10.0.0.1:22/v2/x')),
+      }),
+    });
+    assert.equal(result.exitCode, 1);
+    const printed = JSON.parse(result.output) as {
+      reason?: string;
+      images: Record<string, unknown>[];
+    };
+    const reason =
+      'no trust data for 10.0.0.1:22/scan/me from notary https://10.0.0.1:22 (not signed there, or the server did not serve it)';
+    assert.equal(printed.reason, `${image}: ${reason}`);
+    assert.deepEqual(
+      { code: printed.images[0]?.['code'], reason: printed.images[0]?.['reason'] },
+      { code: 'NO_TRUST_DATA', reason },
+    );
+    assert.doesNotMatch(result.output, /ECONNREFUSED|detail/);
   });
 });
