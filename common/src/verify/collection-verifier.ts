@@ -42,7 +42,11 @@ import {
 } from './anchor.js';
 import { isPathAllowed } from './paths.js';
 
-/** Highest version seen per role name (`root`, `timestamp`, `targets/releases`, …): the rollback floors. */
+/**
+ * Highest version seen per role name (`root`, `timestamp`, `targets/releases`, …): the rollback
+ * floors. A delegation a trusted snapshot listed has an entry even when no version of it could be
+ * trusted (0), so that a later snapshot may not drop it (TUF 5.5.5).
+ */
 export type VersionFloors = Readonly<Record<string, number>>;
 
 /** A verified targets role (top-level or delegated) with the path restrictions inherited from its parents. */
