@@ -935,6 +935,26 @@ void describe('NotaryHttpClient', () => {
       );
     });
 
+    void it('fails AUTH_FAILED, asking nothing, when an https server names a plain http realm', async () => {
+      reset((req, res) => {
+        reply(res, 401, '', {
+          'Www-Authenticate': `Bearer realm="${server.url.replace('https:', 'http:')}/token",service="s"`,
+        });
+      });
+      const c = client({ credentials: staticCredentials('alice', 's3cret') });
+      await assert.rejects(
+        c.fetchMetadata(GUN, { role: 'root', maxBytes: 100 }),
+        expectTrustError('AUTH_FAILED', {
+          url: `${server.url.replace('https:', 'http:')}/token`,
+          status: 401,
+          problem:
+            'the Bearer challenge sends an https notary server to a plain http token service',
+        }),
+      );
+      // Only the challenge: no request went to the http realm.
+      assert.equal(server.seen.length, 1);
+    });
+
     void it('asks credentials for the GUN registry first, then the notary host', async () => {
       tokenMode();
       const asked: string[] = [];

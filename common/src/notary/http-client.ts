@@ -363,6 +363,16 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
       throw authFailed(redact(realm), 401, 'the Bearer challenge realm is not an http(s) URL');
     }
+    // The realm is the server's word, and for the verifier the server may be the pod author's: an
+    // https notary may not send us to plain http, where Basic credentials would travel in the clear
+    // and any in-cluster http endpoint (a cloud metadata service, say) would be ours to request.
+    if (this.base.protocol === 'https:' && realm.protocol !== 'https:') {
+      throw authFailed(
+        redact(realm),
+        401,
+        'the Bearer challenge sends an https notary server to a plain http token service',
+      );
+    }
     if (plan.service !== undefined) realm.searchParams.append('service', plan.service);
     for (const scope of plan.scopes) realm.searchParams.append('scope', scope);
     const shown = redact(realm);
