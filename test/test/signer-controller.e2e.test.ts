@@ -1,0 +1,498 @@
+/**
+ * `kpack-trust-signer controller` end to end on loopback: the real kube-apiserver + etcd (built
+ * from their Go modules, test/src/kube/control-plane.ts) serving kpack's own CRDs (read from
+ * kpack's Go module at the pinned release), the real notary stack, images pushed with skopeo, the
+ * tests' real kubectl creating Images and Builds and patching a Build's status as kpack would, and
+ * the controller as separate processes. Results are read back with kubectl and a fresh `notary`
+ * CLI; publishes are counted in notary-server's own request log.
+ */
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { after, before, describe, it } from 'node:test';
+import {
+  lookup,
+  pushImage,
+  startControlPlane,
+  startStack,
+  type ControlPlane,
+  type NotaryStack,
+  type PushedImage,
+} from '../src/index.js';
+
+const MAIN = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
+/** kpack's release whose CRDs the apiserver serves (the one test/kube/kpack/go.mod pins). */
+const KPACK_MODULE = 'github.com/pivotal/kpack@v0.17.2';
+const CONTROLLER_NS = 'kpack-trust-system';
+const TEAM = 'team';
+/** etcd compaction by the apiserver itself, often enough to compact a watch's version away within the test. */
+const COMPACTION_S = 2;
+const APISERVER_FLAGS = [`--etcd-compaction-interval=${COMPACTION_S}s`];
+
+/** The directory of kpack's Go module in the module cache (downloaded through the Go proxy). */
+async function kpackModuleDir(): Promise<string> {
+  const go = process.env['GO'] ?? '/usr/local/go/bin/go';
+  const { stdout } = await promisify(execFile)(go, ['mod', 'download', '-json', KPACK_MODULE], {
+    timeout: 300_000,
+  });
+  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
+  if (dir === undefined) throw new Error(`go mod download ${KPACK_MODULE} gave no Dir`);
+  return dir;
+}
+
+interface ControllerProcess {
+  readonly identity: string;
+  readonly child: ChildProcess;
+  readonly logs: Record<string, unknown>[];
+  readonly exited: Promise<number | null>;
+}
+
+async function until<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+describe('kpack-trust-signer controller against the real apiserver', () => {
+  let stack: NotaryStack;
+  let cp: ControlPlane;
+  const controllers: ControllerProcess[] = [];
+
+  const kubectl = async (args: readonly string[], input?: string): Promise<string> => {
+    const result = await cp.kubectl(args, input === undefined ? {} : { input });
+    assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  };
+
+  const startController = (identity: string, extra: readonly string[] = []): ControllerProcess => {
+    const child = spawn(
+      process.execPath,
+      [
+        MAIN,
+        'controller',
+        '--kubeconfig',
+        cp.kubeconfigPath,
+        '--namespace',
+        CONTROLLER_NS,
+        '--identity',
+        identity,
+        '--notary-ca',
+        stack.caFile,
+        '--listen',
+        '127.0.0.1:0',
+        '--lease-duration',
+        '4',
+        '--renew-deadline',
+        '3',
+        '--retry-period',
+        '1',
+        ...extra,
+      ],
+      {
+        env: { PATH: process.env['PATH'] ?? '', HOME: stack.workDir },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    const logs: Record<string, unknown>[] = [];
+    let pending = '';
+    child.stdout?.setEncoding('utf8');
+    child.stdout?.on('data', (chunk: string) => {
+      pending += chunk;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) !== -1) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        logs.push(JSON.parse(line) as Record<string, unknown>);
+      }
+    });
+    const stderr: string[] = [];
+    child.stderr?.on('data', (c: Buffer) => stderr.push(c.toString()));
+    const exited = new Promise<number | null>((resolve) =>
+      child.on('exit', (code) => {
+        resolve(code);
+      }),
+    );
+    const proc = { identity, child, logs, exited };
+    controllers.push(proc);
+    return proc;
+  };
+
+  const stopController = async (proc: ControllerProcess, signal: NodeJS.Signals): Promise<void> => {
+    if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill(signal);
+    await proc.exited;
+  };
+
+  const leader = (proc: ControllerProcess): boolean =>
+    proc.logs.some((l) => l['message'] === 'leader election: leading');
+
+  let imageCounter = 0;
+  /** Pushes an image and creates an Image plus a Build for it; returns the Build's name and the push. */
+  const imageAndBuild = async (
+    name: string,
+    annotations: Record<string, string>,
+    options: { tags?: (pushed: PushedImage) => string[]; notaryUrl?: string } = {},
+  ): Promise<{ build: string; pushed: PushedImage }> => {
+    imageCounter++;
+    const pushed = await pushImage(stack, `team/${name}`, 'v1', {
+      content: `controller e2e ${name} ${imageCounter} ${Date.now()}\n`,
+    });
+    const image = {
+      apiVersion: 'kpack.io/v1alpha2',
+      kind: 'Image',
+      metadata: {
+        name,
+        namespace: TEAM,
+        annotations: {
+          'kpack-trust.io/sign': 'true',
+          'kpack-trust.io/notary-url': options.notaryUrl ?? stack.notaryUrl,
+          ...annotations,
+        },
+      },
+      spec: { tag: `${pushed.gun}:v1`, serviceAccountName: 'default' },
+    };
+    await kubectl(['apply', '-f', '-'], JSON.stringify(image));
+    const uid = (
+      await kubectl(['get', 'image.kpack.io', name, '-n', TEAM, '-o', 'jsonpath={.metadata.uid}'])
+    ).trim();
+    const build = `${name}-build-${imageCounter}`;
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'kpack.io/v1alpha2',
+        kind: 'Build',
+        metadata: {
+          name: build,
+          namespace: TEAM,
+          labels: { 'image.kpack.io/image': name },
+          ownerReferences: [
+            { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name, uid, controller: true },
+          ],
+        },
+        spec: { tags: options.tags?.(pushed) ?? [`${pushed.gun}:v1`, `${pushed.gun}:latest`] },
+      }),
+    );
+    return { build, pushed };
+  };
+
+  /** kpack's reconciler marking the Build finished: status subresource, as kpack writes it. */
+  const succeed = async (build: string, latestImage: string): Promise<void> => {
+    await kubectl([
+      'patch',
+      'build.kpack.io',
+      build,
+      '-n',
+      TEAM,
+      '--subresource=status',
+      '--type=merge',
+      '-p',
+      JSON.stringify({
+        status: {
+          conditions: [
+            { type: 'Succeeded', status: 'True', lastTransitionTime: new Date().toISOString() },
+          ],
+          latestImage,
+        },
+      }),
+    ]);
+  };
+
+  const annotationsOf = async (build: string): Promise<Record<string, string>> => {
+    const json = JSON.parse(
+      await kubectl(['get', 'build.kpack.io', build, '-n', TEAM, '-o', 'json']),
+    ) as {
+      metadata: { annotations?: Record<string, string> };
+    };
+    return json.metadata.annotations ?? {};
+  };
+
+  const recorded = (build: string, key: string): Promise<Record<string, string>> =>
+    until(`${key} on Build ${build}`, async () => {
+      const a = await annotationsOf(build);
+      return a[key] === undefined ? undefined : a;
+    });
+
+  const eventsFor = async (
+    kind: string,
+    name: string,
+  ): Promise<{ reason: string; message: string }[]> => {
+    const json = JSON.parse(
+      await kubectl([
+        'get',
+        'events',
+        '-n',
+        TEAM,
+        '--field-selector',
+        `involvedObject.kind=${kind},involvedObject.name=${name}`,
+        '-o',
+        'json',
+      ]),
+    ) as { items: { reason: string; message: string }[] };
+    return json.items;
+  };
+
+  /** Accepted publishes into a GUN: notary-server logs `updated <gun> to timestamp version N` for each. */
+  const publishesOf = async (gun: string): Promise<number> => {
+    const server = stack.processes.find((p) => p.name === 'notary-server');
+    assert.ok(server);
+    const log = await readFile(server.logFile, 'utf8');
+    return log
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg?: string; 'http.request.method'?: string })
+      .filter(
+        (entry) =>
+          entry['http.request.method'] === 'POST' &&
+          (entry.msg ?? '').startsWith(`updated ${gun} to timestamp version `),
+      ).length;
+  };
+
+  before(async () => {
+    stack = await startStack();
+    cp = await startControlPlane({ controllerManager: false, apiserverFlags: APISERVER_FLAGS });
+    const kpack = await kpackModuleDir();
+    for (const crd of ['build.yaml', 'image.yaml']) {
+      await kubectl(['apply', '-f', join(kpack, 'config', crd)]);
+    }
+    await kubectl([
+      'wait',
+      '--for=condition=Established',
+      'crd/builds.kpack.io',
+      'crd/images.kpack.io',
+      '--timeout=60s',
+    ]);
+    await kubectl(['create', 'namespace', CONTROLLER_NS]);
+    await kubectl(['create', 'namespace', TEAM]);
+  });
+
+  after(async () => {
+    for (const proc of controllers) await stopController(proc, 'SIGKILL');
+    await cp?.stop();
+    await stack?.stop();
+  });
+
+  it('signs a finished Build: annotations, Events on Build and Image, every tag resolvable by notary lookup', async () => {
+    const c1 = startController('c1');
+    await until('c1 to lead', () => Promise.resolve(leader(c1) ? true : undefined));
+    const { build, pushed } = await imageAndBuild('app', {});
+    await succeed(build, `${pushed.gun}@${pushed.digest}`);
+
+    const started = Date.now();
+    const annotations = await recorded(build, 'kpack-trust.io/signed-digest');
+    const seconds = (Date.now() - started) / 1000;
+    assert.equal(annotations['kpack-trust.io/signed-digest'], pushed.digest);
+    assert.equal(
+      annotations['kpack-trust.io/signed-tags'],
+      `${pushed.gun}:v1,${pushed.gun}:latest`,
+    );
+    assert.ok(seconds < 15, `signed within ${seconds} s`);
+    const rootKeyId = annotations['kpack-trust.io/signed-root-key-id'];
+    assert.match(rootKeyId ?? '', /^[0-9a-f]{64}$/);
+
+    assert.deepEqual(
+      (await eventsFor('Build', build)).map((e) => e.reason),
+      ['Signed'],
+    );
+    assert.deepEqual(
+      (await eventsFor('Image', 'app')).map((e) => e.reason),
+      ['Signed'],
+    );
+    for (const tag of ['v1', 'latest']) {
+      const found = await lookup(stack, pushed.gun, tag, await stack.tempDir('trust'));
+      assert.equal(`sha256:${found.sha256Hex}`, pushed.digest);
+      assert.equal(found.size, pushed.size);
+    }
+
+    // A second Build of the same Image reuses the keys.
+    const second = await pushImage(stack, 'team/app', 'v2', { content: 'second build\n' });
+    const build2 = 'app-build-second';
+    const uid = (
+      await kubectl(['get', 'image.kpack.io', 'app', '-n', TEAM, '-o', 'jsonpath={.metadata.uid}'])
+    ).trim();
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'kpack.io/v1alpha2',
+        kind: 'Build',
+        metadata: {
+          name: build2,
+          namespace: TEAM,
+          ownerReferences: [
+            { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name: 'app', uid, controller: true },
+          ],
+        },
+        spec: { tags: [`${pushed.gun}:v2`] },
+      }),
+    );
+    await succeed(build2, `${pushed.gun}@${second.digest}`);
+    const again = await recorded(build2, 'kpack-trust.io/signed-digest');
+    assert.equal(again['kpack-trust.io/signed-root-key-id'], rootKeyId);
+
+    // The keys live only in the controller's namespace.
+    const secrets = JSON.parse(
+      await kubectl([
+        'get',
+        'secrets',
+        '-A',
+        '-l',
+        'app.kubernetes.io/managed-by=kpack-trust-signer',
+        '-o',
+        'json',
+      ]),
+    ) as { items: { metadata: { namespace: string; name: string } }[] };
+    assert.deepEqual(
+      secrets.items.map((s) => `${s.metadata.namespace}/${s.metadata.name}`).sort(),
+      [`${CONTROLLER_NS}/team.app-root-key`, `${CONTROLLER_NS}/team.app-targets-key`],
+    );
+    await stopController(c1, 'SIGTERM');
+    assert.equal(await c1.exited, 0);
+  });
+
+  it('bad input gets a SigningFailed Event and annotation and no publish', async () => {
+    const c = startController('bad-input', ['--max-attempts', '2']);
+    await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    const cases: {
+      name: string;
+      reason: string;
+      setup: () => Promise<{ build: string; gun: string }>;
+    }[] = [
+      {
+        name: 'http notary URL',
+        reason: 'ConfigInvalid',
+        setup: async () => {
+          const { build, pushed } = await imageAndBuild(
+            'plain-http',
+            {},
+            { notaryUrl: stack.notaryUrl.replace('https:', 'http:') },
+          );
+          await succeed(build, `${pushed.gun}@${pushed.digest}`);
+          return { build, gun: pushed.gun };
+        },
+      },
+      {
+        name: 'tags in two repositories',
+        reason: 'BuildInvalid',
+        setup: async () => {
+          const { build, pushed } = await imageAndBuild(
+            'two-repos',
+            {},
+            {
+              tags: (p) => [`${p.gun}:v1`, `${stack.registryHost}/team/elsewhere:v1`],
+            },
+          );
+          await succeed(build, `${pushed.gun}@${pushed.digest}`);
+          return { build, gun: pushed.gun };
+        },
+      },
+      {
+        name: 'notary unreachable',
+        reason: 'Unavailable',
+        setup: async () => {
+          const { build, pushed } = await imageAndBuild(
+            'unreachable',
+            {},
+            { notaryUrl: 'https://127.0.0.1:1' },
+          );
+          await succeed(build, `${pushed.gun}@${pushed.digest}`);
+          return { build, gun: pushed.gun };
+        },
+      },
+    ];
+    for (const testCase of cases) {
+      const { build, gun } = await testCase.setup();
+      const annotations = await recorded(build, 'kpack-trust.io/signing-error');
+      assert.equal(
+        annotations['kpack-trust.io/signing-error-reason'],
+        testCase.reason,
+        testCase.name,
+      );
+      assert.equal(annotations['kpack-trust.io/signed-digest'], undefined);
+      assert.deepEqual(
+        (await eventsFor('Build', build)).map((e) => e.reason),
+        ['SigningFailed'],
+        testCase.name,
+      );
+      assert.equal(await publishesOf(gun), 0, testCase.name);
+    }
+    await stopController(c, 'SIGTERM');
+  });
+
+  it('two replicas share one Lease: each Build signed once, and the standby takes over from a killed leader', async () => {
+    const a = startController('replica-a');
+    const b = startController('replica-b');
+    const first = await until('a leader', () => Promise.resolve([a, b].find(leader)));
+    const standby = first === a ? b : a;
+    const builds: { build: string; pushed: PushedImage }[] = [];
+    for (let i = 0; i < 4; i++) builds.push(await imageAndBuild(`ha-${i}`, {}));
+    await Promise.all(
+      builds
+        .slice(0, 2)
+        .map(({ build, pushed }) => succeed(build, `${pushed.gun}@${pushed.digest}`)),
+    );
+    await recorded(builds[0]?.build ?? '', 'kpack-trust.io/signed-digest');
+    // Kill the leader mid-queue: the other two Builds finish while nobody leads.
+    await stopController(first, 'SIGKILL');
+    await Promise.all(
+      builds.slice(2).map(({ build, pushed }) => succeed(build, `${pushed.gun}@${pushed.digest}`)),
+    );
+    await until(
+      'the standby to lead',
+      () => Promise.resolve(leader(standby) ? true : undefined),
+      30_000,
+    );
+    for (const { build, pushed } of builds) {
+      const annotations = await recorded(build, 'kpack-trust.io/signed-digest');
+      assert.equal(annotations['kpack-trust.io/signed-digest'], pushed.digest);
+      // One POST creates each repository with the Build's tags; nobody signed it twice.
+      assert.equal(await publishesOf(pushed.gun), 1, build);
+    }
+    const lease = JSON.parse(
+      await kubectl([
+        'get',
+        'lease',
+        'kpack-trust-signer-controller',
+        '-n',
+        CONTROLLER_NS,
+        '-o',
+        'json',
+      ]),
+    ) as { spec: { holderIdentity: string; leaseTransitions: number } };
+    assert.equal(lease.spec.holderIdentity, standby.identity);
+    await stopController(standby, 'SIGTERM');
+  });
+
+  it('a watch the apiserver ends with 410 Gone is re-listed and no finished Build is missed', async () => {
+    const c = startController('relist');
+    await until('the first list', () =>
+      Promise.resolve(c.logs.some((l) => l['message'] === 'listed Builds') ? true : undefined),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Freeze the controller, and end its watch (restart the apiserver) before anything changes,
+    // so that it can learn of the Build only by watching from its old resourceVersion.
+    c.child.kill('SIGSTOP');
+    await cp.restartApiserver({ apiserverFlags: APISERVER_FLAGS });
+    const { build, pushed } = await imageAndBuild('after-compaction', {});
+    await succeed(build, `${pushed.gun}@${pushed.digest}`);
+    for (let i = 0; i < 3; i++) await imageAndBuild(`churn-${i}`, {});
+    // The apiserver compacts etcd every COMPACTION_S to the revision it saw one interval earlier.
+    await new Promise((resolve) => setTimeout(resolve, COMPACTION_S * 3 * 1000));
+    c.child.kill('SIGCONT');
+    const annotations = await recorded(build, 'kpack-trust.io/signed-digest');
+    assert.equal(annotations['kpack-trust.io/signed-digest'], pushed.digest);
+    assert.ok(
+      c.logs.some((l) => l['message'] === 'watch expired (410 Gone); listing again'),
+      'the controller saw 410 Gone and listed again',
+    );
+    await stopController(c, 'SIGTERM');
+  });
+});
