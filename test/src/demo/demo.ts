@@ -14,6 +14,7 @@ import { writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startControlPlane, type ControlPlane, type KubectlResult } from '../kube/control-plane.js';
 import { startFakeApiserver, type FakeApiserver } from '../kube/fake-apiserver.js';
 import { pushImage, startStack, type NotaryStack } from '../stack/index.js';
 import { freePort } from '../stack/processes.js';
@@ -25,6 +26,25 @@ export interface DemoRow {
   readonly allowed: boolean;
   readonly reason: string;
   readonly ms: number;
+}
+
+/** What `--cluster` showed: kube-apiserver's own answers to kubectl, with the verifier as backend. */
+export interface ClusterAct {
+  /** `kubectl version` against the apiserver. */
+  readonly version: KubectlResult;
+  /** `kubectl run` of the signed image, and what the apiserver stored as its image. */
+  readonly signed: KubectlResult;
+  readonly storedImage: string;
+  /** `kubectl run` of the unsigned image: refused by the apiserver with our reason. */
+  readonly unsigned: KubectlResult;
+  readonly unsignedImage: string;
+}
+
+/** The whole demo's outcome. */
+export interface DemoOutcome {
+  readonly rows: DemoRow[];
+  /** Present with `--cluster`. */
+  readonly cluster?: ClusterAct;
 }
 
 /** The repository root: the directory holding the signer and verifier workspaces. */
@@ -141,12 +161,105 @@ function table(rows: readonly DemoRow[]): string {
 
 /** Runs the whole demo and returns its rows (the caller prints or asserts them). */
 export async function runDemo(): Promise<DemoRow[]> {
+  return (await runDemoWith({ cluster: false })).rows;
+}
+
+/**
+ * The real-cluster act: kube-apiserver (built from k8s.io/kubernetes) with its ImagePolicyWebhook
+ * plugin pointed at the running verifier through the files docs/operator-guide.md §4 describes,
+ * then kubectl runs a signed and an unsigned image.
+ */
+async function clusterAct(
+  work: string,
+  verifierUrl: string,
+  caFile: string,
+  signedImage: string,
+  unsignedImage: string,
+): Promise<{ act: ClusterAct; cluster: ControlPlane }> {
+  const admissionConfig = join(work, 'admission-config.yaml');
+  const webhookKubeconfig = join(work, 'webhook.kubeconfig');
+  await writeFile(
+    admissionConfig,
+    [
+      'apiVersion: apiserver.config.k8s.io/v1',
+      'kind: AdmissionConfiguration',
+      'plugins:',
+      '  - name: ImagePolicyWebhook',
+      '    configuration:',
+      '      imagePolicy:',
+      `        kubeConfigFile: ${webhookKubeconfig}`,
+      '        allowTTL: 300',
+      '        denyTTL: 30',
+      '        retryBackoff: 500',
+      '        defaultAllow: false',
+      '',
+    ].join('\n'),
+  );
+  await writeFile(
+    webhookKubeconfig,
+    [
+      'apiVersion: v1',
+      'kind: Config',
+      'clusters:',
+      '  - name: kpack-trust-verifier',
+      '    cluster:',
+      `      server: ${verifierUrl}/image-policy`,
+      `      certificate-authority: ${caFile}`,
+      'users:',
+      '  - name: kube-apiserver',
+      '    user: {}',
+      'contexts:',
+      '  - name: kpack-trust-verifier',
+      '    context: { cluster: kpack-trust-verifier, user: kube-apiserver }',
+      'current-context: kpack-trust-verifier',
+      '',
+    ].join('\n'),
+  );
+  log(
+    'starting etcd, kube-apiserver (ImagePolicyWebhook → the verifier) and kube-controller-manager …',
+  );
+  const cluster = await startControlPlane({
+    imagePolicyWebhook: { admissionConfigFile: admissionConfig },
+  });
+  const show = (command: string, result: KubectlResult): void => {
+    log(`$ ${command}`);
+    const out = `${result.stdout}${result.stderr}`.trimEnd();
+    if (out) log(out.replace(/^/gm, '  '));
+  };
+  const version = await cluster.kubectl(['version']);
+  show('kubectl version', version);
+  const signed = await cluster.kubectl(['run', 'app', `--image=${signedImage}`, '--restart=Never']);
+  show(`kubectl run app --image=${signedImage} --restart=Never`, signed);
+  const stored = await cluster.kubectl([
+    'get',
+    'pod',
+    'app',
+    '-o',
+    'jsonpath={.spec.containers[0].image}',
+  ]);
+  show('kubectl get pod app -o jsonpath={.spec.containers[0].image}', stored);
+  const unsigned = await cluster.kubectl([
+    'run',
+    'unsigned',
+    `--image=${unsignedImage}`,
+    '--restart=Never',
+  ]);
+  show(`kubectl run unsigned --image=${unsignedImage} --restart=Never`, unsigned);
+  return {
+    cluster,
+    act: { version, signed, storedImage: stored.stdout, unsigned, unsignedImage },
+  };
+}
+
+/** The demo, with or without the real-cluster act. */
+export async function runDemoWith(options: { cluster: boolean }): Promise<DemoOutcome> {
   const root = repoRoot();
   const signerBin = 'signer/dist/src/main.js';
   const verifierBin = 'verifier/dist/src/main.js';
   let stack: NotaryStack | undefined;
   let apiserver: FakeApiserver | undefined;
   let verifier: ChildProcess | undefined;
+  let cluster: ControlPlane | undefined;
   try {
     log('starting notary-signer, notary-server and docker-registry on 127.0.0.1 …');
     stack = await startStack({ trustService: 'remote' });
@@ -243,8 +356,18 @@ export async function runDemo(): Promise<DemoRow[]> {
       const r = await review(`${url}/image-policy`, stack.caPem, image);
       rows.push({ image, expected, ...r });
     }
-    return rows;
+    if (!options.cluster) return { rows };
+    const act = await clusterAct(
+      work,
+      url,
+      stack.caFile,
+      `${registry}/demo/app:v1`,
+      `${registry}/demo/app:unsigned`,
+    );
+    cluster = act.cluster;
+    return { rows, cluster: act.act };
   } finally {
+    await cluster?.stop();
     if (verifier && verifier.exitCode === null) {
       verifier.kill('SIGTERM');
       await new Promise((r) => verifier?.once('exit', r));
@@ -256,9 +379,19 @@ export async function runDemo(): Promise<DemoRow[]> {
 
 /** Entry point: print the table; exit 1 if any decision differs from what the demo expects. */
 async function main(): Promise<void> {
-  const rows = await runDemo();
+  const withCluster = process.argv.includes('--cluster');
+  const { rows, cluster } = await runDemoWith({ cluster: withCluster });
   process.stdout.write(`\n${table(rows)}\n\n`);
   const wrong = rows.filter((r) => r.allowed !== (r.expected === 'allowed'));
+  if (cluster && (cluster.signed.code !== 0 || cluster.unsigned.code === 0)) {
+    wrong.push({
+      image: 'kubectl run (real kube-apiserver)',
+      expected: 'allowed',
+      allowed: false,
+      reason: '',
+      ms: 0,
+    });
+  }
   if (wrong.length > 0) {
     process.stderr.write(`unexpected decisions: ${wrong.map((r) => r.image).join(', ')}\n`);
     process.exitCode = 1;

@@ -11,7 +11,7 @@
  */
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +53,19 @@ export interface ControlPlaneOptions {
   readonly controllerManager?: boolean;
 }
 
+/** The fields of an `audit.k8s.io/v1` Event the tests read. */
+export interface AuditEvent {
+  readonly verb: string;
+  readonly stage: string;
+  readonly objectRef?: {
+    readonly resource?: string;
+    readonly namespace?: string;
+    readonly name?: string;
+  };
+  readonly responseStatus?: { readonly code?: number };
+  readonly annotations?: Readonly<Record<string, string>>;
+}
+
 /** What one kubectl invocation printed. */
 export interface KubectlResult {
   readonly stdout: string;
@@ -72,6 +85,13 @@ export interface ControlPlane {
   /** The temp dir holding certificates, kubeconfigs, etcd's data and every log. */
   readonly dir: string;
   readonly binaries: KubeBinaries;
+  /**
+   * kube-apiserver's audit log (JSON lines, level Metadata for every request): where the
+   * ImagePolicyWebhook's audit annotations (`imagepolicywebhook.image-policy.k8s.io/…`) show.
+   */
+  readonly auditLogPath: string;
+  /** Parses the audit log written so far. */
+  auditEvents(): Promise<AuditEvent[]>;
   /** The log files of etcd, kube-apiserver and kube-controller-manager. */
   readonly logs: {
     readonly etcd: string;
@@ -203,9 +223,15 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
       saKey: join(dir, 'sa.key'),
       saPub: join(dir, 'sa.pub'),
       adminKubeconfig: join(dir, 'admin.kubeconfig'),
+      auditPolicy: join(dir, 'audit-policy.yaml'),
+      auditLog: join(dir, 'audit.log'),
       controllerManagerKubeconfig: join(dir, 'controller-manager.kubeconfig'),
     };
     await writeFile(files.ca, ca.certPem);
+    await writeFile(
+      files.auditPolicy,
+      'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n  - level: Metadata\n',
+    );
     await writeFile(files.servingCert, serving.certPem + ca.certPem);
     await writeFile(files.servingKey, serving.keyPem, { mode: 0o600 });
     await writeFile(
@@ -262,6 +288,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         `--service-account-key-file=${files.saPub}`,
         `--service-account-signing-key-file=${files.saKey}`,
         `--service-cluster-ip-range=${SERVICE_CIDR}`,
+        // The `kubernetes` Service would list 127.0.0.1, which EndpointSlice validation refuses
+        // (loopback); nothing here needs in-cluster access to the apiserver through it.
+        '--endpoint-reconciler-type=none',
+        `--audit-policy-file=${files.auditPolicy}`,
+        `--audit-log-path=${files.auditLog}`,
         '--profiling=false',
         ...(opts.imagePolicyWebhook
           ? [
@@ -384,6 +415,12 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
         apiserver: apiserver.logFile,
         ...(controllerManagerLog === undefined ? {} : { controllerManager: controllerManagerLog }),
       },
+      auditLogPath: files.auditLog,
+      auditEvents: async () =>
+        (await readFile(files.auditLog, 'utf8').catch(() => ''))
+          .split('\n')
+          .filter((line) => line.trim() !== '')
+          .map((line) => JSON.parse(line) as AuditEvent),
       kubectl,
       restartApiserver: async (opts) => {
         const port = currentApiserver.port;
