@@ -5,7 +5,8 @@
  * `..data` symlinks) — against the real notary stack behind token auth. The repository is set up as
  * kpack's docs say: a key generated for `my-key` as `docker trust key generate` writes it, added
  * as a signer, so it has `targets/releases` and `targets/my-key`. kpack's own binary is a stand-in
- * that records what it was given and writes a termination message.
+ * that records what it was given and writes a termination message — and, in one case, kpack
+ * v0.17.2's real `cmd/completion`, built from its Go module (test/src/kube/binaries.ts).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -14,7 +15,8 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { createPublicKey, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, type KeyObject } from 'node:crypto';
+import { gunzipSync } from 'node:zlib';
 import {
   NotaryHttpClient,
   PublicKey,
@@ -25,11 +27,15 @@ import {
   updateCollection,
 } from '@kpack-trust/common';
 import {
+  ensureKubeBinaries,
   initRepo,
   listDelegations,
   lookup,
   pushImage,
+  requireBinary,
   runNotary,
+  tarOneFile,
+  writeOciLayout,
   startStack,
   type NotaryStack,
   type PushedImage,
@@ -220,9 +226,31 @@ async function completionPod(
   };
 }
 
-function runStep(pod: CompletionPod): Promise<StepRun> {
+/**
+ * Runs the step. With `kpackPaths`, in a private mount namespace whose /var is a fresh tmpfs with
+ * the pod's report and build secrets bind-mounted at kpack's fixed paths — kpack's own binary
+ * reads /var/report and /var/build-secrets and nothing else — so this machine's /var is untouched.
+ */
+function runStep(pod: CompletionPod, kpackPaths = false): Promise<StepRun> {
+  const step = [process.execPath, MAIN, 'kpack-completion', ...pod.argv];
+  const [command = '', ...args] = kpackPaths
+    ? [
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        '--',
+        '/bin/sh',
+        '-ec',
+        'mount -t tmpfs tmpfs /var; mkdir /var/report /var/build-secrets; ' +
+          'mount --bind "$0/var/report" /var/report; ' +
+          'mount --bind "$0/var/build-secrets" /var/build-secrets; exec "$@"',
+        pod.root,
+        ...step,
+      ]
+    : step;
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [MAIN, 'kpack-completion', ...pod.argv], {
+    const child = spawn(command, args, {
       env: pod.env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -306,6 +334,91 @@ async function assertRefused(
   assert.equal(await exists(pod.standInRecord), false, "kpack's binary must not run");
   assert.equal(await exists(pod.terminationLog), false);
   assert.deepEqual(await roleVersions(stack, setup.gun), before);
+}
+
+/**
+ * An image as lifecycle exports it, as far as kpack's completion reads it: the stack id, build and
+ * lifecycle metadata labels (cnb.RemoteMetadataRetriever), pushed with skopeo.
+ */
+async function pushBuiltImage(
+  stack: NotaryStack,
+  repo: string,
+  tag: string,
+): Promise<{ digest: string; size: number; gun: string }> {
+  const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+  const layer = tarOneFile('app.txt', Buffer.from(`${repo}:${tag}\n`));
+  const layerDigest = `sha256:${sha(layer)}`;
+  const runImage = `${stack.registryHost}/kpack/run-image`;
+  const labels = {
+    'io.buildpacks.stack.id': 'io.buildpacks.stacks.jammy',
+    'io.buildpacks.build.metadata': JSON.stringify({
+      buildpacks: [{ id: 'paketo-buildpacks/go', version: '4.13.0' }],
+      launcher: { version: '0.20.5' },
+    }),
+    'io.buildpacks.lifecycle.metadata': JSON.stringify({
+      runImage: { topLayer: layerDigest, reference: `${runImage}@sha256:${'ab'.repeat(32)}` },
+      stack: { runImage: { image: runImage } },
+    }),
+  };
+  const config = Buffer.from(
+    JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Labels: labels },
+      rootfs: { type: 'layers', diff_ids: [layerDigest] },
+    }),
+  );
+  const configDigest = `sha256:${sha(config)}`;
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: {
+        mediaType: 'application/vnd.oci.image.config.v1+json',
+        digest: configDigest,
+        size: config.length,
+      },
+      layers: [
+        {
+          mediaType: 'application/vnd.oci.image.layer.v1.tar',
+          digest: layerDigest,
+          size: layer.length,
+        },
+      ],
+    }),
+  );
+  const manifestDigest = `sha256:${sha(manifest)}`;
+  const layout = await stack.tempDir('built-image');
+  await writeOciLayout(
+    layout,
+    {
+      manifest,
+      manifestDigest,
+      blobs: new Map([
+        [layerDigest, layer],
+        [configDigest, config],
+        [manifestDigest, manifest],
+      ]),
+    },
+    tag,
+  );
+  const skopeo = spawn(
+    requireBinary('skopeo'),
+    [
+      '--insecure-policy',
+      'copy',
+      '--quiet',
+      '--dest-tls-verify=false',
+      '--dest-no-creds',
+      '--preserve-digests',
+      `oci:${layout}:${tag}`,
+      `docker://${stack.registryHost}/${repo}:${tag}`,
+    ],
+    { stdio: 'inherit' },
+  );
+  const code = await new Promise<number | null>((resolve) => skopeo.on('close', resolve));
+  assert.equal(code, 0, 'skopeo copy');
+  return { digest: manifestDigest, size: manifest.length, gun: `${stack.registryHost}/${repo}` };
 }
 
 describe("kpack-completion in kpack v0.17.2's completion container, on the real notary stack", () => {
@@ -395,6 +508,41 @@ describe("kpack-completion in kpack v0.17.2's completion container, on the real 
     assert.deepEqual(standIn.args, pod.argv);
     assert.deepEqual(await roleVersions(stack, setup.gun), before);
     assert.equal(await readFile(pod.terminationLog, 'utf8'), 'stand-in build metadata');
+  });
+
+  it("then runs kpack v0.17.2's own completion binary, which writes the build metadata kpack's controller reads", async () => {
+    const kube = await ensureKubeBinaries();
+    assert.equal(kube.versions.kpack, 'v0.17.2');
+    const built = await pushBuiltImage(stack, 'kpack/app', 'real-kpack');
+    const tags = [`${setup.gun}:real-kpack`];
+    const pod = await completionPod(
+      stack,
+      setup,
+      { tags, digest: built.digest },
+      { env: { KPACK_TRUST_KPACK_COMPLETION: kube.kpackCompletion } },
+    );
+    const run = await runStep(pod, true);
+    assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+    // kpack's own last line, after our summary line.
+    assert.match(run.stdout, /^\{"gun":.*\}\nBuild successful\n$/s);
+    const found = await lookup(stack, setup.gun, 'real-kpack', await stack.tempDir('reader'));
+    assert.equal(found.sha256Hex, built.digest.slice(7));
+    // cnb.CompressBuildMetadata: base64 of gzipped JSON, what the controller decompresses.
+    const message = await readFile(pod.terminationLog, 'utf8');
+    const metadata = JSON.parse(gunzipSync(Buffer.from(message, 'base64')).toString('utf8')) as {
+      latestImage: string;
+      stackID: string;
+      stackRunImage: string;
+      lifecycleVersion: string;
+      buildpackMetadata: { id: string; version: string }[];
+    };
+    assert.equal(metadata.latestImage, `${setup.gun}@${built.digest}`);
+    assert.equal(metadata.stackID, 'io.buildpacks.stacks.jammy');
+    assert.equal(metadata.lifecycleVersion, '0.20.5');
+    assert.deepEqual(
+      metadata.buildpackMetadata.map((b) => [b.id, b.version]),
+      [['paketo-buildpacks/go', '4.13.0']],
+    );
   });
 
   describe('refuses bad input in one line, runs nothing of kpack and publishes nothing', () => {
