@@ -936,7 +936,7 @@ void describe('NotaryHttpClient', () => {
     });
 
     void it('fails AUTH_FAILED, asking nothing, when an https server names a plain http realm', async () => {
-      reset((req, res) => {
+      reset((_req, res) => {
         reply(res, 401, '', {
           'Www-Authenticate': `Bearer realm="${server.url.replace('https:', 'http:')}/token",service="s"`,
         });
