@@ -816,7 +816,10 @@ describe('kpack-trust Helm chart', () => {
         ),
       );
       assert.ok(text.includes('spec.notary.v1.url: https://notary.example.com:4443 and'));
-      const data = at(find(objects, 'ConfigMap', SIGNER), 'data') as Record<string, string>;
+      const data = at(find(objects, 'ConfigMap', SIGNER, 'builds'), 'data') as Record<
+        string,
+        string
+      >;
       assert.ok('notary-ca.crt' in data, 'the CA the NOTES point at is in the ConfigMap');
     });
 
