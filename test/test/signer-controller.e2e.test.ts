@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import {
+  initRepo,
   lookup,
   pushImage,
   startControlPlane,
@@ -361,6 +362,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   it('bad input gets a SigningFailed Event and annotation and no publish', async () => {
     const c = startController('bad-input', ['--max-attempts', '2']);
     await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    let publishedBefore = 0;
     const cases: {
       name: string;
       reason: string;
@@ -395,6 +397,18 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         },
       },
       {
+        name: 'a repository whose keys are not ours',
+        reason: 'KeyUnusable',
+        setup: async () => {
+          const { build, pushed } = await imageAndBuild('not-ours', {});
+          // Someone else created the repository with their own root and targets keys.
+          await initRepo(stack, pushed.gun, await stack.tempDir('trust'), { serverSnapshot: true });
+          publishedBefore = await publishesOf(pushed.gun);
+          await succeed(build, `${pushed.gun}@${pushed.digest}`);
+          return { build, gun: pushed.gun };
+        },
+      },
+      {
         name: 'notary unreachable',
         reason: 'Unavailable',
         setup: async () => {
@@ -409,6 +423,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       },
     ];
     for (const testCase of cases) {
+      publishedBefore = 0;
       const { build, gun } = await testCase.setup();
       const annotations = await recorded(build, 'kpack-trust.io/signing-error');
       assert.equal(
@@ -422,7 +437,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         ['SigningFailed'],
         testCase.name,
       );
-      assert.equal(await publishesOf(gun), 0, testCase.name);
+      assert.equal(await publishesOf(gun), publishedBefore, testCase.name);
     }
     await stopController(c, 'SIGTERM');
   });
