@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runCheck } from './cli/check.js';
 import { loadConfig } from './config/load.js';
+import { createLogSink } from './http/log-sink.js';
 import { createJsonLogger, isLogLevel, type Logger } from './http/logger.js';
 import { ImagePolicyEngine } from './policy/engine.js';
 import { serve } from './server.js';
@@ -165,12 +166,8 @@ async function serveCommand(args: readonly string[], io: CliIo): Promise<number>
       `--drain-seconds must be a number of seconds up to 600, not "${drainText}"`,
     );
   }
-  const logger = createJsonLogger({
-    level,
-    write: (line) => {
-      io.stdout(`${line}\n`);
-    },
-  });
+  // Decision logs go to stdout through pino's asynchronous destination (http/log-sink.ts).
+  const logger = createJsonLogger({ level, sink: createLogSink(1) });
   installCrashLogging(logger);
 
   let engine: ImagePolicyEngine | undefined;
@@ -187,6 +184,7 @@ async function serveCommand(args: readonly string[], io: CliIo): Promise<number>
     });
   } catch (error) {
     logger.error('server.start-failed', { config: configPath, error });
+    await logger.flush?.();
     io.stderr(
       `kpack-trust-verifier: cannot serve: ${error instanceof Error ? error.message : String(error)}\n`,
     );
@@ -200,14 +198,14 @@ async function serveCommand(args: readonly string[], io: CliIo): Promise<number>
 
 /** A bug must still leave one JSON line saying what happened before the process dies. */
 function installCrashLogging(logger: Logger): void {
-  process.on('uncaughtException', (error) => {
+  const crashed = (error: unknown): void => {
     logger.error('process.crashed', { error });
+    // process.exit does not wait for the sink's asynchronous writes: write the queue out now.
+    logger.flushSync?.();
     process.exit(70);
-  });
-  process.on('unhandledRejection', (error) => {
-    logger.error('process.crashed', { error });
-    process.exit(70);
-  });
+  };
+  process.on('uncaughtException', crashed);
+  process.on('unhandledRejection', crashed);
 }
 
 function invokedDirectly(): boolean {

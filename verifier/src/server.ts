@@ -415,6 +415,8 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
         await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
       await listener.close(graceMs);
       logger.info('server.stopped', { reason });
+      // The asynchronous log sink may still hold lines; the process exits soon after this.
+      await logger.flush?.();
       resolveStopped();
     })();
     return shutdownPromise;

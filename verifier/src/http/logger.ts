@@ -1,9 +1,12 @@
 /**
  * Structured logs: one JSON object per line on stdout, so a cluster's log pipeline can index every
- * field. A dozen lines of our own instead of a logging dependency; values are bounded in length
- * because image strings come from pod specs anyone with create-pod rights writes.
+ * field. The lines are formatted here (the decision line's fields are serialized once per memoised
+ * decision, which a general-purpose logger cannot do) and written by pino's asynchronous
+ * destination (log-sink.ts). Values are bounded in length because image strings come from pod
+ * specs anyone with create-pod rights writes, and fields named like credentials are redacted.
  */
 import type { DecisionObserver } from '../review.js';
+import type { LogSink } from './log-sink.js';
 
 /** Severity, in increasing order. */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -23,12 +26,18 @@ export interface Logger {
    * makes it), for hot paths that serialize their fields once and reuse the text.
    */
   logJson?(level: LogLevel, event: string, fieldsJson: string): void;
+  /** Writes out queued lines (graceful shutdown); absent when lines are written as they come. */
+  flush?(): Promise<void>;
+  /** Writes out queued lines synchronously, before a crashing process exits. */
+  flushSync?(): void;
 }
 
 /** Where lines go and which are kept. */
 export interface JsonLoggerOptions {
-  /** Receives each line without its newline; default writes to stdout. */
+  /** Receives each line without its newline; default: `sink`, else synchronous stdout writes. */
   readonly write?: (line: string) => void;
+  /** The production destination: receives the lines (unless `write` is given) and flushes. */
+  readonly sink?: LogSink;
   /** Lines below this level are dropped; default `info`. */
   readonly level?: LogLevel;
   readonly now?: () => Date;
@@ -38,6 +47,9 @@ const LEVELS: Readonly<Record<LogLevel, number>> = { debug: 10, info: 20, warn: 
 const MAX_STRING = 2048;
 // `__proto__` would set the record's prototype instead of a field.
 const RESERVED = new Set(['time', 'level', 'event', '__proto__']);
+// Field names whose values are replaced by "[redacted]": nothing logs a credential today, and a
+// future field carrying one (a notary token, a key passphrase) must not reach the log pipeline.
+const SECRET_FIELD = /passw|passphrase|secret|token|authorization|cookie|private.?key/i;
 
 /** True when `value` names a level. */
 export function isLogLevel(value: string): value is LogLevel {
@@ -74,7 +86,8 @@ export function fieldsJson(fields: LogFields): string {
   const record: Record<string, unknown> = {};
   for (const key of Object.keys(fields)) {
     const value = fields[key];
-    if (value !== undefined && !RESERVED.has(key)) record[key] = encodable(value);
+    if (value === undefined || RESERVED.has(key)) continue;
+    record[key] = SECRET_FIELD.test(key) ? '[redacted]' : encodable(value);
   }
   // No replacer: it would run per value of every line, the dominant cost of logging.
   const json = JSON.stringify(record);
@@ -83,7 +96,14 @@ export function fieldsJson(fields: LogFields): string {
 
 /** Creates the JSON-lines logger. */
 export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
-  const write = options.write ?? ((line: string) => void process.stdout.write(`${line}\n`));
+  const sink = options.sink;
+  const write =
+    options.write ??
+    (sink === undefined
+      ? (line: string) => void process.stdout.write(`${line}\n`)
+      : (line: string) => {
+          sink.write(line);
+        });
   const threshold = LEVELS[options.level ?? 'info'];
   const clock = options.now;
   // One ISO string per millisecond: many lines share it under load.
@@ -117,6 +137,14 @@ export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
   return {
     log,
     logJson,
+    ...(sink === undefined
+      ? {}
+      : {
+          flush: () => sink.flush(),
+          flushSync: () => {
+            sink.flushSync();
+          },
+        }),
     debug: (event, fields) => {
       log('debug', event, fields);
     },
