@@ -87,8 +87,9 @@ if complete; then
 fi
 
 # Static, reproducible, stripped binaries built only from the module cache and the pinned sums;
-# GOTOOLCHAIN=local so a go directive never makes the go command fetch another toolchain.
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath"
+# GOTOOLCHAIN=local so a go directive never makes the go command fetch another toolchain;
+# -buildvcs=false: the pins, not this checkout's git state, describe what was built.
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
 # What `kube-apiserver --version` prints, as Kubernetes' own build (hack/lib/version.sh) sets it.
 minor=$(echo "$k8s_version" | cut -d. -f2)
 k8s_ldflags="-s -w"
