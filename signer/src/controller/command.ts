@@ -19,6 +19,11 @@ import { loadKubeConfig } from '../keys/kubernetes-client.js';
 import { KubernetesSecretStore } from '../keys/kubernetes-secret-store.js';
 import { passphrasesFromEnv } from '../keys/passphrases.js';
 import { RegistryHttpClient } from '../registry/manifest-client.js';
+import {
+  ServiceAccountCredentials,
+  ownCredentials,
+  type RegistryCredentials,
+} from './build-credentials.js';
 import { runController, type Logger } from './controller.js';
 import {
   KubeHttp,
@@ -26,6 +31,7 @@ import {
   buildListWatch,
   createEvent,
   discoverKpack,
+  getCoreObject,
   getKpackObject,
   leaseClient,
 } from './kube-api.js';
@@ -43,7 +49,10 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
   --default-notary-url URL  notary server for Images that name none (https)
   --notary-ca FILE          PEM bundle trusted for notary servers, besides the public roots
   --opt-in-namespace NS     sign Images here without kpack-trust.io/sign=true (repeatable; * = all)
-  --docker-config FILE      registry/notary credentials (repeatable)
+  --docker-config FILE      the controller's own registry/notary credentials (repeatable)
+  --build-credentials MODE  service-account (default): the registry Secrets of each Build's service
+                            account, read through the API, before the controller's own (its own
+                            alone where RBAC forbids the read); controller: its own only
   --registry-ca FILE        PEM bundle trusted for registries
   --insecure-registry HOST  registry reachable over plain HTTP (repeatable)
   --identity ID             this replica's Lease identity (default: $POD_NAME, then host name + pid)
@@ -64,6 +73,7 @@ const OPTIONS = {
   'notary-ca': { type: 'string' },
   'opt-in-namespace': { type: 'string', multiple: true },
   'docker-config': { type: 'string', multiple: true },
+  'build-credentials': { type: 'string' },
   'registry-ca': { type: 'string' },
   'insecure-registry': { type: 'string', multiple: true },
   identity: { type: 'string' },
@@ -125,17 +135,61 @@ export async function runControllerCommand(
     const http = new KubeHttp(loaded.config);
     const kpack = await discoverKpack(http);
     const credentials = readCredentials(values['docker-config'] ?? []);
+    const mode = values['build-credentials'] ?? 'service-account';
+    if (mode !== 'service-account' && mode !== 'controller') {
+      throw new Error(`--build-credentials "${mode}" is not service-account or controller`);
+    }
+    const buildCredentials =
+      mode === 'controller'
+        ? undefined
+        : new ServiceAccountCredentials({
+            reader: {
+              getServiceAccount: (ns, name) => getCoreObject(http, 'serviceaccounts', ns, name),
+              getSecret: (ns, name) => getCoreObject(http, 'secrets', ns, name),
+            },
+            ...(credentials === undefined ? {} : { own: credentials }),
+            log,
+            now: Date.now,
+          });
     const notaryCa =
       values['notary-ca'] === undefined ? undefined : readFileSync(values['notary-ca'], 'utf8');
     const registryCa =
       values['registry-ca'] === undefined ? undefined : readFileSync(values['registry-ca'], 'utf8');
-    const notaries = new Map<string, MetadataFetcher & MetadataPublisher & { close(): void }>();
-    const registry = new RegistryHttpClient({
-      ...(credentials === undefined ? {} : { credentials }),
-      ...(registryCa === undefined ? {} : { ca: registryCa }),
-      insecureRegistries: values['insecure-registry'] ?? [],
-      userAgent: 'kpack-trust-signer-controller',
-    });
+    // One registry client and notary clients per credential set: the notary client caches tokens,
+    // which must never serve a Build whose service account did not log in for them.
+    const clientSets = new Map<string, ClientSet>();
+    const closeSet = (set: ClientSet): void => {
+      for (const client of set.notaries.values()) client.close();
+      set.registry.close();
+    };
+    const clientsFor = (set: RegistryCredentials): ClientSet => {
+      let clients = clientSets.get(set.key);
+      if (clients === undefined) {
+        clients = {
+          credentials: set,
+          notaries: new Map(),
+          registry: new RegistryHttpClient({
+            credentials: set.source,
+            ...(registryCa === undefined ? {} : { ca: registryCa }),
+            insecureRegistries: values['insecure-registry'] ?? [],
+            userAgent: 'kpack-trust-signer-controller',
+          }),
+        };
+        // Bounded: the oldest set is closed a minute later, once a sign in flight has finished.
+        if (clientSets.size >= 64) {
+          const [oldestKey, oldest] = clientSets.entries().next().value ?? [];
+          if (oldestKey !== undefined && oldest !== undefined) {
+            clientSets.delete(oldestKey);
+            setTimeout(() => {
+              closeSet(oldest);
+            }, 60_000).unref();
+          }
+        }
+        clientSets.set(set.key, clients);
+      }
+      return clients;
+    };
+    const own = ownCredentials(credentials);
     const passphrases = passphrasesFromEnv(env);
     const sign = controllerSigner({
       keyStoreFor: (rootKeySecret, targetsKeySecret) =>
@@ -146,13 +200,18 @@ export async function runControllerCommand(
           targetsKeySecret,
           passphrases,
         }),
-      notaryFor: (url) => {
+      credentialsFor: (build) =>
+        buildCredentials === undefined
+          ? Promise.resolve(own)
+          : buildCredentials.credentialsFor(build.namespace, build.serviceAccountName),
+      notaryFor: (url, set) => {
+        const { notaries, credentials: used } = clientsFor(set ?? own);
         let client = notaries.get(url);
         if (client === undefined) {
           client = new NotaryHttpClient({
             baseUrl: url,
             ...(notaryCa === undefined ? {} : { ca: notaryCa }),
-            ...(credentials === undefined ? {} : { credentials }),
+            credentials: used.source,
             userAgent: 'kpack-trust-signer-controller',
           });
           // Bounded: one client per distinct URL, and URLs come from a bounded set of Images.
@@ -161,7 +220,7 @@ export async function runControllerCommand(
         }
         return client;
       },
-      registry,
+      registryFor: (set) => clientsFor(set ?? own).registry,
       now: () => new Date(),
     });
     const defaultNotaryUrl = values['default-notary-url'];
@@ -215,6 +274,7 @@ export async function runControllerCommand(
       identity,
       namespace,
       kpack: kpack.groupVersion,
+      buildCredentials: mode,
     });
 
     const stop = new AbortController();
@@ -291,8 +351,7 @@ export async function runControllerCommand(
       stop.signal,
     );
     metrics.isLeader = false;
-    for (const client of notaries.values()) client.close();
-    registry.close();
+    for (const set of clientSets.values()) closeSet(set);
     await new Promise<void>((resolve) =>
       server.close(() => {
         resolve();
@@ -304,6 +363,13 @@ export async function runControllerCommand(
     log('error', 'controller failed', { error: err instanceof Error ? err.message : String(err) });
     return 1;
   }
+}
+
+/** The clients that present one credential set. */
+interface ClientSet {
+  readonly credentials: RegistryCredentials;
+  readonly notaries: Map<string, MetadataFetcher & MetadataPublisher & { close(): void }>;
+  readonly registry: RegistryHttpClient;
 }
 
 function readCredentials(files: readonly string[]): CredentialSource | undefined {

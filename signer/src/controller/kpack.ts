@@ -52,6 +52,8 @@ export interface BuildState {
   /** `status.latestImage`, `registry/path@sha256:…`, once kpack has recorded it. */
   readonly latestImage?: string;
   readonly annotations: Readonly<Record<string, string>>;
+  /** The service account the Build runs as (v1alpha2 `serviceAccountName`, v1alpha1 `serviceAccount`; kpack's default `default`). */
+  readonly serviceAccountName: string;
 }
 
 /** A Build's work-queue key: `namespace/name`. */
@@ -87,6 +89,8 @@ export function readBuild(object: unknown): BuildState | undefined {
     .slice(0, MAX_TAGS + 1)
     .filter((t): t is string => typeof t === 'string');
   const latestImage = str(status['latestImage']);
+  const serviceAccountName =
+    str(spec['serviceAccountName']) ?? str(spec['serviceAccount']) ?? 'default';
   return {
     namespace,
     name,
@@ -98,6 +102,7 @@ export function readBuild(object: unknown): BuildState | undefined {
     succeeded,
     ...(latestImage === undefined ? {} : { latestImage }),
     annotations: strings(metadata['annotations']),
+    serviceAccountName,
   };
 }
 

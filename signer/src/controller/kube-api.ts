@@ -301,6 +301,24 @@ export async function getKpackObject(
   return json;
 }
 
+/**
+ * GET of a core/v1 ServiceAccount or Secret in a build namespace (registry credentials of the
+ * Build's service account); undefined on 404, a KubeApiError (status 403 without RBAC) otherwise.
+ */
+export async function getCoreObject(
+  http: KubeHttp,
+  resource: 'serviceaccounts' | 'secrets',
+  namespace: string,
+  name: string,
+): Promise<unknown> {
+  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/${resource}/${encodeURIComponent(name)}`;
+  const { status, json } = await http.call('GET', path);
+  if (status === 404) return undefined;
+  // The Status of a failed Secret read names the Secret, never its data.
+  if (status !== 200) throw apiError('GET', path, status, json);
+  return json;
+}
+
 /** Merge-patches a Build's annotations (null deletes one). */
 export async function annotateBuild(
   http: KubeHttp,

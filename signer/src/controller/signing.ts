@@ -11,18 +11,28 @@ import {
   type MetadataFetcher,
   type MetadataPublisher,
 } from '@kpack-trust/common';
+import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
 import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
 import type { ManifestLookup } from '../registry/manifest-client.js';
 import { signBuild, type SignSummary } from '../publish/sign-build.js';
+import type { RegistryCredentials } from './build-credentials.js';
+import type { BuildState } from './kpack.js';
 import type { SignRequest } from './reconcile.js';
 
 /** The edges the controller's signing uses. */
 export interface ControllerSigningDependencies {
   /** A key store over the two named Secrets in the controller's namespace. */
   readonly keyStoreFor: (rootKeySecret: string, targetsKeySecret: string) => KeyStore;
-  /** A notary client for a URL (reused across Builds). */
-  readonly notaryFor: (url: string) => MetadataFetcher & MetadataPublisher;
+  /** A notary client for a URL presenting these credentials (reused across Builds). */
+  readonly notaryFor: (
+    url: string,
+    credentials: RegistryCredentials | undefined,
+  ) => MetadataFetcher & MetadataPublisher;
   readonly registry?: ManifestLookup;
+  /** A registry client presenting these credentials; wins over `registry`. */
+  readonly registryFor?: (credentials: RegistryCredentials | undefined) => ManifestLookup;
+  /** The registry credentials for a Build: its service account's before the controller's own. */
+  readonly credentialsFor?: (build: BuildState) => Promise<RegistryCredentials>;
   readonly now: () => Date;
   readonly progress?: (line: string) => void;
 }
@@ -35,21 +45,43 @@ export function controllerSigner(
     const { settings } = request;
     const base = deps.keyStoreFor(settings.rootKeySecret, settings.targetsKeySecret);
     const keyStore = withImageSettings(base, settings.delegation, settings.rootKeyIds);
-    return signBuild(
-      {
-        image: request.image,
-        ...(settings.delegation === undefined ? {} : { role: settings.delegation }),
-        rootKeyIds: settings.rootKeyIds,
-      },
-      {
-        notary: deps.notaryFor(settings.notaryUrl),
-        keyStore,
-        ...(deps.registry === undefined ? {} : { registry: deps.registry }),
-        now: deps.now,
-        ...(deps.progress === undefined ? {} : { progress: deps.progress }),
-      },
-    );
+    const credentials = await deps.credentialsFor?.(request.build);
+    const registry = deps.registryFor?.(credentials) ?? deps.registry;
+    try {
+      return await signBuild(
+        {
+          image: request.image,
+          ...(settings.delegation === undefined ? {} : { role: settings.delegation }),
+          rootKeyIds: settings.rootKeyIds,
+        },
+        {
+          notary: deps.notaryFor(settings.notaryUrl, credentials),
+          keyStore,
+          ...(registry === undefined ? {} : { registry }),
+          now: deps.now,
+          ...(deps.progress === undefined ? {} : { progress: deps.progress }),
+        },
+      );
+    } catch (err) {
+      throw credentials === undefined ? err : withCredentialsNamed(err, credentials);
+    }
   };
+}
+
+/**
+ * A refused login says which credentials were presented — the Build's service account's Secrets,
+ * or only the controller's own — so the Build's annotation tells its owner where to look. Names
+ * only; never a credential.
+ */
+export function withCredentialsNamed(err: unknown, credentials: RegistryCredentials): unknown {
+  if (!(err instanceof TrustError) || exitCodeFor(err) !== ExitCode.AUTH_FAILED) return err;
+  const named = new TrustError(
+    err.code,
+    err.facts as never,
+    `${err.message} (registry credentials: ${credentials.description})`,
+    { cause: err },
+  );
+  return named;
 }
 
 /**
