@@ -17,6 +17,7 @@ import {
 import { imageTarget, type MetadataFetcher } from '@kpack-trust/common';
 import { loadConfig } from '../src/config/load.js';
 import { createApp } from '../src/http/app.js';
+import { createLogSink } from '../src/http/log-sink.js';
 import { DecisionLog, combineObservers, createJsonLogger } from '../src/http/logger.js';
 import { VerifierMetrics } from '../src/http/metrics.js';
 import { ImagePolicyEngine } from '../src/policy/engine.js';
@@ -84,15 +85,27 @@ export async function writeBenchConfig(
   return path;
 }
 
+/**
+ * Where the benchmarked verifier's log lines go: `stdout` as `serve` writes them (pino's
+ * asynchronous destination on fd 1, which the benchmark points at a file), `stdout-sync` as the
+ * verifier wrote them before (one synchronous write per line), `devnull` synchronously to /dev/null.
+ */
+export type BenchLogSink = 'stdout' | 'stdout-sync' | 'devnull';
+
 /** The verifier as `serve` runs it (engine, metrics, one log line per decision), over `fetcher`. */
 export async function startVerifier(
   configPath: string,
   fetcher: MetadataFetcher,
+  log: BenchLogSink = 'devnull',
 ): Promise<{ listener: HttpsListener; engine: ImagePolicyEngine }> {
   const config = await loadConfig(configPath);
-  // Log lines are written as serve writes them (synchronously), to /dev/null instead of stdout.
-  const devNull = openSync('/dev/null', 'w');
-  const logger = createJsonLogger({ write: (line) => void writeSync(devNull, `${line}\n`) });
+  let logger;
+  if (log === 'stdout') {
+    logger = createJsonLogger({ sink: createLogSink(1) });
+  } else {
+    const fd = log === 'devnull' ? openSync('/dev/null', 'w') : 1;
+    logger = createJsonLogger({ write: (line) => void writeSync(fd, `${line}\n`) });
+  }
   const metrics = new VerifierMetrics();
   const engine = new ImagePolicyEngine({
     config,
