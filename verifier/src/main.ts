@@ -5,11 +5,13 @@
  *
  *   serve --config FILE                        the HTTPS ImagePolicyWebhook backend
  *   check --config FILE [--namespace NS] IMAGE…  the same decision for CI and humans
+ *   check-config [--skip-tls] FILE               is this a config serve would start with?
  */
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runCheck } from './cli/check.js';
+import { CHECK_CONFIG_USAGE, runCheckConfig } from './cli/check-config.js';
 import { loadConfig } from './config/load.js';
 import { createLogSink } from './http/log-sink.js';
 import { createJsonLogger, isLogLevel, type Logger } from './http/logger.js';
@@ -28,6 +30,7 @@ const USAGE = `Usage: kpack-trust-verifier <command> [options]
 Commands:
   serve --config FILE                          run the HTTPS ImagePolicyWebhook backend
   check --config FILE [--namespace NS] IMAGE…  decide images as one pod and print the decision as JSON
+  check-config [--skip-tls] FILE               validate a config file and the files it names, offline
 
 Run "kpack-trust-verifier <command> --help" for the options of a command.
 `;
@@ -103,6 +106,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await serveCommand(rest, io);
       case 'check':
         return await checkCommand(rest, io);
+      case 'check-config':
+        return await checkConfigCommand(rest, io);
       case '-h':
       case '--help':
       case 'help':
@@ -116,10 +121,30 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    const usage = command === 'serve' ? SERVE_USAGE : command === 'check' ? CHECK_USAGE : USAGE;
+    const usage =
+      command === 'serve'
+        ? SERVE_USAGE
+        : command === 'check'
+          ? CHECK_USAGE
+          : command === 'check-config'
+            ? CHECK_CONFIG_USAGE
+            : USAGE;
     io.stderr(`kpack-trust-verifier: ${error.message}\n\n${usage}`);
     return 2;
   }
+}
+
+async function checkConfigCommand(args: readonly string[], io: CliIo): Promise<number> {
+  const parsed = parse(args, { 'skip-tls': { type: 'boolean' } }, true);
+  if (parsed.values['help'] === true) {
+    io.stdout(CHECK_CONFIG_USAGE);
+    return 0;
+  }
+  const [file, ...extra] = parsed.positionals;
+  if (file === undefined || extra.length > 0) throw new UsageError('name exactly one config FILE');
+  const result = await runCheckConfig(file, { skipTls: parsed.values['skip-tls'] === true });
+  (result.exitCode === 0 ? io.stdout : io.stderr)(result.output);
+  return result.exitCode;
 }
 
 async function checkCommand(args: readonly string[], io: CliIo): Promise<number> {
