@@ -3,6 +3,7 @@
  * The `kpack-trust-signer` executable: the only module that wires real I/O — files, the notary
  * and registry HTTPS clients, the key store, the clock — into the command and sets the exit code.
  */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { NotaryHttpClient, TrustError } from '@kpack-trust/common';
@@ -41,6 +42,24 @@ async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore> {
   return (await import('./keys/index.js')).createKeyStore(options);
 }
 
+/** `--version`: signer/package.json's, found from dist/src/main.js (or src/main.ts under tsx). */
+function packageVersion(): string {
+  for (const relative of ['../../package.json', '../package.json']) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (manifest.name === '@kpack-trust/signer' && typeof manifest.version === 'string') {
+        return manifest.version;
+      }
+    } catch {
+      // Not this one (absent, or not ours): try the next.
+    }
+  }
+  return 'unknown';
+}
+
 const argv = process.argv.slice(2);
 if (argv[0] === 'kpack-completion') {
   // kpack's completion step: its own module, so builds do not load the Kubernetes client either.
@@ -61,6 +80,7 @@ if (argv[0] === 'kpack-completion') {
     connectNotary: (options) => new NotaryHttpClient(options),
     connectRegistry: (options) => new RegistryHttpClient(options),
     now: () => new Date(),
-    version: '0.1.0',
+    // Read only when asked for: every build pays for whatever start-up does.
+    ...(argv[0] === '--version' ? { version: packageVersion() } : {}),
   });
 }

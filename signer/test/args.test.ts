@@ -124,19 +124,48 @@ describe('parseArguments', () => {
   });
 
   it('answers help and version', () => {
-    for (const argv of [[], ['--help'], ['-h'], ['help'], ['sign', '--help'], [...BASE, '-h']]) {
+    for (const argv of [['--help'], ['-h'], ['help'], ['sign', '--help'], [...BASE, '-h']]) {
       assert.deepEqual(parseArguments(argv), { command: 'help' });
     }
     assert.deepEqual(parseArguments(['--version']), { command: 'version' });
   });
 
-  it('refuses unknown commands, flags and stray arguments', () => {
+  it('refuses no command, unknown commands, flags and stray arguments', () => {
+    refuses([], 'no command given; the commands are "sign", "kpack-completion" and "controller"');
     refuses(
       ['verify'],
-      'unknown command "verify"; the commands are "sign" and "kpack-completion" (see --help)',
+      'unknown command "verify"; the commands are "sign", "kpack-completion" and "controller"',
     );
     refuses([...BASE, '--reprot', 'x'], 'unknown flag --reprot');
     refuses([...BASE, 'report.toml'], 'unexpected argument "report.toml"');
+  });
+
+  it('takes only an https:// notary URL, and never echoes one that may hold a secret', () => {
+    const at = (url: string): string[] => ['sign', '--notary-url', url, '--report', 'r', ...DIR];
+    assert.equal(
+      (parseArguments(at('https://notary.example:4443/')) as { notaryUrl: string }).notaryUrl,
+      'https://notary.example:4443/',
+    );
+    refuses(
+      at('http://notary.example:4443'),
+      '--notary-url must be an https:// URL, not http:// (notary serves trust data over TLS; give --notary-ca for a private CA)',
+    );
+    refuses(
+      at('notary.example:4443'),
+      '--notary-url is not a URL such as https://notary.example.com',
+    );
+    refuses(
+      at('https://builder:s3cret@notary.example'),
+      '--notary-url must not hold credentials; give them in --docker-config',
+    );
+    refuses(
+      at('http://builder:s3cret@notary.example'),
+      '--notary-url must not hold credentials; give them in --docker-config',
+    );
+    refuses(
+      at('https://notary.example/?token=x'),
+      '--notary-url must not have a query or fragment',
+    );
   });
 
   it('refuses missing, empty and repeated values', () => {

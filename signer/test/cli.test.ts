@@ -3,18 +3,25 @@
  * returns, with every edge (files, notary, registry, key store) replaced by an in-memory one.
  */
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { before, describe, it } from 'node:test';
 import {
   TrustError,
+  createRootCertificate,
+  generateSigningKey,
   type MetadataFetcher,
   type MetadataPublisher,
   type NotaryClientOptions,
 } from '@kpack-trust/common';
 import { fakeManifest } from '@kpack-trust/common/testing';
 import { ExitCode, exitCodeFor } from '../src/cli/exit-codes.js';
-import { runCli, type CliEnvironment } from '../src/cli/run.js';
+import { HELP_TEXT } from '../src/cli/help.js';
+import { USAGE_POINTER, runCli, type CliEnvironment } from '../src/cli/run.js';
 import type { KeyStoreOptions } from '../src/keys/index.js';
 import type { KeyStore } from '../src/keys/key-store.js';
+import { KeysDirStore } from '../src/keys/keys-dir-store.js';
 import type { RegistryClientOptions } from '../src/registry/manifest-client.js';
 import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
 import { MemoryNotary } from './support/memory-notary.js';
@@ -95,6 +102,14 @@ function harness(
   return { environment, out, err, notaryOptions, registryOptions, storeOptions, notary };
 }
 
+const POINTER = `kpack-trust-signer: ${USAGE_POINTER}`;
+
+/** A CA bundle that parses (the CLI checks CA files before connecting). */
+let caPem = '';
+before(async () => {
+  caPem = await createRootCertificate('ca.example', generateSigningKey());
+});
+
 const REPORT = `[image]\ntags = ["${REPO}:latest", "${REPO}:b1"]\ndigest = "${DIGEST}"\n`;
 
 describe('runCli', () => {
@@ -138,12 +153,90 @@ describe('runCli', () => {
     assert.deepEqual(h.err, []);
   });
 
-  it('exits 2 with one error line for bad flags, publishing nothing', async () => {
+  it('exits 2 for bad flags with the error and one line pointing at --help, publishing nothing', async () => {
     const h = harness();
     assert.equal(await runCli([...SIGN, '--bogus'], h.environment), ExitCode.BAD_INPUT);
     assert.deepEqual(h.out, []);
-    assert.deepEqual(h.err, ['kpack-trust-signer: error: unknown flag --bogus. [INPUT_INVALID]']);
+    assert.deepEqual(h.err, [
+      'kpack-trust-signer: error: unknown flag --bogus. [INPUT_INVALID]',
+      POINTER,
+    ]);
     assert.deepEqual(h.notaryOptions, []);
+    assert.deepEqual(h.storeOptions, []);
+  });
+
+  it('exits 2 with no command (the documented usage code), not printing the whole help', async () => {
+    const h = harness();
+    assert.equal(await runCli([], h.environment), ExitCode.BAD_INPUT);
+    assert.deepEqual(h.out, []);
+    assert.deepEqual(h.err, [
+      'kpack-trust-signer: error: no command given; the commands are "sign", "kpack-completion" and "controller". [INPUT_INVALID]',
+      POINTER,
+    ]);
+  });
+
+  it('refuses an http:// notary URL before anything is read or sent', async () => {
+    const h = harness({ files: { '/report.toml': REPORT } });
+    const code = await runCli(
+      [
+        'sign',
+        '--notary-url',
+        'http://notary.example',
+        '--keys-dir',
+        '/keys',
+        '--report',
+        '/report.toml',
+      ],
+      h.environment,
+    );
+    assert.equal(code, ExitCode.BAD_INPUT);
+    assert.deepEqual(h.err, [
+      'kpack-trust-signer: error: --notary-url must be an https:// URL, not http:// (notary serves trust data over TLS; give --notary-ca for a private CA). [INPUT_INVALID]',
+      POINTER,
+    ]);
+    assert.deepEqual(h.notaryOptions, []);
+  });
+
+  it('checks a keys directory and the CA files before connecting: a mistake is exit 2, not 4', async () => {
+    const base = [...SIGN.slice(0, 3), '--image', `${REPO}:a`, '--digest', DIGEST];
+    const missingDir = harness({
+      store: new KeysDirStore({ dir: '/nonexistent-kpack-trust-keys' }),
+    });
+    assert.equal(
+      await runCli(
+        [...base, '--keys-dir', '/nonexistent-kpack-trust-keys'],
+        missingDir.environment,
+      ),
+      ExitCode.BAD_INPUT,
+    );
+    assert.match(
+      missingDir.err.at(-1) ?? '',
+      /^kpack-trust-signer: error: keys dir \/nonexistent-kpack-trust-keys .*ENOENT.*\[KEY_STORE_INVALID\]$/,
+    );
+    assert.deepEqual(missingDir.notaryOptions, []);
+    assert.deepEqual(missingDir.registryOptions, []);
+    assert.ok(!missingDir.err.some((line) => line.includes(POINTER)), 'not a usage mistake');
+
+    for (const [flag, text, problem] of [
+      ['--notary-ca', 'not a certificate', 'the file holds no PEM certificate'],
+      ['--registry-ca', 'not a certificate', 'the file holds no PEM certificate'],
+      [
+        '--notary-ca',
+        '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
+        'a PEM certificate in the file does not parse',
+      ],
+    ] as const) {
+      const h = harness({ files: { '/ca.pem': text } });
+      assert.equal(
+        await runCli([...base, '--keys-dir', '/keys', flag, '/ca.pem'], h.environment),
+        ExitCode.BAD_INPUT,
+      );
+      assert.deepEqual(h.err, [
+        `kpack-trust-signer: error: ${flag} /ca.pem: ${problem}. [INPUT_INVALID]`,
+      ]);
+      assert.deepEqual(h.notaryOptions, []);
+      assert.deepEqual(h.storeOptions, [], 'the CA is checked before the key store is opened');
+    }
   });
 
   it('exits 2 for a missing or unreadable report and for tags in two repositories', async () => {
@@ -219,7 +312,7 @@ describe('runCli', () => {
         ),
     };
     const h = harness({
-      files: { '/ca.pem': 'CA PEM', '/home/builder/.docker/config.json': config },
+      files: { '/ca.pem': caPem, '/home/builder/.docker/config.json': config },
       env: {
         KPACK_TRUST_TARGETS_PASSPHRASE: secret,
         KPACK_TRUST_ROOT_PASSPHRASE: `${secret}-root`,
@@ -254,14 +347,44 @@ describe('runCli', () => {
         passphrases: { root: `${secret}-root`, targets: secret },
       },
     ]);
-    const notaryOptions = h.notaryOptions[0];
-    assert.equal(notaryOptions?.ca, 'CA PEM');
+    // The key directory is read before any connection, so the wrong passphrase stops it there.
+    assert.deepEqual(h.notaryOptions, []);
+    assert.ok(![...h.out, ...h.err].some((l) => l.includes(secret) || l.includes('s3cret')));
+
+    const ok = harness({
+      files: { '/ca.pem': caPem, '/home/builder/.docker/config.json': config },
+      sizes: { [DIGEST]: 10 },
+    });
+    assert.equal(
+      await runCli(
+        [...SIGN, '--notary-ca', '/ca.pem', '--image', `${REPO}:a`, '--digest', DIGEST],
+        ok.environment,
+      ),
+      ExitCode.OK,
+      ok.err.join('\n'),
+    );
+    const notaryOptions = ok.notaryOptions[0];
+    assert.equal(notaryOptions?.ca, caPem);
     assert.deepEqual(await notaryOptions.credentials?.credentialsFor('registry.example:5000'), {
       username: 'builder',
       password: 's3cret',
     });
-    assert.ok(h.registryOptions[0]?.credentials);
-    assert.ok(![...h.out, ...h.err].some((l) => l.includes(secret) || l.includes('s3cret')));
+    assert.ok(ok.registryOptions[0]?.credentials);
+  });
+
+  it('reads a key directory once when the repository exists', async () => {
+    const store = new MemoryKeyStore({ generate: true });
+    const first = harness({ store, sizes: { [DIGEST]: 10 } });
+    const args = [...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST];
+    assert.equal(await runCli(args, first.environment), ExitCode.OK, first.err.join('\n'));
+    store.loads.length = 0;
+    const again = harness({ store, notary: first.notary, sizes: { [DIGEST]: 10 } });
+    assert.equal(
+      await runCli([...SIGN, '--image', `${REPO}:b`, '--digest', DIGEST], again.environment),
+      ExitCode.OK,
+      again.err.join('\n'),
+    );
+    assert.deepEqual(store.loads, [{ gun: REPO, createIfMissing: false }]);
   });
 
   it('uses $DOCKER_CONFIG, goes anonymous when the default file is absent, and exits 2 for a named file that is', async () => {
@@ -404,5 +527,84 @@ describe('exitCodeFor', () => {
       1,
     );
     assert.equal(exitCodeFor('not an error'), 1);
+  });
+});
+
+const compiled = fileURLToPath(import.meta.url).includes('/dist/');
+/** signer/ (this file is signer/test/cli.test.ts, or signer/dist/test/cli.test.js compiled). */
+const SIGNER_DIR = new URL(compiled ? '../../' : '../', import.meta.url);
+const MAIN = fileURLToPath(new URL(compiled ? 'dist/src/main.js' : 'src/main.ts', SIGNER_DIR));
+const NODE_ARGS = compiled ? [MAIN] : ['--import', 'tsx', MAIN];
+
+describe('the kpack-trust-signer program', () => {
+  const run = (args: string[]) =>
+    spawnSync(process.execPath, [...NODE_ARGS, ...args], {
+      encoding: 'utf8',
+      env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent-home' },
+    });
+
+  it('--version prints the version in signer/package.json', () => {
+    const manifest = JSON.parse(readFileSync(new URL('package.json', SIGNER_DIR), 'utf8')) as {
+      version: string;
+    };
+    const child = run(['--version']);
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout, `${manifest.version}\n`);
+  });
+
+  it('exits 2 with no arguments: the error and one line pointing at --help', () => {
+    const child = run([]);
+    assert.equal(child.status, ExitCode.BAD_INPUT);
+    assert.equal(child.stdout, '');
+    assert.equal(
+      child.stderr,
+      'kpack-trust-signer: error: no command given; the commands are "sign", "kpack-completion" and "controller". [INPUT_INVALID]\n' +
+        `${POINTER}\n`,
+    );
+  });
+
+  it('fails on a missing --keys-dir with exit 2 before reaching the (unreachable) notary server', () => {
+    const child = run([
+      'sign',
+      '--notary-url',
+      'https://127.0.0.1:1',
+      '--image',
+      '127.0.0.1:5000/team/app:v1',
+      '--digest',
+      DIGEST,
+      '--size',
+      '10',
+      '--no-registry-check',
+      '--keys-dir',
+      '/nonexistent-kpack-trust-keys',
+    ]);
+    assert.equal(child.status, ExitCode.BAD_INPUT, child.stderr);
+    assert.match(
+      child.stderr,
+      /keys dir \/nonexistent-kpack-trust-keys .*\[KEY_STORE_INVALID\]\n$/,
+    );
+    assert.doesNotMatch(child.stderr, /HTTP_UNREACHABLE|ECONNREFUSED/);
+  });
+
+  it('runs through the bin/ entry npm links (mode 755, shebang)', () => {
+    const bin = fileURLToPath(new URL('bin/kpack-trust-signer.js', SIGNER_DIR));
+    assert.match(readFileSync(bin, 'utf8'), /^#!\/usr\/bin\/env node\n/);
+    const child = spawnSync(bin, ['--help'], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout, HELP_TEXT);
+  });
+
+  it('tells operators to pin the root id the operator guide puts first', () => {
+    // The guide's "Pinning roots" lists the preferred pin first; the verifier's rootKeys accepts
+    // both ids (common/src/verify/anchor.ts matchesPins), the canonical one survives renewals.
+    const guide = readFileSync(new URL('../docs/operator-guide.md', SIGNER_DIR), 'utf8');
+    const section = guide.slice(guide.indexOf('## 5. Pinning roots'));
+    const first = /^- \*\*`rootKeys` with `(\w+)`\*\*/m.exec(section)?.[1];
+    assert.equal(first, 'rootCanonicalKeyId');
+    assert.match(
+      HELP_TEXT,
+      /Pin rootCanonicalKeyId\n\s+\(the bare root key's id\) in the verifier's rootKeys/,
+    );
+    assert.doesNotMatch(HELP_TEXT, /pin rootKeyId/i);
   });
 });

@@ -7,7 +7,7 @@
  *   check --config FILE [--namespace NS] IMAGE…  the same decision for CI and humans
  *   check-config [--skip-tls] FILE               is this a config serve would start with?
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { runCheck } from './cli/check.js';
@@ -32,7 +32,8 @@ Commands:
   check --config FILE [--namespace NS] IMAGE…  decide images as one pod and print the decision as JSON
   check-config [--skip-tls] FILE               validate a config file and the files it names, offline
 
-Run "kpack-trust-verifier <command> --help" for the options of a command.
+Run "kpack-trust-verifier <command> --help" for the options of a command;
+"kpack-trust-verifier --version" prints the version.
 `;
 
 const SERVE_USAGE = `Usage: kpack-trust-verifier serve --config FILE [--log-level LEVEL] [--drain-seconds N]
@@ -70,8 +71,35 @@ Exit status: 0 allowed, 1 denied, 2 error (invalid config, no image, notary unav
 "failure: error").
 `;
 
-/** Thrown for a command line we cannot run; the message is shown above the usage. */
+/** Thrown for a command line we cannot run; the message is shown with {@link usagePointer}. */
 class UsageError extends Error {}
+
+/** The one line shown after a usage mistake: where the usage of that command is. */
+export function usagePointer(command: string | undefined): string {
+  const help =
+    command === 'serve' || command === 'check' || command === 'check-config'
+      ? `kpack-trust-verifier ${command} --help`
+      : 'kpack-trust-verifier --help';
+  return `Run "${help}" for the usage.`;
+}
+
+/** `--version`: verifier/package.json's, found from dist/src/main.js (or src/main.ts under tsx). */
+function packageVersion(): string {
+  for (const relative of ['../../package.json', '../package.json']) {
+    try {
+      const manifest = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as {
+        name?: unknown;
+        version?: unknown;
+      };
+      if (manifest.name === '@kpack-trust/verifier' && typeof manifest.version === 'string') {
+        return manifest.version;
+      }
+    } catch {
+      // Not this one (absent, or not ours): try the next.
+    }
+  }
+  return 'unknown';
+}
 
 type Parsed = ReturnType<typeof parseArgs>;
 
@@ -113,23 +141,19 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
       case 'help':
         io.stdout(USAGE);
         return 0;
+      case '--version':
+      case 'version':
+        io.stdout(`${packageVersion()}\n`);
+        return 0;
       case undefined:
-        io.stderr(USAGE);
-        return 2;
+        throw new UsageError('no command given; the commands are "serve" and "check"');
       default:
         throw new UsageError(`unknown command "${command}"`);
     }
   } catch (error) {
     if (!(error instanceof UsageError)) throw error;
-    const usage =
-      command === 'serve'
-        ? SERVE_USAGE
-        : command === 'check'
-          ? CHECK_USAGE
-          : command === 'check-config'
-            ? CHECK_CONFIG_USAGE
-            : USAGE;
-    io.stderr(`kpack-trust-verifier: ${error.message}\n\n${usage}`);
+    // The mistake and where to read more: a screen of usage would bury the one line that matters.
+    io.stderr(`kpack-trust-verifier: ${error.message}\n${usagePointer(command)}\n`);
     return 2;
   }
 }
@@ -243,7 +267,8 @@ function invokedDirectly(): boolean {
   }
 }
 
-if (invokedDirectly()) {
+/** Runs the program on process.argv; the bin/ entry npm links calls it, as does a direct run. */
+export function main(): void {
   const io: CliIo = {
     stdout: (text) => void process.stdout.write(text),
     stderr: (text) => void process.stderr.write(text),
@@ -263,3 +288,5 @@ if (invokedDirectly()) {
     },
   );
 }
+
+if (invokedDirectly()) main();

@@ -4,8 +4,8 @@
  * source) and stopped with SIGTERM while a review is in flight.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,31 +79,82 @@ describe('command line', () => {
     }
   });
 
-  it('exits 2 with a message and the usage for a command line it cannot run', async () => {
-    for (const [argv, message] of [
-      [[], /^Usage:/],
-      [['verify'], /^kpack-trust-verifier: unknown command "verify"/],
-      [
-        ['serve'],
-        /^kpack-trust-verifier: --config FILE is required\n\nUsage: kpack-trust-verifier serve/,
-      ],
+  it('exits 2 with the mistake and one line pointing at --help, not the whole usage', async () => {
+    const program = 'Run "kpack-trust-verifier --help" for the usage.';
+    const serve = 'Run "kpack-trust-verifier serve --help" for the usage.';
+    const check = 'Run "kpack-trust-verifier check --help" for the usage.';
+    for (const [argv, message, pointer] of [
+      [[], 'no command given; the commands are "serve" and "check"', program],
+      [['verify'], 'unknown command "verify"', program],
+      [['serve'], '--config FILE is required', serve],
       [
         ['serve', '--config', 'x', '--log-level', 'loud'],
-        /--log-level must be debug, info, warn or error, not "loud"/,
+        '--log-level must be debug, info, warn or error, not "loud"',
+        serve,
       ],
-      [['serve', '--config', 'x', '--drain-seconds', '-1'], /--drain-seconds/],
-      [['serve', '--config', 'x', 'extra'], /Unexpected argument 'extra'/],
       [
-        ['check', '--config', 'x'],
-        /^kpack-trust-verifier: name at least one IMAGE\n\nUsage: kpack-trust-verifier check/,
+        ['serve', '--config', 'x', '--drain-seconds=-1'],
+        '--drain-seconds must be a number of seconds up to 600, not "-1"',
+        serve,
       ],
-      [['check', 'alpine'], /--config FILE is required/],
-      [['check', '--bogus', 'alpine'], /Unknown option '--bogus'/],
+      [
+        ['serve', '--config', 'x', '--drain-seconds', '601'],
+        '--drain-seconds must be a number of seconds up to 600, not "601"',
+        serve,
+      ],
+      [['serve', '--config', 'x', 'extra'], /^Unexpected argument 'extra'/, serve],
+      [['check', '--config', 'x'], 'name at least one IMAGE', check],
+      [['check', 'alpine'], '--config FILE is required', check],
+      [['check', '--bogus', 'alpine'], /^Unknown option '--bogus'/, check],
     ] as const) {
       const io = captureIo();
       assert.equal(await runCli(argv, io), 2, argv.join(' '));
-      assert.match(io.err.join(''), message);
+      assert.deepEqual(io.out, []);
+      const lines = io.err.join('').split('\n');
+      assert.equal(lines.length, 3, io.err.join(''));
+      const [first = '', second, last] = lines;
+      assert.ok(first.startsWith('kpack-trust-verifier: '), first);
+      if (typeof message === 'string') assert.equal(first, `kpack-trust-verifier: ${message}`);
+      else assert.match(first.slice('kpack-trust-verifier: '.length), message);
+      assert.equal(second, pointer);
+      assert.equal(last, '');
     }
+  });
+
+  it('--version prints the version in verifier/package.json, in process and as a program', async () => {
+    const manifest = JSON.parse(
+      await readFile(
+        new URL(compiled ? '../../package.json' : '../package.json', import.meta.url),
+        'utf8',
+      ),
+    ) as { version: string };
+    assert.match(manifest.version, /^\d+\.\d+\.\d+/);
+    const io = captureIo();
+    assert.equal(await runCli(['--version'], io), 0);
+    assert.deepEqual(io.out, [`${manifest.version}\n`]);
+    assert.deepEqual(io.err, []);
+
+    const child = spawnSync(process.execPath, [...NODE_ARGS, '--version'], { encoding: 'utf8' });
+    assert.equal(child.status, 0, child.stderr);
+    assert.equal(child.stdout, `${manifest.version}\n`);
+  });
+
+  it('runs through the bin/ entry npm links, which calls main()', () => {
+    const bin = fileURLToPath(
+      new URL(
+        compiled ? '../../bin/kpack-trust-verifier.js' : '../bin/kpack-trust-verifier.js',
+        import.meta.url,
+      ),
+    );
+    const help = spawnSync(bin, ['--help'], { encoding: 'utf8' });
+    assert.equal(help.status, 0, help.stderr);
+    assert.match(help.stdout, /^Usage: kpack-trust-verifier <command>/);
+    const none = spawnSync(bin, [], { encoding: 'utf8' });
+    assert.equal(none.status, 2);
+    assert.equal(
+      none.stderr,
+      'kpack-trust-verifier: no command given; the commands are "serve" and "check"\nRun "kpack-trust-verifier --help" for the usage.\n',
+    );
   });
 
   it('check prints the decision as JSON and exits 0 when allowed, 1 when denied', async () => {

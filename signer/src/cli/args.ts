@@ -94,13 +94,14 @@ function invalid(problem: string): TrustError {
 /** Parses argv (without `node` and the script); throws INPUT_INVALID with a one-line reason. */
 export function parseArguments(argv: readonly string[]): ParsedCommand {
   const [command, ...rest] = argv;
-  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    return { command: 'help' };
+  if (command === undefined) {
+    throw invalid('no command given; the commands are "sign", "kpack-completion" and "controller"');
   }
+  if (command === '--help' || command === '-h' || command === 'help') return { command: 'help' };
   if (command === '--version') return { command: 'version' };
   if (command !== 'sign') {
     throw invalid(
-      `unknown command "${command}"; the commands are "sign" and "kpack-completion" (see --help)`,
+      `unknown command "${command}"; the commands are "sign", "kpack-completion" and "controller"`,
     );
   }
 
@@ -144,7 +145,7 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
     return v;
   };
 
-  const notaryUrl = required('notary-url', 'the notary server to publish to');
+  const notaryUrl = notaryUrlOf(required('notary-url', 'the notary server to publish to'));
   const input = buildInput(one, all);
   const keys = keyFlags(one);
   const delegation = one('delegation');
@@ -176,6 +177,37 @@ export function parseArguments(argv: readonly string[]): ParsedCommand {
     insecureRegistries: all('insecure-registry'),
     registryCheck,
   };
+}
+
+/**
+ * Trust data and the token exchange (which carries registry credentials) go over TLS only, as
+ * the notary CLI's `-s` does in practice and as the verifier's config demands; a plain-HTTP URL
+ * is a mistake to report before anything is sent.
+ */
+function notaryUrlOf(text: string): string {
+  // The URL is never echoed: a mistyped one may carry a password or a token.
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw invalid('--notary-url is not a URL such as https://notary.example.com');
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw invalid('--notary-url must not hold credentials; give them in --docker-config');
+  }
+  if (url.protocol === 'http:') {
+    throw invalid(
+      '--notary-url must be an https:// URL, not http:// (notary serves trust data over TLS; give --notary-ca for a private CA)',
+    );
+  }
+  if (url.protocol !== 'https:') {
+    // `notary.example:4443` parses with the scheme "notary.example:": name no part of it.
+    throw invalid('--notary-url is not a URL such as https://notary.example.com');
+  }
+  if (url.search !== '' || url.hash !== '') {
+    throw invalid('--notary-url must not have a query or fragment');
+  }
+  return text;
 }
 
 function buildInput(

@@ -1,6 +1,6 @@
 /** The `--help` text: what an operator wiring the signer into a build needs to know, on one screen or two. */
 
-/** Printed for `--help`, `-h`, `help` and no arguments. */
+/** Printed on stdout for `--help`, `-h` and `help`; a usage mistake prints one line pointing here. */
 export const HELP_TEXT = `kpack-trust-signer — sign every tag of a kpack build into Notary v1 (Docker Content Trust)
 
 Usage:
@@ -39,12 +39,14 @@ KEYS (one of):
 Options:
   --delegation ROLE        sign into a delegation (targets/releases, as docker trust signers do)
                            instead of targets; the repository must delegate ROLE to a key we hold
+  --notary-url URL         the notary server, https:// only
   --notary-ca FILE         PEM CA bundle for a notary server with a private CA
   --docker-config FILE     registry credentials, also used for notary token auth (repeatable;
                            default $DOCKER_CONFIG/config.json or ~/.docker/config.json if present)
-  --root-key-id ID         pin the repository's root by key id when the key store holds no root key
-                           (repeatable); without it such a root is trusted on first use, and then
-                           targets must already be signed by our targets key
+  --root-key-id ID         pin the repository's root by key id (rootCanonicalKeyId, or rootKeyId)
+                           when the key store holds no root key (repeatable); without it such a
+                           root is trusted on first use, and then targets must already be signed
+                           by our targets key
   --registry-ca FILE       PEM CA bundle for the registry
   --insecure-registry HOST allow plain HTTP to HOST after HTTPS fails (loopback always may)
   --no-registry-check      do not ask the registry (needs --size or a report with manifest-size)
@@ -67,14 +69,17 @@ What happens:
 
 Output:
   stdout: one JSON line {gun, tags, digest, size, role, rolesPublished, rootKeyId,
-          rootCanonicalKeyId, versions, created, keysCreated, attempts}; pin rootKeyId in verifiers.
+          rootCanonicalKeyId, versions, created, keysCreated, attempts}. Pin rootCanonicalKeyId
+          (the bare root key's id) in the verifier's rootKeys: it survives root certificate
+          renewals, which change rootKeyId (see docs/operator-guide.md, "Pinning roots").
   stderr: progress lines and, on failure, one line saying what failed and why.
 
 Exit codes:
   0  signed, or already signed
   1  anything else (e.g. the repository's trust data failed verification)
-  2  bad input: flags, report.toml, tags in two repositories, keys or passphrases, a key that is not
-     the repository's key, a digest the registry does not have
+  2  bad input, found before anything is sent: flags, files they name (report.toml, CA bundles,
+     docker configs, key directories), tags in two repositories, keys or passphrases; or later: a
+     key that is not the repository's key, a digest the registry does not have
   3  authentication failed (notary server, token service or registry)
   4  notary server or registry unreachable, or answering 5xx
   5  still conflicting with concurrent writers after all retries

@@ -3,10 +3,12 @@
  * on stdout and progress on stderr, return the exit code. Every edge (files, network clients, key
  * store, clock) arrives through {@link CliEnvironment}, so main.ts alone touches the real ones.
  */
+import { X509Certificate } from 'node:crypto';
 import {
   TrustError,
   dockerConfigCredentials,
   isTrustError,
+  splitPemCertificates,
   type CredentialSource,
   type MetadataFetcher,
   type MetadataPublisher,
@@ -19,7 +21,7 @@ import { buildImageOf, type BuildImage } from '../publish/build-image.js';
 import { signBuild } from '../publish/sign-build.js';
 import type { ManifestLookup, RegistryClientOptions } from '../registry/manifest-client.js';
 import { parseLifecycleReport } from '../report/lifecycle-report.js';
-import { parseArguments, type SignCommand } from './args.js';
+import { parseArguments, type ParsedCommand, type SignCommand } from './args.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { HELP_TEXT } from './help.js';
 
@@ -48,6 +50,10 @@ export interface CliEnvironment {
 
 const PREFIX = 'kpack-trust-signer: ';
 
+/** The one line printed after a command-line mistake. */
+export const USAGE_POINTER =
+  'run "kpack-trust-signer --help" for the commands, flags and exit codes';
+
 /** Runs the command line `argv` (without node and the script) and returns the exit code. */
 export async function runCli(
   argv: readonly string[],
@@ -56,8 +62,16 @@ export async function runCli(
   const say = (line: string): void => {
     environment.stderr(PREFIX + line);
   };
+  let parsed: ParsedCommand;
   try {
-    const parsed = parseArguments(argv);
+    parsed = parseArguments(argv);
+  } catch (err) {
+    // A usage mistake: the reason and where to look, not three screens of help burying it.
+    say(`error: ${describe(err)}`);
+    say(USAGE_POINTER);
+    return exitCodeFor(err);
+  }
+  try {
     if (parsed.command === 'help') {
       for (const line of HELP_TEXT.trimEnd().split('\n')) environment.stdout(line);
       return ExitCode.OK;
@@ -78,17 +92,19 @@ async function sign(
   environment: CliEnvironment,
   say: (line: string) => void,
 ): Promise<number> {
+  // Every local input is read and checked before the first connection, so a typo in a path is
+  // reported as bad input (exit 2), not as whatever the network happens to answer.
   const image = await readBuild(command, environment);
   const credentials = await readCredentials(command, environment);
   const notaryCa =
     command.notaryCa === undefined
       ? undefined
-      : await requireFile(command.notaryCa, environment, '--notary-ca');
+      : await requireCaFile(command.notaryCa, environment, '--notary-ca');
   const registryCa =
     command.registryCa === undefined
       ? undefined
-      : await requireFile(command.registryCa, environment, '--registry-ca');
-  const keyStore = await environment.createKeyStore(keyStoreOptions(command, environment));
+      : await requireCaFile(command.registryCa, environment, '--registry-ca');
+  const keyStore = await openKeyStore(command, image.gun, environment);
 
   const notary = environment.connectNotary({
     baseUrl: command.notaryUrl,
@@ -199,6 +215,63 @@ async function requireFile(
     );
   }
   return text;
+}
+
+/** A CA bundle must hold at least one PEM certificate that parses. */
+async function requireCaFile(
+  path: string,
+  environment: CliEnvironment,
+  flag: string,
+): Promise<string> {
+  const text = await requireFile(path, environment, flag);
+  const certificates = splitPemCertificates(text);
+  const problem =
+    certificates.length === 0
+      ? 'the file holds no PEM certificate'
+      : certificates.every(parsesAsCertificate)
+        ? undefined
+        : 'a PEM certificate in the file does not parse';
+  if (problem !== undefined) {
+    throw new TrustError(
+      'INPUT_INVALID',
+      { source: path, problem },
+      `${flag} ${path}: ${problem}.`,
+    );
+  }
+  return text;
+}
+
+function parsesAsCertificate(pem: string): boolean {
+  try {
+    new X509Certificate(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The key store the flags name. A key directory is read and its keys decrypted here, before any
+ * connection: a missing directory, a key file that does not parse or a wrong passphrase is bad
+ * input. The directory store never generates keys, so this is the load the flow would make
+ * anyway; its result is handed on instead of being read twice. (Kubernetes Secrets are remote:
+ * that store checks its kubeconfig when created and reads the Secrets in the flow.)
+ */
+async function openKeyStore(
+  command: SignCommand,
+  gun: string,
+  environment: CliEnvironment,
+): Promise<KeyStore> {
+  const store = await environment.createKeyStore(keyStoreOptions(command, environment));
+  if (command.keys.kind !== 'directory') return store;
+  const preloaded = await store.load(gun, { createIfMissing: false });
+  return {
+    description: store.description,
+    load: (loadGun, options) =>
+      loadGun === gun && !options.createIfMissing
+        ? Promise.resolve(preloaded)
+        : store.load(loadGun, options),
+  };
 }
 
 function keyStoreOptions(command: SignCommand, environment: CliEnvironment): KeyStoreOptions {
