@@ -11,8 +11,12 @@
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { rootCertificates } from 'node:tls';
-import { TrustError, type CredentialSource, type Credentials } from '@kpack-trust/common';
+import {
+  TrustError,
+  secureContextTrusting,
+  type CredentialSource,
+  type Credentials,
+} from '@kpack-trust/common';
 
 /** Answers the size of a pushed manifest. */
 export interface ManifestLookup {
@@ -60,8 +64,11 @@ export class RegistryHttpClient implements ManifestLookup {
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options;
-    const ca = options.ca === undefined ? undefined : [...rootCertificates, options.ca];
-    this.httpsAgent = new https.Agent({ keepAlive: true, ...(ca === undefined ? {} : { ca }) });
+    // One context for every connection (an agent given `ca` builds one per connection).
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      ...(options.ca === undefined ? {} : { secureContext: secureContextTrusting(options.ca) }),
+    });
   }
 
   async manifestSize(image: { registry: string; path: string }, digest: string): Promise<number> {
