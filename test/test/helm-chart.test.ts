@@ -35,6 +35,8 @@ import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { Job } from 'kubernetes-models/batch/v1/Job';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { MutatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/MutatingWebhookConfiguration';
 import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
@@ -47,6 +49,10 @@ const NAMESPACE = 'trust';
 const VERIFIER = `${RELEASE}-kpack-trust-verifier`;
 const SIGNER = `${RELEASE}-kpack-trust-signer`;
 const CI_DIR = join(CHART_DIR, 'ci');
+const CHECK = `${VERIFIER}-config-check`;
+/** verifier.image.repository has no default; the ci/ values files set it, bare renders get this. */
+const IMAGE_REPOSITORY = 'registry.example.com/platform/kpack-trust-verifier';
+const WITH_IMAGE = ['--set', `verifier.image.repository=${IMAGE_REPOSITORY}`] as const;
 
 /** A rendered Kubernetes object, as parsed YAML. */
 type K8sObject = Record<string, unknown> & {
@@ -77,6 +83,8 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
   'networking.k8s.io/v1/NetworkPolicy': validator(NetworkPolicy),
   'cert-manager.io/v1/Certificate': validator(Certificate),
   'monitoring.coreos.com/v1/ServiceMonitor': validator(ServiceMonitor),
+  'monitoring.coreos.com/v1/PrometheusRule': validator(PrometheusRule),
+  'batch/v1/Job': validator(Job),
   'v1/Secret': validator(Secret),
   'admissionregistration.k8s.io/v1/MutatingWebhookConfiguration': validator(
     MutatingWebhookConfiguration,
@@ -89,7 +97,9 @@ const VALIDATORS: Readonly<Record<string, Validate>> = {
 /** `-f` for a values file (relative to charts/kpack-trust/ci/, or absolute) and extra flags. */
 function valuesArgs(valuesFile: string | undefined, extra: readonly string[]): string[] {
   return [
-    ...(valuesFile ? ['-f', isAbsolute(valuesFile) ? valuesFile : join(CI_DIR, valuesFile)] : []),
+    ...(valuesFile
+      ? ['-f', isAbsolute(valuesFile) ? valuesFile : join(CI_DIR, valuesFile)]
+      : WITH_IMAGE),
     ...extra,
   ];
 }
@@ -130,7 +140,15 @@ function notes(valuesFile?: string, extra: readonly string[] = []): string {
 
 /** Helm's error output for values that must not render. */
 function rejection(args: readonly string[]): string {
-  const run = runHelm(['template', RELEASE, CHART_DIR, '--namespace', NAMESPACE, ...args]);
+  const run = runHelm([
+    'template',
+    RELEASE,
+    CHART_DIR,
+    '--namespace',
+    NAMESPACE,
+    ...WITH_IMAGE,
+    ...args,
+  ]);
   assert.notEqual(run.status, 0, 'helm template should have failed');
   assert.equal(run.stdout, '');
   return run.stderr;
@@ -305,15 +323,14 @@ describe('kpack-trust Helm chart', () => {
 
     it('render exactly the verifier and the signer objects, all valid Kubernetes objects', () => {
       validateAll(objects);
+      // No signer objects: signer.namespaces is empty by default, and never the release namespace.
       assert.deepEqual(kinds(objects), [
-        `ConfigMap/${NAMESPACE}/${SIGNER}`,
         `ConfigMap/${NAMESPACE}/${VERIFIER}`,
+        `ConfigMap/${NAMESPACE}/${CHECK}`,
         `Deployment/${NAMESPACE}/${VERIFIER}`,
+        `Job/${NAMESPACE}/${CHECK}`,
         `PodDisruptionBudget/${NAMESPACE}/${VERIFIER}`,
-        `Role/${NAMESPACE}/${SIGNER}`,
-        `RoleBinding/${NAMESPACE}/${SIGNER}`,
         `Service/${NAMESPACE}/${VERIFIER}`,
-        `ServiceAccount/${NAMESPACE}/${SIGNER}`,
         `ServiceAccount/${NAMESPACE}/${VERIFIER}`,
       ]);
     });
@@ -343,7 +360,7 @@ describe('kpack-trust Helm chart', () => {
         'kubernetes.io/hostname',
       );
       const container = at(pod, 'containers', 0);
-      assert.equal(at(container, 'image'), 'kpack-trust/verifier:0.1.0');
+      assert.equal(at(container, 'image'), `${IMAGE_REPOSITORY}:0.1.0`);
       assert.deepEqual(at(container, 'args'), [
         'serve',
         '--config',
@@ -373,10 +390,16 @@ describe('kpack-trust Helm chart', () => {
         requests: { cpu: '100m', memory: '128Mi' },
         limits: { memory: '512Mi' },
       });
-      // The verifier reloads its config itself; a checksum would only restart pods needlessly.
-      assert.equal(at(deployment, 'spec', 'template', 'metadata', 'annotations'), undefined);
+      assert.equal(at(pod, 'priorityClassName'), 'system-cluster-critical');
+      // Soft anti-affinity: a surge pod can always be placed, so no ready pod is given up.
+      assert.deepEqual(at(deployment, 'spec', 'strategy', 'rollingUpdate'), {
+        maxUnavailable: 0,
+        maxSurge: 1,
+      });
+      // One eviction at a time is allowed, so `kubectl drain` finishes.
       const pdb = find(objects, 'PodDisruptionBudget', VERIFIER);
-      assert.equal(at(pdb, 'spec', 'minAvailable'), 1);
+      assert.equal(at(pdb, 'spec', 'maxUnavailable'), 1);
+      assert.equal(at(pdb, 'spec', 'minAvailable'), undefined);
       assert.deepEqual(
         at(pdb, 'spec', 'selector', 'matchLabels'),
         at(deployment, 'spec', 'selector', 'matchLabels'),
@@ -410,8 +433,10 @@ describe('kpack-trust Helm chart', () => {
       assert.equal(config.breakGlass.enabled, false);
     });
 
-    it('give the signer exactly get (on its two key Secrets) and create on Secrets', () => {
-      const role = find(objects, 'Role', SIGNER);
+    it('give the signer exactly get (on its two key Secrets) and create on Secrets, in a build namespace', () => {
+      const signed = render(undefined, ['--set', 'signer.namespaces={builds}']);
+      validateAll(signed);
+      const role = find(signed, 'Role', SIGNER, 'builds');
       assert.deepEqual(at(role, 'rules'), [
         {
           apiGroups: [''],
@@ -421,9 +446,9 @@ describe('kpack-trust Helm chart', () => {
         },
         { apiGroups: [''], resources: ['secrets'], verbs: ['create'] },
       ]);
-      const binding = find(objects, 'RoleBinding', SIGNER);
+      const binding = find(signed, 'RoleBinding', SIGNER, 'builds');
       assert.deepEqual(at(binding, 'subjects'), [
-        { kind: 'ServiceAccount', name: SIGNER, namespace: NAMESPACE },
+        { kind: 'ServiceAccount', name: SIGNER, namespace: 'builds' },
       ]);
       assert.deepEqual(at(binding, 'roleRef'), {
         apiGroup: 'rbac.authorization.k8s.io',
@@ -522,7 +547,7 @@ describe('kpack-trust Helm chart', () => {
       assert.equal(at(find(objects, 'Service', VERIFIER), 'spec', 'clusterIP'), '10.96.200.10');
     });
 
-    it('pin the image by digest, require anti-affinity and budget by maxUnavailable', () => {
+    it('pin the image by digest, require anti-affinity, roll one pod at a time and budget by maxUnavailable', () => {
       const deployment = find(objects, 'Deployment', VERIFIER);
       const pod = at(deployment, 'spec', 'template', 'spec');
       assert.equal(
@@ -542,9 +567,22 @@ describe('kpack-trust Helm chart', () => {
         'kubernetes.io/hostname',
       );
       assert.equal(at(pod, 'priorityClassName'), 'system-cluster-critical');
+      // Hard anti-affinity with replicas = nodes leaves a surge pod nowhere to go: replace in place.
+      assert.deepEqual(at(deployment, 'spec', 'strategy', 'rollingUpdate'), {
+        maxUnavailable: 1,
+        maxSurge: 0,
+      });
       const pdb = at(find(objects, 'PodDisruptionBudget', VERIFIER), 'spec');
       assert.equal(at(pdb, 'maxUnavailable'), 1);
       assert.equal(at(pdb, 'minAvailable'), undefined);
+    });
+
+    it('exempt cert-manager’s namespace, so the verifier’s certificate can always be renewed', () => {
+      assert.deepEqual(loadRenderedConfig(objects).exemptNamespaces, [
+        'kube-system',
+        NAMESPACE,
+        'cert-manager',
+      ]);
     });
 
     it('print the webhook URL with the fixed IP', () => {
@@ -569,6 +607,16 @@ describe('kpack-trust Helm chart', () => {
         {
           ports: [{ port: 'https', protocol: 'TCP' }],
           from: [{ ipBlock: { cidr: '10.0.0.0/24' } }],
+        },
+        // Prometheus, on the same port (/metrics shares it with the reviews).
+        {
+          ports: [{ port: 'https', protocol: 'TCP' }],
+          from: at(
+            ciValues('network-monitoring-values.yaml'),
+            'verifier',
+            'networkPolicy',
+            'metricsFrom',
+          ),
         },
       ]);
       const egress = at(policy, 'spec', 'egress') as unknown[];
@@ -605,6 +653,25 @@ describe('kpack-trust Helm chart', () => {
           },
         },
       ]);
+    });
+
+    it('ship the guide’s alerts as a PrometheusRule on the ServiceMonitor’s job label', () => {
+      const rule = find(objects, 'PrometheusRule', VERIFIER);
+      assert.equal(at(rule, 'metadata', 'labels', 'release'), 'prometheus');
+      const rules = at(rule, 'spec', 'groups', 0, 'rules') as { alert: string; expr: string }[];
+      // The same alerts, by name, as the guide's §8 block.
+      const guide = readFileSync(join(CHART_DIR, '../../docs/operator-guide.md'), 'utf8');
+      const section = guide.slice(guide.indexOf('## 8. Metrics and alerts'));
+      const guideAlerts = [...section.matchAll(/- alert: (\w+)/g)].map((m) => m[1]);
+      assert.ok(guideAlerts.length >= 9);
+      assert.deepEqual(
+        rules.map((r) => r.alert),
+        guideAlerts,
+      );
+      // Every expression is scoped to the series the chart's ServiceMonitor scrapes.
+      for (const { alert, expr } of rules) {
+        assert.match(expr, new RegExp(`job="${VERIFIER}"`), alert);
+      }
     });
 
     it('render a config with both notary servers that the verifier loads', () => {
@@ -1027,6 +1094,116 @@ describe('kpack-trust Helm chart', () => {
     });
   });
 
+  describe('the config check hook and the config checksum', () => {
+    const objects = render('policy-values.yaml');
+    const job = find(objects, 'Job', CHECK);
+    const hookConfigMap = find(objects, 'ConfigMap', CHECK);
+
+    it('run check-config before install and upgrade, on a hook copy of exactly the ConfigMap', () => {
+      validateAll(objects);
+      for (const hook of [job, hookConfigMap]) {
+        assert.equal(
+          at(hook, 'metadata', 'annotations', 'helm.sh/hook'),
+          'pre-install,pre-upgrade',
+        );
+      }
+      // The ConfigMap exists before the Job that mounts it.
+      assert.ok(
+        Number(at(hookConfigMap, 'metadata', 'annotations', 'helm.sh/hook-weight')) <
+          Number(at(job, 'metadata', 'annotations', 'helm.sh/hook-weight')),
+      );
+      assert.deepEqual(at(hookConfigMap, 'data'), at(find(objects, 'ConfigMap', VERIFIER), 'data'));
+      const container = at(job, 'spec', 'template', 'spec', 'containers', 0);
+      assert.deepEqual(at(container, 'args'), [
+        'check-config',
+        '/etc/kpack-trust/config/config.yaml',
+      ]);
+      assert.equal(
+        at(container, 'image'),
+        at(
+          find(objects, 'Deployment', VERIFIER),
+          'spec',
+          'template',
+          'spec',
+          'containers',
+          0,
+          'image',
+        ),
+      );
+      assert.equal(at(job, 'spec', 'backoffLimit'), 0);
+    });
+
+    it('mount every file the config names where the verifier pods have it', () => {
+      const pod = (o: K8sObject): { volumeMounts: { mountPath: string }[] } =>
+        at(o, 'spec', 'template', 'spec', 'containers', 0) as {
+          volumeMounts: { mountPath: string }[];
+        };
+      assert.deepEqual(
+        pod(job).volumeMounts.map((m) => m.mountPath),
+        pod(find(objects, 'Deployment', VERIFIER)).volumeMounts.map((m) => m.mountPath),
+      );
+    });
+
+    it('skip the TLS files on a first install without an existing Secret, check them on upgrade', () => {
+      const args = (o: K8sObject[]): unknown =>
+        at(find(o, 'Job', CHECK), 'spec', 'template', 'spec', 'containers', 0, 'args');
+      assert.deepEqual(args(render()), [
+        'check-config',
+        '--skip-tls',
+        '/etc/kpack-trust/config/config.yaml',
+      ]);
+      const upgraded = render(undefined, ['--is-upgrade']);
+      assert.deepEqual(args(upgraded), ['check-config', '/etc/kpack-trust/config/config.yaml']);
+      const volumes = at(find(upgraded, 'Job', CHECK), 'spec', 'template', 'spec', 'volumes');
+      assert.deepEqual(at(volumes, 1, 'secret', 'secretName'), `${VERIFIER}-tls`);
+      assert.equal(at(volumes, 1, 'secret', 'optional'), true);
+    });
+
+    it('roll the pods when the config changes, and only then', () => {
+      const checksum = (extra: readonly string[]): unknown =>
+        at(
+          find(render(undefined, extra), 'Deployment', VERIFIER),
+          'spec',
+          'template',
+          'metadata',
+          'annotations',
+          'checksum/config',
+        );
+      const base = checksum([]);
+      assert.match(String(base), /^[0-9a-f]{64}$/);
+      assert.equal(checksum(['--set', 'verifier.logLevel=debug']), base);
+      assert.notEqual(checksum(['--set', 'verifier.config.detectionMode=true']), base);
+    });
+
+    it('is left out when configCheck.enabled is false', () => {
+      const objects = render(undefined, ['--set', 'verifier.configCheck.enabled=false']);
+      assert.equal(objects.filter((o) => o.metadata.name === CHECK).length, 0);
+    });
+  });
+
+  describe('a ServiceMonitor in another namespace', () => {
+    it('verify against a CA ConfigMap written in its namespace, never the release namespace’s Secret', () => {
+      const caPem = at(ciValues('mtls-values.yaml'), 'verifier', 'tls', 'caBundle') as string;
+      const objects = render(undefined, [
+        '--set',
+        'verifier.serviceMonitor.enabled=true',
+        '--set',
+        'verifier.serviceMonitor.namespace=monitoring',
+        '--set',
+        'verifier.tls.existingSecret=verifier-tls',
+        '--set-string',
+        `verifier.tls.caBundle=${caPem}`,
+      ]);
+      validateAll(objects);
+      const monitor = find(objects, 'ServiceMonitor', VERIFIER, 'monitoring');
+      assert.deepEqual(at(monitor, 'spec', 'endpoints', 0, 'tlsConfig', 'ca'), {
+        configMap: { name: `${VERIFIER}-metrics-ca`, key: 'ca.crt' },
+      });
+      const ca = find(objects, 'ConfigMap', `${VERIFIER}-metrics-ca`, 'monitoring');
+      assert.equal(at(ca, 'data', 'ca.crt'), caPem);
+    });
+  });
+
   describe('the schema validator itself', () => {
     it('rejects a Deployment with a wrong type, so the checks above can fail', () => {
       const deployment = structuredClone(find(render(), 'Deployment', VERIFIER));
@@ -1167,10 +1344,163 @@ describe('kpack-trust Helm chart', () => {
         /: verifier\.notary: registry docker\.io is listed twice\n/,
       );
     });
+    it('require the verifier image in the operator’s registry, with no Docker Hub default', () => {
+      const run = runHelm(['template', RELEASE, CHART_DIR, '--namespace', NAMESPACE]);
+      assert.notEqual(run.status, 0);
+      assert.match(
+        run.stderr,
+        /verifier\.image\.repository is required: the image as pushed to your registry, e\.g\. registry\.example\.com\/platform\/kpack-trust-verifier/,
+      );
+    });
+
+    for (const [key, over] of [
+      ['allowTTL', 1801],
+      ['denyTTL', 1801],
+      ['retryBackoff', 300001],
+    ] as const) {
+      it(`reject webhook.${key} outside what kube-apiserver accepts, and 0, its silent default`, () => {
+        const max = over - 1;
+        assert.equal(
+          rejection(['--set', `verifier.webhook.${key}=${over}`]),
+          schemaError(
+            `/verifier/webhook/${key}`,
+            `maximum: got ${over.toLocaleString('en-US')}, want ${max.toLocaleString('en-US')}`,
+          ),
+        );
+        assert.equal(
+          rejection(['--set', `verifier.webhook.${key}=-2`]),
+          schemaError(`/verifier/webhook/${key}`, 'minimum: got -2, want -1'),
+        );
+        assert.match(
+          rejection(['--set', `verifier.webhook.${key}=0`]),
+          new RegExp(
+            `verifier\\.webhook\\.${key}: 0 makes kube-apiserver silently use its default`,
+          ),
+        );
+        // -1 (no cache / no wait) and the bounds themselves are what the apiserver accepts.
+        for (const accepted of [-1, 1, max]) {
+          const text = notes(undefined, ['--set', `verifier.webhook.${key}=${accepted}`]);
+          assert.match(text, new RegExp(`\n {8}${key}: ${accepted}\n`));
+        }
+      });
+    }
+
+    it('reject a trust section that pins nothing', () => {
+      assert.equal(
+        rejection([
+          '--set',
+          'verifier.config.rules[0].images=x',
+          '--set-json',
+          'verifier.config.rules[0].trust={}',
+        ]),
+        schemaError('/verifier/config/rules/0/trust', 'minProperties: got 0, want 1'),
+      );
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.config.rules[0].images=x',
+          '--set-json',
+          'verifier.config.rules[0].trust={"signers":[{"role":"targets","keys":["k"]}]}',
+        ]),
+        /: verifier\.config\.rules\[0\] \(x\): trust pins no root key, certificate or CA/,
+      );
+    });
+
+    it('reject a rule with both allow and deny', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.config.rules[0].images=x',
+          '--set',
+          'verifier.config.rules[0].allow=true',
+          '--set',
+          'verifier.config.rules[0].deny=true',
+        ]),
+        /: verifier\.config\.rules\[0\] \(x\): needs exactly one of allow: true, deny: true or trust/,
+      );
+    });
+
+    it('reject a notary registry written as a URL', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.notary[0].registry=https://registry.example.com',
+          '--set',
+          'verifier.notary[0].server=https://notary.example.com',
+        ]),
+        /: verifier\.notary: registry "https:\/\/registry\.example\.com" must be a registry host\[:port\]/,
+      );
+    });
+
+    it('reject fewer than two replicas and a budget that allows no eviction', () => {
+      assert.equal(
+        rejection(['--set', 'verifier.replicaCount=1']),
+        schemaError('/verifier/replicaCount', 'minimum: got 1, want 2'),
+      );
+      assert.match(
+        rejection(['--set', 'verifier.podDisruptionBudget.maxUnavailable=0']),
+        /: verifier\.podDisruptionBudget\.maxUnavailable: 0 allows no eviction/,
+      );
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.podDisruptionBudget.maxUnavailable=',
+          '--set',
+          'verifier.podDisruptionBudget.minAvailable=2',
+        ]),
+        /: verifier\.podDisruptionBudget\.minAvailable 2 with replicaCount 2 allows no eviction/,
+      );
+    });
+
+    it('reject a signer build namespace the verifier exempts', () => {
+      for (const namespace of [NAMESPACE, 'kube-system']) {
+        assert.match(
+          rejection(['--set', `signer.namespaces={${namespace}}`]),
+          new RegExp(`: signer\\.namespaces: ${namespace} is exempt from the verifier`),
+        );
+      }
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.config.exemptNamespaces={kube-system,ci-*}',
+          '--set',
+          'signer.namespaces={ci-builds}',
+        ]),
+        /: signer\.namespaces: ci-builds is exempt from the verifier/,
+      );
+    });
+
+    it('reject a NetworkPolicy that would keep Prometheus out of /metrics', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.serviceMonitor.enabled=true',
+          '--set',
+          'verifier.networkPolicy.enabled=true',
+          '--set',
+          'verifier.networkPolicy.ingressFrom[0].ipBlock.cidr=10.0.0.0/24',
+        ]),
+        /: verifier\.networkPolicy\.ingressFrom admits only the listed peers and serviceMonitor is enabled: add Prometheus/,
+      );
+    });
+
+    it('reject a ServiceMonitor in another namespace with no CA it could read there', () => {
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.serviceMonitor.enabled=true',
+          '--set',
+          'verifier.serviceMonitor.namespace=monitoring',
+        ]),
+        /: verifier\.serviceMonitor\.namespace monitoring: Prometheus reads the scrape CA in the ServiceMonitor's namespace/,
+      );
+    });
   });
   describe('the signer controller (signer.controller)', () => {
     const CONTROLLER = `${SIGNER}-controller`;
     const enabled = [
+      '--set',
+      'signer.image.repository=registry.example.com/platform/kpack-trust-signer',
       '--set',
       'signer.controller.enabled=true',
       '--set',

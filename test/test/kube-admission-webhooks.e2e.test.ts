@@ -57,6 +57,8 @@ function webhookConfigurations(verifier: VerifierProcess): Json[] {
     '--show-only',
     'templates/admission-webhooks.yaml',
     '--set',
+    'verifier.image.repository=registry.example.com/kpack-trust-verifier',
+    '--set',
     'admission.mode=admissionWebhooks',
     '--set',
     'verifier.tls.existingSecret=kpack-trust-verifier-tls',

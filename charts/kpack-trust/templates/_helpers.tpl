@@ -84,9 +84,13 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* registry/repository:tag or @digest; pass (dict "image" .Values.x.image "ctx" $). */}}
+{{/*
+registry/repository:tag or @digest; pass (dict "image" .Values.x.image "ctx" $ "what" "x.image").
+The repository has no default: a short name would resolve to a Docker Hub namespace nobody here owns.
+*/}}
 {{- define "kpack-trust.image" -}}
-{{- $repository := .image.repository }}
+{{- $what := default "verifier.image / signer.image" .what }}
+{{- $repository := required (printf "%s.repository is required: the image as pushed to your registry, e.g. registry.example.com/platform/kpack-trust-%s (no public image is published; build it with the repository's Dockerfile)" $what (ternary "signer" "verifier" (hasPrefix "signer" $what))) .image.repository }}
 {{- if .image.registry }}
 {{- $repository = printf "%s/%s" (trimSuffix "/" .image.registry) .image.repository }}
 {{- end }}
@@ -136,6 +140,34 @@ and client-ca.crt under mutual TLS. Rendered as YAML so callers can fromYaml it.
 {{- end }}
 
 {{/*
+The namespaces the verifier admits unchecked: verifier.config.exemptNamespaces, then what the
+verifier itself depends on — the release namespace (its own pods, the config-check hook) and
+cert-manager's namespace when cert-manager issues its certificate. Exemptions live in the
+verifier, so these are what must be able to start while the verifier is being (re)created.
+*/}}
+{{- define "kpack-trust.verifier.exemptNamespaces" -}}
+{{- $v := .Values.verifier }}
+{{- $exempt := default (list) $v.config.exemptNamespaces }}
+{{- if and $v.exemptReleaseNamespace (not (has .Release.Namespace $exempt)) }}
+{{- $exempt = append $exempt .Release.Namespace }}
+{{- end }}
+{{- $cm := $v.tls.certManager }}
+{{- if and $cm.enabled $cm.namespace (not (has $cm.namespace $exempt)) }}
+{{- $exempt = append $exempt $cm.namespace }}
+{{- end }}
+{{- toYaml $exempt }}
+{{- end }}
+
+{{/* True ("true") when namespace .ns matches one of the globs in .globs (the verifier's * and ?). */}}
+{{- define "kpack-trust.matchesNamespaceGlob" -}}
+{{- $ns := .ns }}
+{{- range .globs }}
+{{- $re := printf "^%s$" (. | replace "." "\\." | replace "*" ".*" | replace "?" ".") }}
+{{- if regexMatch $re $ns }}true{{ end }}
+{{- end }}
+{{- end }}
+
+{{/*
 The verifier's config.yaml. listen and notary are the chart's (paths inside the pod); the policy is
 verifier.config as written. A comment carries the digest of the CA files next to it: the verifier
 reloads when config.yaml changes, so a CA-only change must change config.yaml too.
@@ -143,11 +175,7 @@ reloads when config.yaml changes, so a CA-only change must change config.yaml to
 {{- define "kpack-trust.verifier.config" -}}
 {{- $files := include "kpack-trust.verifier.files" . | fromYaml }}
 {{- $cfg := deepCopy .Values.verifier.config }}
-{{- $exempt := default (list) $cfg.exemptNamespaces }}
-{{- if and .Values.verifier.exemptReleaseNamespace (not (has .Release.Namespace $exempt)) }}
-{{- $exempt = append $exempt .Release.Namespace }}
-{{- end }}
-{{- $_ := set $cfg "exemptNamespaces" $exempt }}
+{{- $_ := set $cfg "exemptNamespaces" (include "kpack-trust.verifier.exemptNamespaces" . | fromYamlArray) }}
 {{- $tls := dict "cert" (printf "%s/tls.crt" (include "kpack-trust.verifier.tlsDir" .)) "key" (printf "%s/tls.key" (include "kpack-trust.verifier.tlsDir" .)) }}
 {{- if .Values.verifier.tls.clientCA }}
 {{- $_ := set $tls "clientCA" "client-ca.crt" }}
@@ -178,6 +206,16 @@ reloads when config.yaml changes, so a CA-only change must change config.yaml to
 {{ toYaml $doc }}
 {{- end }}
 
+{{/* The data of the verifier's ConfigMap (and of the config-check hook's copy of it). */}}
+{{- define "kpack-trust.verifier.configMapData" -}}
+config.yaml: |
+  {{- include "kpack-trust.verifier.config" . | trim | nindent 2 }}
+{{- range $name, $pem := include "kpack-trust.verifier.files" . | fromYaml }}
+{{ $name }}: |
+  {{- $pem | trim | nindent 2 }}
+{{- end }}
+{{- end }}
+
 {{/* "<fullname>-signer": the signer's Role, RoleBinding and ConfigMap in each build namespace. */}}
 {{- define "kpack-trust.signer.fullname" -}}
 {{- printf "%s-signer" (include "kpack-trust.fullname" .) }}
@@ -192,7 +230,7 @@ reloads when config.yaml changes, so a CA-only change must change config.yaml to
 {{- end }}
 {{- end }}
 
-{{/* The build namespaces: signer.namespaces, or the release namespace. */}}
+{{/* The build namespaces: signer.namespaces (none by default). */}}
 {{- define "kpack-trust.signer.namespaces" -}}
-{{- toYaml (default (list .Release.Namespace) .Values.signer.namespaces | uniq) }}
+{{- toYaml (default (list) .Values.signer.namespaces | uniq) }}
 {{- end }}

@@ -16,11 +16,70 @@ to change.
 {{- if ge (int $v.drainSeconds) (int $v.terminationGracePeriodSeconds) }}
 {{- fail "verifier.drainSeconds must be less than verifier.terminationGracePeriodSeconds, or the pod is killed while draining" }}
 {{- end }}
+{{- /* kube-apiserver's imagepolicy config: 0 means "its default", so a 0 here would print one number
+and run another; -1 and the ranges are checked by values.schema.json. */}}
+{{- range $key, $default := dict "allowTTL" "300" "denyTTL" "30" "retryBackoff" "500" }}
+{{- if eq (int (index $v.webhook $key)) 0 }}
+{{- fail (printf "verifier.webhook.%s: 0 makes kube-apiserver silently use its default (%s); write %s, or -1 to turn it off" $key $default $default) }}
+{{- end }}
+{{- end }}
+{{- /* The verifier's own rule checks (verifier/src/config/parse.ts), so a policy it would refuse
+fails here rather than in new pods after the upgrade. */}}
+{{- range $i, $r := $v.config.rules }}
+{{- $trusting := or (hasKey $r "trust") $r.tofu }}
+{{- $chosen := 0 }}
+{{- range (list $r.allow $r.deny $trusting) }}
+{{- if . }}{{ $chosen = add1 $chosen }}{{ end }}
+{{- end }}
+{{- if ne $chosen 1 }}
+{{- fail (printf "verifier.config.rules[%d] (%v): needs exactly one of allow: true, deny: true or trust: {...} (or tofu: true)" $i $r.images) }}
+{{- end }}
+{{- if $trusting }}
+{{- $t := default dict $r.trust }}
+{{- if not (or $r.tofu $t.tofu $t.rootKeys $t.rootKeysPem $t.ca) }}
+{{- fail (printf "verifier.config.rules[%d] (%v): trust pins no root key, certificate or CA; add trust.rootKeys, rootKeysPem or ca (or tofu: true to trust the first root seen)" $i $r.images) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- /* A budget that allows no eviction blocks `kubectl drain` of every node holding a verifier pod. */}}
+{{- $pdb := $v.podDisruptionBudget }}
+{{- if $pdb.enabled }}
+{{- if and (eq (toString $pdb.minAvailable) "") (eq (toString $pdb.maxUnavailable) "") }}
+{{- fail "verifier.podDisruptionBudget: set minAvailable or maxUnavailable (the default is maxUnavailable: 1)" }}
+{{- end }}
+{{- if has (toString $pdb.maxUnavailable) (list "0" "0%") }}
+{{- fail "verifier.podDisruptionBudget.maxUnavailable: 0 allows no eviction, so kubectl drain never finishes; use 1" }}
+{{- end }}
+{{- if or (and (kindIs "float64" $pdb.minAvailable) (ge (int $pdb.minAvailable) (int $v.replicaCount))) (and (kindIs "int64" $pdb.minAvailable) (ge (int $pdb.minAvailable) (int $v.replicaCount))) (eq (toString $pdb.minAvailable) "100%") }}
+{{- fail (printf "verifier.podDisruptionBudget.minAvailable %v with replicaCount %v allows no eviction, so kubectl drain never finishes; use maxUnavailable: 1" $pdb.minAvailable $v.replicaCount) }}
+{{- end }}
+{{- end }}
+{{- /* Prometheus must be able to reach /metrics and read the CA it verifies the verifier with. */}}
+{{- $sm := $v.serviceMonitor }}
+{{- if and $sm.enabled $v.networkPolicy.enabled $v.networkPolicy.ingressFrom (not $v.networkPolicy.metricsFrom) }}
+{{- fail "verifier.networkPolicy.ingressFrom admits only the listed peers and serviceMonitor is enabled: add Prometheus (e.g. its namespaceSelector and podSelector) to verifier.networkPolicy.metricsFrom, or it cannot scrape /metrics" }}
+{{- end }}
+{{- if and $sm.enabled $sm.namespace (ne $sm.namespace $.Release.Namespace) (not $sm.tlsConfig) (not $v.tls.caBundle) }}
+{{- fail (printf "verifier.serviceMonitor.namespace %s: Prometheus reads the scrape CA in the ServiceMonitor's namespace, where the TLS Secret of namespace %s is not; set verifier.tls.caBundle (the chart writes it to a ConfigMap there) or verifier.serviceMonitor.tlsConfig" $sm.namespace $.Release.Namespace) }}
+{{- end }}
 {{- $registries := dict }}
 {{- range $v.notary }}
+{{- /* The verifier's REGISTRY pattern (verifier/src/config/parse.ts). */}}
+{{- if not (regexMatch "^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\\[[a-fA-F0-9:]+\\])(?::[0-9]+)?$" .registry) }}
+{{- fail (printf "verifier.notary: registry %q must be a registry host[:port] as it appears in image names (docker.io, registry.example.com:5000), without https:// or a path; the notary URL goes in server" .registry) }}
+{{- end }}
 {{- if hasKey $registries .registry }}
 {{- fail (printf "verifier.notary: registry %s is listed twice" .registry) }}
 {{- end }}
 {{- $_ := set $registries .registry true }}
+{{- end }}
+{{- /* Build pods hold a token that may create Secrets: never where the verifier checks nothing. */}}
+{{- if .Values.signer.enabled }}
+{{- $exempt := include "kpack-trust.verifier.exemptNamespaces" . | fromYamlArray }}
+{{- range .Values.signer.namespaces }}
+{{- if or (eq . $.Release.Namespace) (and $v.enabled (include "kpack-trust.matchesNamespaceGlob" (dict "ns" . "globs" $exempt))) }}
+{{- fail (printf "signer.namespaces: %s is exempt from the verifier (or is the release namespace): builds there would run unchecked images with create on Secrets; run builds in a namespace the verifier checks" .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- end }}
