@@ -356,7 +356,7 @@ describe("the controller's signing with a Build's credentials", () => {
       assert.equal(err.code, 'AUTH_FAILED');
       assert.match(
         err.message,
-        /\(registry credentials: the Secrets push of service account team\/builder\)$/,
+        /credentials; registry credentials: the Secrets push of service account team\/builder\.$/,
       );
       return true;
     });

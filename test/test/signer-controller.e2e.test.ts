@@ -8,7 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -142,7 +142,11 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   const imageAndBuild = async (
     name: string,
     annotations: Record<string, string>,
-    options: { tags?: (pushed: PushedImage) => string[]; notaryUrl?: string } = {},
+    options: {
+      tags?: (pushed: PushedImage) => string[];
+      notaryUrl?: string;
+      serviceAccountName?: string;
+    } = {},
   ): Promise<{ build: string; pushed: PushedImage }> => {
     imageCounter++;
     const pushed = await pushImage(stack, `team/${name}`, 'v1', {
@@ -180,7 +184,12 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
             { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name, uid, controller: true },
           ],
         },
-        spec: { tags: options.tags?.(pushed) ?? [`${pushed.gun}:v1`, `${pushed.gun}:latest`] },
+        spec: {
+          tags: options.tags?.(pushed) ?? [`${pushed.gun}:v1`, `${pushed.gun}:latest`],
+          ...(options.serviceAccountName === undefined
+            ? {}
+            : { serviceAccountName: options.serviceAccountName }),
+        },
       }),
     );
     return { build, pushed };
@@ -243,8 +252,8 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   };
 
   /** Accepted publishes into a GUN: notary-server logs `updated <gun> to timestamp version N` for each. */
-  const publishesOf = async (gun: string): Promise<number> => {
-    const server = stack.processes.find((p) => p.name === 'notary-server');
+  const publishesOf = async (gun: string, on: NotaryStack = stack): Promise<number> => {
+    const server = on.processes.find((p) => p.name === 'notary-server');
     assert.ok(server);
     const log = await readFile(server.logFile, 'utf8');
     return log
@@ -484,6 +493,94 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     ) as { spec: { holderIdentity: string; leaseTransitions: number } };
     assert.equal(lease.spec.holderIdentity, standby.identity);
     await stopController(standby, 'SIGTERM');
+  });
+
+  it("registry credentials only in the Build's service account's Secret: signed with them; with --build-credentials=controller, AuthFailed", async () => {
+    // A second notary stack behind token auth: pushing needs the login the token service knows
+    // (anonymous requests get pull only). The images stay in the first stack's registry.
+    const login = { username: 'team-builder', password: 'sa-only-password' };
+    const authStack = await startStack({ auth: 'token', credentials: login, registry: false });
+    try {
+      const bundle = join(await stack.tempDir('ca'), 'two-stacks.pem');
+      await writeFile(bundle, `${stack.caPem}\n${authStack.caPem}`);
+      // What `kubectl create secret docker-registry` writes: a kubernetes.io/dockerconfigjson Secret.
+      await kubectl([
+        'create',
+        'secret',
+        'docker-registry',
+        'builder-registry',
+        '-n',
+        TEAM,
+        `--docker-server=${stack.registryHost}`,
+        `--docker-username=${login.username}`,
+        `--docker-password=${login.password}`,
+      ]);
+      await kubectl(['create', 'serviceaccount', 'builder', '-n', TEAM]);
+      await kubectl([
+        'patch',
+        'serviceaccount',
+        'builder',
+        '-n',
+        TEAM,
+        '--type=merge',
+        '-p',
+        JSON.stringify({
+          secrets: [{ name: 'builder-registry' }],
+          imagePullSecrets: [{ name: 'not-there' }],
+        }),
+      ]);
+      const options = { notaryUrl: authStack.notaryUrl, serviceAccountName: 'builder' };
+
+      // No --docker-config: the controller has no credentials of its own.
+      const c = startController('sa-credentials', ['--notary-ca', bundle]);
+      await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+      const { build, pushed } = await imageAndBuild('sa-creds', {}, options);
+      await succeed(build, `${pushed.gun}@${pushed.digest}`);
+      const annotations = await recorded(build, 'kpack-trust.io/signed-digest');
+      assert.equal(annotations['kpack-trust.io/signed-digest'], pushed.digest);
+      const found = await lookup(authStack, pushed.gun, 'v1', await stack.tempDir('trust'));
+      assert.equal(`sha256:${found.sha256Hex}`, pushed.digest);
+      assert.ok(
+        authStack.token?.log.some(
+          (r) => r.user === login.username && r.granted.some((g) => g.split(',').includes('push')),
+        ),
+        "the token service granted push to the service account's login",
+      );
+      assert.ok(
+        c.logs.some(
+          (l) =>
+            l['message'] === 'a Secret the service account lists does not exist; skipped' &&
+            l['secret'] === 'not-there',
+        ),
+        'the missing Secret is skipped with a log line',
+      );
+      assert.ok(!JSON.stringify(c.logs).includes(login.password), 'no log line holds the password');
+      await stopController(c, 'SIGTERM');
+
+      // The reverse: the same Secret, but the controller may use only its own (none).
+      const own = startController('own-credentials', [
+        '--notary-ca',
+        bundle,
+        '--build-credentials',
+        'controller',
+        '--max-attempts',
+        '2',
+      ]);
+      await until('the controller to lead', () => Promise.resolve(leader(own) ? true : undefined));
+      const refused = await imageAndBuild('own-creds', {}, options);
+      await succeed(refused.build, `${refused.pushed.gun}@${refused.pushed.digest}`);
+      const failed = await recorded(refused.build, 'kpack-trust.io/signing-error');
+      assert.equal(failed['kpack-trust.io/signing-error-reason'], 'AuthFailed');
+      assert.match(
+        failed['kpack-trust.io/signing-error'] ?? '',
+        /push,pull; registry credentials: none \(anonymous\)\. \[AUTH_FAILED\] \(gave up after 2 attempts\)$/,
+      );
+      assert.equal(failed['kpack-trust.io/signed-digest'], undefined);
+      assert.equal(await publishesOf(refused.pushed.gun, authStack), 0);
+      await stopController(own, 'SIGTERM');
+    } finally {
+      await authStack.stop();
+    }
   });
 
   it('a watch the apiserver ends with 410 Gone is re-listed and no finished Build is missed', async () => {

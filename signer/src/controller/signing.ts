@@ -78,7 +78,7 @@ export function withCredentialsNamed(err: unknown, credentials: RegistryCredenti
   const named = new TrustError(
     err.code,
     err.facts as never,
-    `${err.message} (registry credentials: ${credentials.description})`,
+    `${err.message.replace(/\.$/, '')}; registry credentials: ${credentials.description}.`,
     { cause: err },
   );
   return named;
