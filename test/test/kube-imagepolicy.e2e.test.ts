@@ -90,6 +90,9 @@ async function writeAdminFiles(
     `verifier.webhook.host=127.0.0.1`,
     `verifier.service.port=${verifier.port}`,
     `verifier.webhook.configDir=${configDir}`,
+    // No image is pulled here (no kubelet), but the chart requires one to render.
+    'verifier.image.repository=registry.example.com/platform/kpack-trust-verifier',
+    'signer.image.repository=registry.example.com/platform/kpack-trust-signer',
     ...values,
   ]);
   await writeFile(
