@@ -314,18 +314,40 @@ function sameListen(a: ListenConfig, b: ListenConfig): boolean {
   );
 }
 
-async function fingerprintOf(path: string): Promise<string> {
-  return createHash('sha256')
-    .update(await readFile(path))
-    .digest('hex');
+async function fingerprintOf(paths: readonly string[]): Promise<string> {
+  const hash = createHash('sha256');
+  for (const path of paths) {
+    const bytes = await readFile(path);
+    hash.update(`${path}\0${String(bytes.length)}\0`).update(bytes);
+  }
+  return hash.digest('hex');
 }
+
+/**
+ * The files a loaded config was built from and is reloaded for: the config file and the notary
+ * credentials files it names. Kubelet rotates a credentials Secret by swapping files in that
+ * Secret's own volume while config.yaml stays the same, so only watching these catches it.
+ */
+function sourcesOf(configPath: string, config: VerifierConfig | undefined): string[] {
+  const credentials = (config?.notary ?? []).flatMap((entry) =>
+    entry.credentialsFile === undefined ? [] : [entry.credentialsFile],
+  );
+  return [configPath, ...credentials];
+}
+
+/**
+ * Marks a fingerprint taken over fewer files than the config now depends on: the next check
+ * reloads once and records a complete one. Erring this way reloads once too often, never too few.
+ */
+const INCOMPLETE_FINGERPRINT = 'incomplete';
 
 /** Loads the config, starts the engine and the HTTPS server, and keeps both current. */
 export async function serve(options: ServeOptions): Promise<RunningVerifier> {
   const { logger, configPath } = options;
   const metrics = new VerifierMetrics();
-  let configFingerprint = await fingerprintOf(configPath);
+  let configFingerprint = await fingerprintOf(sourcesOf(configPath, undefined));
   let config = await options.engine.loadConfig(configPath);
+  if (sourcesOf(configPath, config).length > 1) configFingerprint = INCOMPLETE_FINGERPRINT;
   metrics.setNotaryServers(config.notary.map((entry) => entry.server));
   const engine = options.engine.createEngine(
     config,
@@ -367,7 +389,8 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
     let fingerprint: string;
     let next: VerifierConfig;
     try {
-      fingerprint = await fingerprintOf(configPath);
+      // Taken before loading, so a file that changes during the load is seen again next time.
+      fingerprint = await fingerprintOf(sourcesOf(configPath, config));
       if (!force && fingerprint === configFingerprint) return true;
       next = await options.engine.loadConfig(configPath);
       engine.reconfigure(next);
@@ -387,17 +410,25 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
           'listen (port, host, TLS file paths, clientCA) changes take effect after a restart',
       });
     }
-    configFingerprint = fingerprint;
+    const sourcesChanged =
+      sourcesOf(configPath, next).join('\0') !== sourcesOf(configPath, config).join('\0');
+    configFingerprint = sourcesChanged ? INCOMPLETE_FINGERPRINT : fingerprint;
     config = next;
+    if (sourcesChanged) {
+      configWatch.close();
+      configWatch = watchConfigSources();
+    }
     metrics.reloaded('config', true);
     logger.info('config.reloaded', { config: configPath, rules: config.rules.length });
     return true;
   };
-  const configWatch = watchFiles([configPath], () => reloadConfig(false).then(() => undefined), {
-    logger,
-    label: 'config',
-    ...options.watch,
-  });
+  const watchConfigSources = (): FileWatch =>
+    watchFiles(sourcesOf(configPath, config), () => reloadConfig(false).then(() => undefined), {
+      logger,
+      label: 'config',
+      ...options.watch,
+    });
+  let configWatch = watchConfigSources();
 
   let resolveStopped: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));

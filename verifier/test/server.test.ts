@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import type { RequestListener } from 'node:http';
 import { Agent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -427,6 +427,60 @@ describe('serve', () => {
         body,
         /^kpack_trust_verifier_reloads_total\{kind="config",result="failure"\} 1$/m,
       );
+    } finally {
+      await running.shutdown('test');
+    }
+  });
+
+  it('reloads when a notary credentials Secret rotates, the config file unchanged', async () => {
+    const { dir: at } = await tlsDir(`serve-creds-${Math.random().toString(36).slice(2)}`, first);
+    const configPath = join(at, 'verifier.yaml');
+    // As the chart mounts it: the credentials in a volume of their own, swapped by kubelet.
+    const credentialsDir = join(at, 'notary-credentials');
+    await mkdir(credentialsDir);
+    const dockerConfig = (password: string): string =>
+      JSON.stringify({ auths: { 'registry.test': { username: 'robot', password } } });
+    await writeFile(join(credentialsDir, 'config.json'), dockerConfig('first'));
+    await writeFile(
+      configPath,
+      [
+        'listen: { port: 8443, host: 127.0.0.1, tls: { cert: tls.crt, key: tls.key } }',
+        'notary:',
+        '  - registry: registry.test',
+        '    server: https://notary.registry.test',
+        '    credentials: notary-credentials/config.json',
+        'rules:',
+        '  - { images: "registry.test/*", trust: { tofu: true } }',
+        '',
+      ].join('\n'),
+    );
+    const logs = captureLogs();
+    let engine: RecordingEngine | undefined;
+    const running = await serve({
+      configPath,
+      logger: logs.logger,
+      port: 0,
+      handleSignals: false,
+      watch: { debounceMs: 50, pollMs: 0 },
+      engine: { loadConfig, createEngine: (config) => (engine = new RecordingEngine(config)) },
+    });
+    try {
+      assert.ok(engine);
+      const recorded = engine;
+      const password = async (config: VerifierConfig | undefined): Promise<unknown> =>
+        (await config?.notary[0]?.credentials?.credentialsFor('registry.test'))?.password;
+      assert.equal(await password(recorded.configs[0]), 'first');
+      await writeFile(join(credentialsDir, 'config.json'), dockerConfig('second'));
+      await eventually(() => recorded.configs.length === 2, 5000, 'the reload for new credentials');
+      assert.equal(await password(recorded.configs[1]), 'second');
+      // Again, now that the fingerprint covers the credentials file: each rotation is one reload.
+      await writeFile(join(credentialsDir, 'config.json'), dockerConfig('third'));
+      await eventually(() => recorded.configs.length === 3, 5000, 'the second rotation');
+      assert.equal(await password(recorded.configs[2]), 'third');
+      await writeFile(configPath, await readFile(configPath, 'utf8'));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      assert.equal(recorded.configs.length, 3, 'unchanged files are no reason to reload');
+      assert.equal(logs.events('config.reloaded').length, 2);
     } finally {
       await running.shutdown('test');
     }
