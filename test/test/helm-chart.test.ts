@@ -1521,7 +1521,9 @@ describe('kpack-trust Helm chart', () => {
       validateAll(objects);
       const mine = kinds(objects.filter((o) => o.metadata.name.startsWith(CONTROLLER)));
       assert.deepEqual(mine, [
+        `ClusterRole//${CONTROLLER}-build-credentials`,
         `ClusterRole//${CONTROLLER}-builds`,
+        `ClusterRoleBinding//${CONTROLLER}-build-credentials`,
         `ClusterRoleBinding//${CONTROLLER}-builds`,
         `Deployment/${NAMESPACE}/${CONTROLLER}`,
         `PodDisruptionBudget/${NAMESPACE}/${CONTROLLER}`,
@@ -1549,7 +1551,7 @@ describe('kpack-trust Helm chart', () => {
       });
     });
 
-    it('reads Secrets and writes Leases only in its own namespace; in build namespaces never a Secret', () => {
+    it('writes Secrets and Leases only in its own namespace; the Builds role holds no Secret', () => {
       const objects = render(undefined, enabled);
       assert.deepEqual(
         at(findClusterScoped(objects, 'ClusterRole', `${CONTROLLER}-builds`), 'rules'),
@@ -1575,6 +1577,53 @@ describe('kpack-trust Helm chart', () => {
       ]);
     });
 
+    it("reads a build namespace's service accounts and Secrets only with buildCredentials: service-account (the default)", () => {
+      const objects = render(undefined, enabled);
+      assert.deepEqual(
+        at(findClusterScoped(objects, 'ClusterRole', `${CONTROLLER}-build-credentials`), 'rules'),
+        [{ apiGroups: [''], resources: ['serviceaccounts', 'secrets'], verbs: ['get'] }],
+      );
+      const argsOf = (rendered: typeof objects): string[] =>
+        at(
+          find(rendered, 'Deployment', CONTROLLER),
+          'spec',
+          'template',
+          'spec',
+          'containers',
+          0,
+          'args',
+        ) as string[];
+      assert.ok(argsOf(objects).includes('--build-credentials=service-account'));
+
+      const own = render(undefined, [
+        ...enabled,
+        '--set',
+        'signer.controller.buildCredentials=controller',
+      ]);
+      validateAll(own);
+      assert.deepEqual(
+        own.filter((o) => o.metadata.name === `${CONTROLLER}-build-credentials`),
+        [],
+      );
+      assert.ok(argsOf(own).includes('--build-credentials=controller'));
+      const scoped = render(undefined, [
+        ...enabled,
+        '--set',
+        'signer.controller.watchNamespaces={builds}',
+        '--set',
+        'signer.controller.buildCredentials=controller',
+      ]);
+      assert.ok(
+        !JSON.stringify(
+          at(find(scoped, 'Role', `${CONTROLLER}-builds`, 'builds'), 'rules'),
+        ).includes('secrets'),
+      );
+      assert.match(
+        rejection(['--set', 'signer.controller.buildCredentials=both']),
+        /buildCredentials/,
+      );
+    });
+
     it('with watchNamespaces: a Role per namespace and no ClusterRole', () => {
       const objects = render(undefined, [
         ...enabled,
@@ -1584,7 +1633,12 @@ describe('kpack-trust Helm chart', () => {
       validateAll(objects);
       assert.equal(objects.filter((o) => o.kind.startsWith('Cluster')).length, 0);
       for (const namespace of ['builds', 'staging']) {
-        find(objects, 'Role', `${CONTROLLER}-builds`, namespace);
+        assert.deepEqual(
+          (at(find(objects, 'Role', `${CONTROLLER}-builds`, namespace), 'rules') as unknown[]).at(
+            -1,
+          ),
+          { apiGroups: [''], resources: ['serviceaccounts', 'secrets'], verbs: ['get'] },
+        );
         find(objects, 'RoleBinding', `${CONTROLLER}-builds`, namespace);
       }
       const args = at(
