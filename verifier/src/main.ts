@@ -158,6 +158,11 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
   }
 }
 
+/** A config's warnings, one stderr line each, besides the JSON that also holds them. */
+function printWarnings(warnings: readonly string[] | undefined, io: CliIo): void {
+  for (const warning of warnings ?? []) io.stderr(`kpack-trust-verifier: warning: ${warning}\n`);
+}
+
 async function checkConfigCommand(args: readonly string[], io: CliIo): Promise<number> {
   const parsed = parse(args, { 'skip-tls': { type: 'boolean' } }, true);
   if (parsed.values['help'] === true) {
@@ -167,6 +172,7 @@ async function checkConfigCommand(args: readonly string[], io: CliIo): Promise<n
   const [file, ...extra] = parsed.positionals;
   if (file === undefined || extra.length > 0) throw new UsageError('name exactly one config FILE');
   const result = await runCheckConfig(file, { skipTls: parsed.values['skip-tls'] === true });
+  printWarnings(result.warnings, io);
   (result.exitCode === 0 ? io.stdout : io.stderr)(result.output);
   return result.exitCode;
 }
@@ -185,6 +191,7 @@ async function checkCommand(args: readonly string[], io: CliIo): Promise<number>
     parsed.positionals,
     stringOption(parsed, 'namespace') ?? 'default',
   );
+  printWarnings(result.warnings, io);
   io.stdout(result.output);
   return result.exitCode;
 }

@@ -179,6 +179,45 @@ describe('command line', () => {
     assert.match(decision.reason, /^registry\.test\/app:1: no policy rule matches/);
   });
 
+  it('check and check-config warn about an image pattern that matches nothing, on stderr and in the JSON', async () => {
+    const config = join(dir, 'never.yaml');
+    await writeFile(
+      config,
+      [
+        'listen: { port: 8443, host: 127.0.0.1, tls: { cert: tls.crt, key: tls.key } }',
+        'rules:',
+        '  - images: "library/*"',
+        '    allow: true',
+        '',
+      ].join('\n'),
+    );
+    const warning =
+      `${config}: rules[0].images "library/*" never matches: it has no registry host, and images ` +
+      'are matched by their normalized name, which starts with one ("nginx" is ' +
+      'docker.io/library/nginx); write "docker.io/library/*" for Docker Hub, or name the registry';
+
+    const check = captureIo();
+    // The rule the operator meant does not apply: the image is denied, and the warning says why.
+    assert.equal(await runCli(['check', '--config', config, 'nginx'], check), 1);
+    assert.deepEqual(check.err, [`kpack-trust-verifier: warning: ${warning}\n`]);
+    assert.deepEqual((JSON.parse(check.out.join('')) as { warnings: string[] }).warnings, [
+      warning,
+    ]);
+
+    const checkConfig = captureIo();
+    assert.equal(await runCli(['check-config', '--skip-tls', config], checkConfig), 0);
+    assert.deepEqual(checkConfig.err, [`kpack-trust-verifier: warning: ${warning}\n`]);
+    const summary = JSON.parse(checkConfig.out.join('')) as { valid: boolean; warnings: string[] };
+    assert.equal(summary.valid, true);
+    assert.deepEqual(summary.warnings, [warning]);
+
+    const clean = captureIo();
+    const cleanConfig = await writeConfig('clean.yaml', 8443);
+    assert.equal(await runCli(['check-config', '--skip-tls', cleanConfig], clean), 0);
+    assert.deepEqual(clean.err, []);
+    assert.ok(!('warnings' in (JSON.parse(clean.out.join('')) as object)));
+  });
+
   it('check exits 2 for an invalid config', async () => {
     const config = join(dir, 'invalid.yaml');
     await writeFile(config, 'listen: 3\n');

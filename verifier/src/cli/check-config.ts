@@ -18,6 +18,8 @@ export interface CheckConfigResult {
   readonly exitCode: 0 | 1;
   /** Pretty-printed JSON, newline-terminated. */
   readonly output: string;
+  /** The config's warnings (patterns that match nothing), also in the JSON; for stderr. */
+  readonly warnings?: readonly string[];
 }
 
 /** Options of the check. */
@@ -48,8 +50,13 @@ export async function runCheckConfig(
       notary: config.notary.map((entry) => ({ registry: entry.registry, server: entry.server })),
       exemptNamespaces: config.exemptNamespaces,
       tls,
+      ...(config.warnings.length === 0 ? {} : { warnings: config.warnings }),
     };
-    return { exitCode: 0, output: `${JSON.stringify(summary, null, 2)}\n` };
+    return {
+      exitCode: 0,
+      output: `${JSON.stringify(summary, null, 2)}\n`,
+      ...(config.warnings.length === 0 ? {} : { warnings: config.warnings }),
+    };
   } catch (error) {
     const code = isTrustError(error)
       ? error.code

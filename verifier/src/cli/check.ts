@@ -14,6 +14,8 @@ export interface CheckResult {
   readonly exitCode: 0 | 1 | 2;
   /** Pretty-printed JSON, newline-terminated. */
   readonly output: string;
+  /** The config's warnings (patterns that match nothing), also in the JSON; for stderr. */
+  readonly warnings?: readonly string[];
 }
 
 /** Test hooks; the command line uses none of them. */
@@ -38,8 +40,9 @@ export async function runCheck(
   }
   let engine: ImagePolicyEngine | undefined;
   try {
+    const config = await loadConfig(configPath);
     engine = new ImagePolicyEngine({
-      config: await loadConfig(configPath),
+      config,
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.fetcherFor === undefined ? {} : { fetcherFor: options.fetcherFor }),
       ...(options.limits === undefined ? {} : { limits: options.limits }),
@@ -49,7 +52,11 @@ export async function runCheck(
       annotations: {},
       namespace,
     });
-    return { exitCode: decision.status.allowed ? 0 : 1, output: render(decision, namespace) };
+    return {
+      exitCode: decision.status.allowed ? 0 : 1,
+      output: render(decision, namespace, config.warnings),
+      ...(config.warnings.length === 0 ? {} : { warnings: config.warnings }),
+    };
   } catch (error) {
     if (isTrustError(error)) return failed(error.code, error.message);
     return failed('INTERNAL', error instanceof Error ? error.message : String(error));
@@ -58,7 +65,7 @@ export async function runCheck(
   }
 }
 
-function render(decision: PodDecision, namespace: string): string {
+function render(decision: PodDecision, namespace: string, warnings: readonly string[]): string {
   const { status } = decision;
   const document = {
     allowed: status.allowed,
@@ -76,6 +83,7 @@ function render(decision: PodDecision, namespace: string): string {
       ...(d.rule === undefined ? {} : { rule: d.rule }),
       durationMs: Math.round(d.durationMs * 10) / 10,
     })),
+    ...(warnings.length === 0 ? {} : { warnings }),
   };
   return `${JSON.stringify(document, null, 2)}\n`;
 }

@@ -20,6 +20,7 @@ import {
 } from '@kpack-trust/common';
 import { compileImageGlob, imagePatternProblem, namespacePatternProblem } from '../policy/glob.js';
 import { ConfigNode, configError, type ObjectNode } from './fields.js';
+import { imagePatternNeverMatches } from './pattern-warnings.js';
 import type {
   BreakGlassConfig,
   CacheConfig,
@@ -97,6 +98,7 @@ export function parseConfig(
     'circuitBreaker',
   ]);
 
+  const warnings: string[] = [];
   const detectionMode = top.field('detectionMode').absent
     ? false
     : top.field('detectionMode').boolean();
@@ -107,13 +109,14 @@ export function parseConfig(
     rules: top
       .required('rules')
       .array()
-      .map((node, index) => parseRule(node, index, detectionMode, files)),
+      .map((node, index) => parseRule(node, index, detectionMode, files, warnings)),
     exemptNamespaces: namespaceGlobs(top.field('exemptNamespaces')),
     detectionMode,
     failure: top.field('failure').absent ? 'deny' : top.field('failure').oneOf(['deny', 'error']),
     breakGlass: parseBreakGlass(top.field('breakGlass')),
     cache: parseCache(top.field('cache')),
     circuitBreaker: parseCircuitBreaker(top.field('circuitBreaker')),
+    warnings,
   };
   return deepFreeze(config);
 }
@@ -208,6 +211,7 @@ function parseRule(
   index: number,
   globalDetection: boolean,
   files: FileAccess,
+  warnings: string[],
 ): PolicyRule {
   const rule = node.object([
     'name',
@@ -225,12 +229,14 @@ function parseRule(
   const images = imagesNode.stringList();
   if (images.length === 0) imagesNode.fail('must name at least one image pattern');
   images.forEach((pattern, i) => {
+    const at =
+      (typeof imagesNode.value === 'string' ? imagesNode : imagesNode.array()[i]) ?? imagesNode;
     const problem = imagePatternProblem(pattern);
-    if (problem !== undefined) {
-      const at = typeof imagesNode.value === 'string' ? imagesNode : imagesNode.array()[i];
-      (at ?? imagesNode).fail(`"${pattern}" ${problem}`);
-    }
+    if (problem !== undefined) at.fail(`"${pattern}" ${problem}`);
     compileImageGlob(pattern);
+    // Valid but matching nothing: a warning, not an error, since such a rule still fails closed.
+    const never = imagePatternNeverMatches(pattern);
+    if (never !== undefined) warnings.push(`${node.source}: ${at.path} "${pattern}" ${never}`);
   });
 
   const allow = rule.field('allow').absent ? false : rule.field('allow').boolean();

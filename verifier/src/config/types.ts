@@ -138,4 +138,9 @@ export interface VerifierConfig {
   readonly breakGlass: BreakGlassConfig;
   readonly cache: CacheConfig;
   readonly circuitBreaker: CircuitBreakerConfig;
+  /**
+   * What is valid but almost certainly not meant: image patterns that can match no normalized
+   * name (config/pattern-warnings.ts). Logged at load and reload, shown by check and check-config.
+   */
+  readonly warnings: readonly string[];
 }
