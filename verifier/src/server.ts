@@ -341,6 +341,13 @@ function sourcesOf(configPath: string, config: VerifierConfig | undefined): stri
  */
 const INCOMPLETE_FINGERPRINT = 'incomplete';
 
+/** One line per thing in the config that is valid but matches nothing (VerifierConfig.warnings). */
+function logConfigWarnings(logger: Logger, configPath: string, config: VerifierConfig): void {
+  for (const warning of config.warnings ?? []) {
+    logger.warn('config.warning', { config: configPath, warning });
+  }
+}
+
 /** Loads the config, starts the engine and the HTTPS server, and keeps both current. */
 export async function serve(options: ServeOptions): Promise<RunningVerifier> {
   const { logger, configPath } = options;
@@ -348,6 +355,7 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
   let configFingerprint = await fingerprintOf(sourcesOf(configPath, undefined));
   let config = await options.engine.loadConfig(configPath);
   if (sourcesOf(configPath, config).length > 1) configFingerprint = INCOMPLETE_FINGERPRINT;
+  logConfigWarnings(logger, configPath, config);
   metrics.setNotaryServers(config.notary.map((entry) => entry.server));
   const engine = options.engine.createEngine(
     config,
@@ -418,6 +426,7 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
       configWatch.close();
       configWatch = watchConfigSources();
     }
+    logConfigWarnings(logger, configPath, config);
     metrics.reloaded('config', true);
     logger.info('config.reloaded', { config: configPath, rules: config.rules.length });
     return true;

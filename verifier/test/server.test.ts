@@ -352,10 +352,10 @@ describe('serve', () => {
   const oneRule = '  - { images: "docker.io/library/*", allow: true }';
   const twoRules = `${oneRule}\n  - { images: "registry.test/*", allow: true }`;
 
-  async function start() {
+  async function start(rules = oneRule) {
     const { dir: at } = await tlsDir(`serve-${Math.random().toString(36).slice(2)}`, first);
     const configPath = join(at, 'verifier.yaml');
-    await writeFile(configPath, configText(oneRule));
+    await writeFile(configPath, configText(rules));
     const logs = captureLogs();
     let engine: RecordingEngine | undefined;
     const running = await serve({
@@ -393,6 +393,29 @@ describe('serve', () => {
         status: { allowed: true },
       });
       assert.equal(logs.events('server.listening')[0]?.['port'], running.port);
+    } finally {
+      await running.shutdown('test');
+    }
+  });
+
+  it('logs a warning for an image pattern that matches nothing, at start and on each reload', async () => {
+    const never = '  - { images: "library/*", allow: true }';
+    const { running, engine, logs, configPath } = await start(never);
+    const warning = (path: string): string =>
+      `${path}: rules[0].images "library/*" never matches: it has no registry host, and images ` +
+      'are matched by their normalized name, which starts with one ("nginx" is ' +
+      'docker.io/library/nginx); write "docker.io/library/*" for Docker Hub, or name the registry';
+    try {
+      assert.deepEqual(
+        logs.events('config.warning').map((e) => [e['level'], e['config'], e['warning']]),
+        [['warn', configPath, warning(configPath)]],
+      );
+      await writeFile(configPath, configText(oneRule));
+      await eventually(() => engine.configs.length === 2, 5000, 'the clean config');
+      assert.equal(logs.events('config.warning').length, 1, 'a clean config warns about nothing');
+      await writeFile(configPath, configText(never));
+      await eventually(() => engine.configs.length === 3, 5000, 'the config matching nothing');
+      assert.equal(logs.events('config.warning').length, 2);
     } finally {
       await running.shutdown('test');
     }
