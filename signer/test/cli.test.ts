@@ -606,5 +606,11 @@ describe('the kpack-trust-signer program', () => {
       /Pin rootCanonicalKeyId\n\s+\(the bare root key's id\) in the verifier's rootKeys/,
     );
     assert.doesNotMatch(HELP_TEXT, /pin rootKeyId/i);
+    const readme = readFileSync(new URL('README.md', SIGNER_DIR), 'utf8');
+    assert.match(
+      readme,
+      /Pin `rootCanonicalKeyId`, the bare root key's id, in the verifier's `rootKeys`/,
+    );
+    assert.doesNotMatch(readme, /`rootKeyId`[^.]*: pin it/);
   });
 });
