@@ -1656,6 +1656,14 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
+    it('requires the signer image in the operator’s registry', () => {
+      assert.match(
+        // enabled without its first pair, the signer image.
+        rejection(enabled.slice(2)),
+        /signer\.image\.repository is required: the image as pushed to your registry, e\.g\. registry\.example\.com\/platform\/kpack-trust-signer/,
+      );
+    });
+
     it('refuses an http default notary URL and unknown keys', () => {
       assert.match(
         rejection(['--set', 'signer.controller.notary.defaultUrl=http://notary.example']),
