@@ -1175,6 +1175,14 @@ describe('kpack-trust Helm chart', () => {
       assert.notEqual(checksum(['--set', 'verifier.config.detectionMode=true']), base);
     });
 
+    it('keep the Job name within a label value’s 63 characters for the longest release names', () => {
+      const long = render(undefined, ['--set', `fullnameOverride=${'x'.repeat(60)}`]);
+      const jobs = long.filter((o) => o.kind === 'Job');
+      assert.equal(jobs.length, 1);
+      assert.ok((jobs[0]?.metadata.name.length ?? 64) <= 63, jobs[0]?.metadata.name);
+      validateAll(long);
+    });
+
     it('is left out when configCheck.enabled is false', () => {
       const objects = render(undefined, ['--set', 'verifier.configCheck.enabled=false']);
       assert.equal(objects.filter((o) => o.metadata.name === CHECK).length, 0);
