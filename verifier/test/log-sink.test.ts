@@ -51,6 +51,20 @@ describe('createLogSink', () => {
     );
   });
 
+  it('writes a lone line within the flush interval, without a flush', async () => {
+    const file = join(dir, 'interval.log');
+    const sink = createLogSink(openSync(file, 'a'), { flushIntervalMs: 100 });
+    sink.write('{"event":"server.listening"}');
+    const deadline = Date.now() + 5000;
+    let lines = await linesOf(file);
+    while (lines.length === 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      lines = await linesOf(file);
+    }
+    assert.deepEqual(lines, ['{"event":"server.listening"}']);
+    await sink.flush();
+  });
+
   it('a crashing process writes its queued lines and the crash line out before exiting', async () => {
     const file = join(dir, 'crash.log');
     assert.equal(await runChild(file, 20_000, 'crash'), 70);
