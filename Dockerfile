@@ -34,6 +34,9 @@ COPY common/ common/
 COPY signer/ signer/
 COPY verifier/ verifier/
 RUN npx tsc -b common/tsconfig.json signer/tsconfig.json verifier/tsconfig.json
+# The signer's entry point as one bundle (start-up of a build pod's signer; see the script).
+COPY scripts/bundle-signer.mjs scripts/
+RUN node scripts/bundle-signer.mjs
 
 # ---- the completion step as one executable (Node SEA), and the C++ runtime it needs ------------
 FROM build AS completion-build
@@ -57,8 +60,9 @@ COPY --from=build /app/common/package.json common/
 COPY --from=build /app/common/dist/src/ common/dist/src/
 COPY --from=build /app/signer/package.json signer/
 COPY --from=build /app/signer/dist/src/ signer/dist/src/
+COPY --from=build /app/signer/dist/bundle/ signer/dist/bundle/
 USER 65532:65532
-ENTRYPOINT ["/nodejs/bin/node", "/app/signer/dist/src/main.js"]
+ENTRYPOINT ["/nodejs/bin/node", "/app/signer/dist/bundle/main.js"]
 CMD ["--help"]
 
 # ---- verifier ----------------------------------------------------------------------------------

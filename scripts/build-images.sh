@@ -93,7 +93,10 @@ for target in signer verifier; do
   }
   ctr=$(buildah from "$image")
   # As the image's user (buildah run takes it from the image); --help needs no config or cluster.
-  help=$(buildah run "$ctr" -- /nodejs/bin/node "/app/$target/dist/src/main.js" --help 2>&1)
+  # The signer's entry point is its bundle (scripts/bundle-signer.mjs).
+  entry=/app/$target/dist/src/main.js
+  [ "$target" != signer ] || entry=/app/signer/dist/bundle/main.js
+  help=$(buildah run "$ctr" -- /nodejs/bin/node "$entry" --help 2>&1)
   out=${help%%$'\n'*}
   # Every module of the program but main.js (which runs it) loads with the image's production
   # dependencies alone: the signer imports its Kubernetes key store lazily, so --help cannot tell.
@@ -101,7 +104,10 @@ for target in signer verifier; do
     import { readdirSync } from 'node:fs';
     const files = readdirSync('/app/$target/dist/src', { recursive: true }).filter((f) => f.endsWith('.js') && f !== 'main.js');
     for (const f of files) await import('/app/$target/dist/src/' + f);
-    console.log(files.length);" 2>&1) || {
+    // The bundle's lazily loaded chunks, the Kubernetes client's importers among them.
+    const chunks = '$target' === 'signer' ? readdirSync('/app/signer/dist/bundle/chunks') : [];
+    for (const f of chunks) await import('/app/signer/dist/bundle/chunks/' + f);
+    console.log(files.length + chunks.length);" 2>&1) || {
     echo "$image: a module does not load: $modules" >&2
     exit 1
   }

@@ -11,12 +11,17 @@
  *   npm run build && node test/dist/bench/sign-one-tag.js [runs]     (default 15 runs each)
  *   SIGNER_MAIN=path/to/main.js …    times another build of the signer's entry point
  *
+ * The signer is timed as its image runs it: the bundled entry point (signer/dist/bundle/main.js,
+ * made here by scripts/bundle-signer.mjs when missing or older than the compiled one), and, as
+ * another series, the compiled modules as tsc left them (signer/dist/src/main.js).
+ *
  * Runs are paired: each run times every series back to back (in an order that rotates), and the
  * ratio is the median over the runs of (signer − node) / notary, so drift in the machine's load
  * hits both sides of each ratio alike. Prints one JSON object: medians in milliseconds per series,
  * the paired ratios, and the load average.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -24,9 +29,18 @@ import { fileURLToPath } from 'node:url';
 import { PublicKey, encodePrivateKeyPem, generateSigningKey } from '@kpack-trust/common';
 import { DEFAULT_PASSPHRASE, lookup, pushImage, runNotary, startStack } from '@kpack-trust/e2e';
 
-const MAIN =
-  process.env['SIGNER_MAIN'] ??
-  fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
+const UNBUNDLED = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
+const BUNDLED = fileURLToPath(
+  new URL('../bundle/main.js', import.meta.resolve('@kpack-trust/signer')),
+);
+if (
+  process.env['SIGNER_MAIN'] === undefined &&
+  (!existsSync(BUNDLED) || statSync(BUNDLED).mtimeMs < statSync(UNBUNDLED).mtimeMs)
+) {
+  const script = fileURLToPath(new URL('../../../scripts/bundle-signer.mjs', import.meta.url));
+  execFileSync(process.execPath, [script], { stdio: ['ignore', 'ignore', 'inherit'] });
+}
+const MAIN = process.env['SIGNER_MAIN'] ?? BUNDLED;
 const runs = Number(process.argv[2] ?? 15);
 if (!Number.isSafeInteger(runs) || runs < 1)
   throw new Error(`runs must be a positive integer, got ${process.argv[2]}`);
@@ -35,8 +49,8 @@ if (!Number.isSafeInteger(runs) || runs < 1)
 const PROFILE_DIR = process.env['BENCH_PROFILE_DIR'];
 const PROFILE = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
 
-function signer(args: readonly string[]): Promise<void> {
-  return node([...PROFILE, MAIN, 'sign', ...args]);
+function signer(args: readonly string[], main = MAIN): Promise<void> {
+  return node([...PROFILE, main, 'sign', ...args]);
 }
 
 function node(args: readonly string[]): Promise<void> {
@@ -122,15 +136,28 @@ try {
   ) as { signed: { roles: { root: { keyids: string[] } } } };
   const rootKeyId = cached.signed.roles.root.keyids[0] ?? '';
 
-  type Series = 'node' | 'signerHelp' | 'signer' | 'signerWithRegistryCheck' | 'notary';
+  const ours = ['--keys-dir', keysDir, '--root-key-id', rootKeyId];
+  type Series =
+    'node' | 'signerHelp' | 'signer' | 'signerUnbundled' | 'signerWithRegistryCheck' | 'notary';
   const series: Record<Series, number[]> = {
     node: [],
     signerHelp: [],
     signer: [],
+    signerUnbundled: [],
     signerWithRegistryCheck: [],
     notary: [],
   };
-  const ours = ['--keys-dir', keysDir, '--root-key-id', rootKeyId];
+  const unchecked = (tag: string): string[] => [
+    ...common,
+    '--image',
+    `${gun}:${tag}`,
+    '--digest',
+    image.digest,
+    '--size',
+    String(seeded.size),
+    '--no-registry-check',
+    ...ours,
+  ];
   const runsDir = await stack.tempDir('bench-cli-runs');
   for (let i = 0; i < runs; i++) {
     const cliDir = join(runsDir, String(i));
@@ -138,21 +165,8 @@ try {
     const steps: [Series, () => Promise<void>][] = [
       ['node', () => node(['-e', '0'])],
       ['signerHelp', () => node([MAIN, '--help'])],
-      [
-        'signer',
-        () =>
-          signer([
-            ...common,
-            '--image',
-            `${gun}:ours-${i}`,
-            '--digest',
-            image.digest,
-            '--size',
-            String(seeded.size),
-            '--no-registry-check',
-            ...ours,
-          ]),
-      ],
+      ['signer', () => signer(unchecked(`ours-${i}`))],
+      ['signerUnbundled', () => signer(unchecked(`unbundled-${i}`), UNBUNDLED)],
       [
         'signerWithRegistryCheck',
         () =>
@@ -179,7 +193,12 @@ try {
   }
   // Every signed tag must resolve, or the timings mean nothing.
   const reader = await stack.tempDir('bench-reader');
-  for (const tag of [`ours-${runs - 1}`, `checked-${runs - 1}`, `cli-${runs - 1}`]) {
+  for (const tag of [
+    `ours-${runs - 1}`,
+    `unbundled-${runs - 1}`,
+    `checked-${runs - 1}`,
+    `cli-${runs - 1}`,
+  ]) {
     const found = await lookup(stack, gun, tag, reader);
     if (found.sha256Hex !== hex) throw new Error(`${tag} resolves to ${found.sha256Hex}`);
   }
@@ -199,6 +218,7 @@ try {
       medianMs: medians,
       addedBeyondNodeMs: median(series.signer.map((ms, i) => ms - (series.node[i] ?? 0))),
       addedBeyondNodeOverNotary: addedRatio,
+      addedBeyondNodeOverNotaryUnbundled: ratio(paired('signerUnbundled')),
       addedBeyondNodeOverNotaryWithRegistryCheck: ratio(paired('signerWithRegistryCheck')),
       helpBeyondNodeMs: median(series.signerHelp.map((ms, i) => ms - (series.node[i] ?? 0))),
       goal: 'addedBeyondNodeOverNotary <= 1.0',
