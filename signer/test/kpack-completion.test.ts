@@ -214,6 +214,19 @@ describe('runKpackCompletion', () => {
       /KPACK_TRUST_ROOT_KEY_ID is not set.*\[CONFIG_INVALID\]/,
     );
 
+    const plainHttp = offline({ KPACK_TRUST_ROOT_KEY_ID: 'a'.repeat(64) });
+    const httpArgv = KPACK_ARGV.map((arg) =>
+      arg.startsWith('-notary-v1-url=') ? '-notary-v1-url=http://user:pw@notary.example' : arg,
+    );
+    assert.equal(await runKpackCompletion(httpArgv, plainHttp.environment), 2);
+    assert.deepEqual(plainHttp.runs, []);
+    assert.equal(plainHttp.stderr.length, 1);
+    assert.match(
+      plainHttp.stderr[0] ?? '',
+      /-notary-v1-url must be an https:\/\/ URL, not http:\/\/ .*\[CONFIG_INVALID\]/,
+    );
+    assert.doesNotMatch(plainHttp.stderr[0] ?? '', /pw@|notary\.example/);
+
     const noReport = offline({ KPACK_TRUST_ROOT_KEY_ID: 'a'.repeat(64) });
     assert.equal(await runKpackCompletion(KPACK_ARGV, noReport.environment), 2);
     assert.deepEqual(noReport.runs, []);

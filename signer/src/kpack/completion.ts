@@ -84,6 +84,7 @@ async function signWithNotary(
   environment: CompletionEnvironment,
   say: (line: string) => void,
 ): Promise<SignSummary> {
+  requireHttps(notaryUrl);
   if (settings.rootKeyIds.length === 0 && !settings.trustOnFirstUse) {
     throw new TrustError(
       'CONFIG_INVALID',
@@ -180,4 +181,31 @@ function describe(err: unknown): string {
   if (isTrustError(err)) return `${err.message.replace(/\s*\n\s*/g, ' ')} [${err.code}]`;
   if (err instanceof Error) return err.message.replace(/\s*\n\s*/g, ' ');
   return String(err);
+}
+
+/**
+ * kpack passes the Image's URL as written, and Go's notary client would speak plain http to it.
+ * We do not: the token exchange carries the build's registry credentials, and trust data read
+ * over http can be swapped in transit. `sign --notary-url` refuses the same. The URL is never
+ * echoed, as a mistyped one may hold a password.
+ */
+function requireHttps(notaryUrl: string): void {
+  let protocol: string | undefined;
+  try {
+    protocol = new URL(notaryUrl).protocol;
+  } catch {
+    protocol = undefined;
+  }
+  if (protocol === 'https:') return;
+  throw new TrustError(
+    'CONFIG_INVALID',
+    {
+      source: 'argument',
+      path: '-notary-v1-url',
+      problem: protocol === undefined ? 'not a URL' : 'not an https URL',
+    },
+    protocol === 'http:'
+      ? "-notary-v1-url must be an https:// URL, not http:// (set the Image's spec.notary.v1.url to the server's https address; KPACK_TRUST_NOTARY_CA trusts a private CA)"
+      : "-notary-v1-url is not a URL such as https://notary.example.com (the Image's spec.notary.v1.url)",
+  );
 }
