@@ -171,7 +171,8 @@ export async function reconcileBuild(
       ? summary.rolesPublished
       : [summary.role]
     ).join(','),
-    [ANNOTATIONS.signedRootKeyId]: summary.rootKeyId,
+    // The canonical id (the bare public key) is the pin that survives root-certificate renewals.
+    [ANNOTATIONS.signedRootKeyId]: summary.rootCanonicalKeyId,
     [ANNOTATIONS.signedAt]: deps.now().toISOString(),
     [ANNOTATIONS.signingError]: null,
     [ANNOTATIONS.signingErrorReason]: null,
@@ -179,7 +180,7 @@ export async function reconcileBuild(
   });
   const message =
     `Signed ${summary.tags.map((t) => `${summary.gun}:${t}`).join(', ')} at ${summary.digest} into ` +
-    `${summary.role} (root key ${summary.rootKeyId}${summary.keysCreated ? ', keys generated' : ''})`;
+    `${summary.role} (root key ${summary.rootCanonicalKeyId}${summary.keysCreated ? ', keys generated' : ''})`;
   await recordBoth(build, image, 'Normal', EVENT_REASONS.signed, message, deps);
   return { kind: 'signed', summary, latencyMs };
 }
