@@ -214,8 +214,17 @@ export async function runControllerCommand(
             credentials: used.source,
             userAgent: 'kpack-trust-signer-controller',
           });
-          // Bounded: one client per distinct URL, and URLs come from a bounded set of Images.
-          if (notaries.size >= 256) notaries.clear();
+          // Bounded: one client per distinct URL. Image annotations choose the URLs, so past the
+          // cap the oldest client is dropped and closed a minute later, once a sign in flight ends.
+          if (notaries.size >= 256) {
+            const [oldestUrl, oldest] = notaries.entries().next().value ?? [];
+            if (oldestUrl !== undefined && oldest !== undefined) {
+              notaries.delete(oldestUrl);
+              setTimeout(() => {
+                oldest.close();
+              }, 60_000).unref();
+            }
+          }
           notaries.set(url, client);
         }
         return client;
