@@ -106,11 +106,12 @@ interface CachedToken {
 }
 
 /**
- * A TLS context trusting Node's default CAs plus `ca` (a PEM bundle), or `ca` alone when
- * `exclusive`. Passing `ca: [...rootCertificates, ca]` instead parses all ~140 public roots again
- * per context, 50–100 ms measured on Node 20 — most of a short signer run; adding the bundle to the
- * default store costs 2–6 ms. `context.addCACert` is the method Node's own `ca` option calls; when
- * a Node version lacks it, the slow, documented form is used.
+ * A TLS context trusting Node's bundled public roots plus `ca` (a PEM bundle), or `ca` alone when
+ * `exclusive`. Passing `ca: [...rootCertificates, ca]` instead parses every public root twice
+ * (once into Node's root store, once more from the PEM strings): 50–100 ms per context on Node 20,
+ * against 25–35 ms here, which is what building Node's root store costs any context with a `ca`
+ * on Node 20, even an exclusive one. `context.addCACert` is the method Node's own `ca` option
+ * calls; when a Node version lacks it, the slow, documented form is used.
  */
 export function secureContextTrusting(
   ca: string | Buffer | undefined,
@@ -134,12 +135,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
   private readonly credentials: CredentialSource | undefined;
   private readonly userAgent: string;
   private readonly now: () => number;
-  private httpsAgent: https.Agent;
-  /**
-   * Set while the agent trusts the private `ca` alone: the public roots join on the first
-   * certificate a handshake cannot verify (see the constructor).
-   */
-  private widerTrust: (() => https.Agent) | undefined;
+  private readonly httpsAgent: https.Agent;
   private readonly httpAgent: http.Agent;
   private readonly plans = new Map<string, AuthPlan>();
   private readonly tokens = new Map<string, CachedToken>();
@@ -157,18 +153,10 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     this.now = options.now ?? Date.now;
     // One TLS context for every connection: given only `ca`, Node builds a new context (parsing
     // each CA certificate) per connection, which showed in profiles of 20 cold GUNs at once.
-    const agentTrusting = (exclusive: boolean): https.Agent =>
-      new https.Agent({
-        keepAlive: true,
-        secureContext: secureContextTrusting(options.ca, exclusive),
-      });
-    // A private `ca` (not exclusive) is tried alone first: Node's store of public roots costs
-    // 25–35 ms of a signer's run to build, and a server with a private CA never needs it. A
-    // handshake that the private CA cannot verify is retried once with both (the trust is the
-    // union either way); it fails before any request byte is sent, so a POST is safe to repeat.
-    const privateFirst = options.ca !== undefined && options.exclusiveCa !== true;
-    this.httpsAgent = agentTrusting(privateFirst || options.exclusiveCa === true);
-    this.widerTrust = privateFirst ? () => agentTrusting(false) : undefined;
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      secureContext: secureContextTrusting(options.ca, options.exclusiveCa === true),
+    });
     this.httpAgent = new http.Agent({ keepAlive: true });
   }
 
@@ -478,13 +466,6 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     try {
       return await this.attempt(exchange);
     } catch (error) {
-      if (this.widerTrust !== undefined && isUnverifiedCertificate(error)) {
-        const narrow = this.httpsAgent;
-        this.httpsAgent = this.widerTrust();
-        this.widerTrust = undefined;
-        narrow.destroy();
-        return this.roundTrip(exchange);
-      }
       if (exchange.method !== 'GET' || !isStaleSocket(error) || exchange.signal?.aborted === true) {
         throw error;
       }
@@ -602,22 +583,6 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       request.end(exchange.body);
     });
   }
-}
-
-/** OpenSSL's codes for a certificate chain that ends at no trusted CA. */
-const UNVERIFIED_CERTIFICATE = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_UNTRUSTED',
-]);
-
-/** True for a transport error whose cause is a certificate no trusted CA vouches for. */
-function isUnverifiedCertificate(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause;
-  return typeof cause?.code === 'string' && UNVERIFIED_CERTIFICATE.has(cause.code);
 }
 
 /**
