@@ -98,11 +98,12 @@ for target in signer verifier; do
   [ "$target" != signer ] || entry=/app/signer/dist/bundle/main.js
   help=$(buildah run "$ctr" -- /nodejs/bin/node "$entry" --help 2>&1)
   out=${help%%$'\n'*}
-  # Every module of the program but main.js (which runs it) loads with the image's production
-  # dependencies alone: the signer imports its Kubernetes key store lazily, so --help cannot tell.
+  # Every module of the program but its entry points (main.js, and *-main.js such as the completion
+  # executable's, which run when imported) loads with the image's production dependencies alone:
+  # the signer imports its Kubernetes key store lazily, so --help cannot tell.
   modules=$(buildah run "$ctr" -- /nodejs/bin/node --input-type=module -e "
     import { readdirSync } from 'node:fs';
-    const files = readdirSync('/app/$target/dist/src', { recursive: true }).filter((f) => f.endsWith('.js') && f !== 'main.js');
+    const files = readdirSync('/app/$target/dist/src', { recursive: true }).filter((f) => f.endsWith('.js') && f !== 'main.js' && !f.endsWith('-main.js'));
     for (const f of files) await import('/app/$target/dist/src/' + f);
     // The bundle's lazily loaded chunks, the Kubernetes client's importers among them.
     const chunks = '$target' === 'signer' ? readdirSync('/app/signer/dist/bundle/chunks') : [];
