@@ -1,15 +1,19 @@
 /**
- * The signer's Kubernetes Secret store through the official client against the fake apiserver:
- * the RFC's first-build key generation and the documented Secret layout, reuse on later builds,
- * create-if-absent under a race, RBAC and authentication failures, and malformed Secrets — each
- * error naming the Secret and never quoting a key or passphrase.
+ * The signer's Kubernetes Secret store through the official client against the real
+ * kube-apiserver (etcd + apiserver on loopback, test/src/kube/control-plane.ts; no controller
+ * manager): the RFC's first-build key generation and the documented Secret layout, reuse on later
+ * builds, create-if-absent under a real create race, real RBAC (client certificates for users bound
+ * to Roles) and authentication failures, and malformed Secrets made with kubectl — each error
+ * naming the Secret and never quoting a key or passphrase. Requests are counted in the apiserver's
+ * own audit log. One interleaving the real apiserver cannot be made to produce on demand runs
+ * against test/src/kube/fake-apiserver.ts, and says why where it does.
  */
 import assert from 'node:assert/strict';
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, afterEach, before, describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import {
   PublicKey,
   createRootCertificate,
@@ -22,42 +26,173 @@ import {
 import {
   KubernetesSecretStore,
   SECRET_METADATA,
+  SERVICE_ACCOUNT_DIR,
   createKeyStore,
   loadKubeConfig,
   type KeyPassphrases,
   type RepositoryKeys,
 } from '@kpack-trust/signer/keys';
 import {
-  DEFAULT_USER,
-  rbacAuthorizer,
+  startControlPlane,
   startFakeApiserver,
-  type FakeApiserver,
-  type SecretObject,
+  type AuditEvent,
+  type ControlPlane,
 } from '../src/index.js';
+import { freePort } from '../src/stack/processes.js';
 
 const NAMESPACE = 'builds';
 const GUN = 'registry.example.com/team/app';
 
-let fake: FakeApiserver;
+/** The fields of a Secret the tests read (`kubectl get secret -o json`). */
+interface SecretObject {
+  readonly type?: string;
+  readonly metadata: {
+    readonly name: string;
+    readonly labels?: Record<string, string>;
+    readonly annotations?: Record<string, string>;
+  };
+  readonly data?: Record<string, string>;
+}
+
+let cluster: ControlPlane;
 let workDir = '';
+/** The admin's kubeconfig, its context's namespace set to NAMESPACE. */
 let kubeconfig = '';
 let serial = 0;
 
 before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'kpack-secret-store-'));
-  fake = await startFakeApiserver({ namespaces: [NAMESPACE] });
-  kubeconfig = await fake.writeKubeconfig(join(workDir, 'kubeconfig'), { namespace: NAMESPACE });
+  cluster = await startControlPlane({ controllerManager: false });
+  await kubectl(['create', 'namespace', NAMESPACE]);
+  kubeconfig = await cluster.writeKubeconfig(join(workDir, 'kubeconfig'), {
+    namespace: NAMESPACE,
+  });
 });
 
 after(async () => {
-  await fake.close();
+  await cluster.stop();
   if (workDir !== '') await rm(workDir, { recursive: true, force: true });
 });
 
-afterEach(() => {
-  fake.setAuthorizer(undefined);
-  fake.setResponseHook(undefined);
-});
+/** kubectl as the cluster admin; fails the test when kubectl fails. */
+async function kubectl(args: readonly string[], input?: string): Promise<string> {
+  const result = await cluster.kubectl(args, input === undefined ? {} : { input });
+  assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+  return result.stdout;
+}
+
+/** The stored Secret, read with kubectl, or undefined when there is none. */
+async function getSecret(name: string): Promise<SecretObject | undefined> {
+  const result = await cluster.kubectl(['get', 'secret', name, '-n', NAMESPACE, '-o', 'json']);
+  if (result.code !== 0 && result.stderr.includes('NotFound')) return undefined;
+  assert.equal(result.code, 0, result.stderr);
+  return JSON.parse(result.stdout) as SecretObject;
+}
+
+/** Creates an Opaque Secret with kubectl, as an operator would by hand. */
+async function seedSecret(name: string, stringData: Record<string, string>): Promise<void> {
+  await kubectl(
+    ['create', '-f', '-'],
+    JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name, namespace: NAMESPACE },
+      type: 'Opaque',
+      stringData,
+    }),
+  );
+}
+
+let marks = 0;
+/**
+ * The apiserver's audit events for Secret requests in NAMESPACE matching `filter`. A marker
+ * request is made first and awaited in the log, so every request that finished before this call
+ * is counted (the log is written as each request completes).
+ */
+async function count(filter: {
+  verb?: string;
+  status?: number;
+  name?: string;
+  user?: string;
+}): Promise<number> {
+  const mark = `audit-mark-${++marks}`;
+  await cluster.kubectl(['get', '--raw', `/api/v1/namespaces/${NAMESPACE}/secrets/${mark}`]);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const events = (await cluster.auditEvents()).filter(
+      (e: AuditEvent) =>
+        e.stage === 'ResponseComplete' &&
+        e.objectRef?.resource === 'secrets' &&
+        e.objectRef.namespace === NAMESPACE,
+    );
+    if (events.some((e) => e.objectRef?.name === mark)) {
+      return events.filter(
+        (e) =>
+          (filter.verb === undefined || e.verb === filter.verb) &&
+          (filter.status === undefined || e.responseStatus?.code === filter.status) &&
+          (filter.name === undefined || e.objectRef?.name === filter.name) &&
+          (filter.user === undefined || e.user?.username === filter.user),
+      ).length;
+    }
+    if (Date.now() > deadline) throw new Error(`audit marker ${mark} never appeared`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * A kubeconfig for the RBAC user `user` (a client certificate from the cluster's CA), bound in
+ * NAMESPACE to a Role with `rules`; waits until the apiserver's authorizer has seen the binding.
+ */
+async function rbacUser(
+  user: string,
+  rules: readonly { verbs: readonly string[]; resourceNames?: readonly string[] }[],
+): Promise<string> {
+  if (rules.length > 0) {
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'List',
+        items: [
+          {
+            apiVersion: 'rbac.authorization.k8s.io/v1',
+            kind: 'Role',
+            metadata: { name: user, namespace: NAMESPACE },
+            rules: rules.map((rule) => ({ apiGroups: [''], resources: ['secrets'], ...rule })),
+          },
+          {
+            apiVersion: 'rbac.authorization.k8s.io/v1',
+            kind: 'RoleBinding',
+            metadata: { name: user, namespace: NAMESPACE },
+            roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: user },
+            subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: user }],
+          },
+        ],
+      }),
+    );
+    // RBAC reads Roles through an informer: wait until the first rule is in force.
+    const first = rules[0];
+    assert.ok(first);
+    const what = `secrets${first.resourceNames?.[0] === undefined ? '' : `/${first.resourceNames[0]}`}`;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const can = await cluster.kubectl([
+        'auth',
+        'can-i',
+        first.verbs[0] ?? 'get',
+        what,
+        '-n',
+        NAMESPACE,
+        '--as',
+        user,
+      ]);
+      if (can.stdout.trim() === 'yes') break;
+      if (Date.now() > deadline) throw new Error(`RBAC never granted ${user}: ${can.stdout}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  return cluster.writeKubeconfig(join(workDir, `${user}.kubeconfig`), { user });
+}
 
 /** Fresh Secret names per test, so tests never see each other's Secrets. */
 function names(): { root: string; targets: string } {
@@ -89,7 +224,7 @@ function entry(secret: SecretObject | undefined, name: string): string {
   return Buffer.from(value, 'base64').toString('utf8');
 }
 
-/** Every secret value stored in the fake, to prove no error message repeats one. */
+/** Every secret value stored, to prove no error message repeats one. */
 function secretValues(secrets: readonly (SecretObject | undefined)[]): string[] {
   return secrets.flatMap((s) =>
     Object.values(s?.data ?? {}).flatMap((v) => {
@@ -124,11 +259,11 @@ describe('KubernetesSecretStore: first and later builds', () => {
     const keys = await storeFor(secretNames).load(GUN, { createIfMissing: true });
     assert.equal(keys.created, true);
     assert.equal(keys.delegations.size, 0);
-    assert.equal(fake.count({ verb: 'get', status: 404, name: secretNames.root }), 1);
-    assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.root }), 1);
-    assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.targets }), 1);
+    assert.equal(await count({ verb: 'get', status: 404, name: secretNames.root }), 1);
+    assert.equal(await count({ verb: 'create', status: 201, name: secretNames.root }), 1);
+    assert.equal(await count({ verb: 'create', status: 201, name: secretNames.targets }), 1);
 
-    const root = fake.getSecret(NAMESPACE, secretNames.root);
+    const root = await getSecret(secretNames.root);
     const rootId = idOf(keys.root?.privateKey);
     assert.equal(root?.type, 'Opaque');
     assert.deepEqual(Object.keys(root?.data ?? {}).sort(), [
@@ -158,7 +293,7 @@ describe('KubernetesSecretStore: first and later builds', () => {
     assert.equal(rootFile.gun, undefined);
     assert.equal(rootFile.privateKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
 
-    const targets = fake.getSecret(NAMESPACE, secretNames.targets);
+    const targets = await getSecret(secretNames.targets);
     const targetsId = idOf(keys.targets);
     assert.deepEqual(Object.keys(targets?.data ?? {}).sort(), [`${targetsId}.key`, 'password']);
     assert.equal(targets?.metadata.labels?.[SECRET_METADATA.roleLabel], 'targets');
@@ -181,34 +316,34 @@ describe('KubernetesSecretStore: first and later builds', () => {
     assert.equal(idOf(second.root?.privateKey), idOf(first.root?.privateKey));
     assert.equal(idOf(second.targets), idOf(first.targets));
     assert.equal(second.root?.certificatePem, first.root?.certificatePem);
-    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 1);
-    assert.equal(fake.count({ verb: 'create', name: secretNames.targets }), 1);
+    assert.equal(await count({ verb: 'create', name: secretNames.root }), 1);
+    assert.equal(await count({ verb: 'create', name: secretNames.targets }), 1);
   });
 
   it('creates nothing without createIfMissing', async () => {
     const secretNames = names();
     const keys = await storeFor(secretNames).load(GUN, { createIfMissing: false });
     assert.deepEqual(keys, { delegations: new Map(), created: false });
-    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 0);
+    assert.equal(await count({ verb: 'create', name: secretNames.root }), 0);
   });
 
   it('keeps an existing root key and creates only the missing targets Secret', async () => {
     const secretNames = names();
     const first = await storeFor(secretNames).load(GUN, { createIfMissing: true });
-    assert.ok(fake.deleteSecret(NAMESPACE, secretNames.targets));
+    await kubectl(['delete', 'secret', secretNames.targets, '-n', NAMESPACE]);
     const second = await storeFor(secretNames).load(GUN, { createIfMissing: true });
     assert.equal(second.created, true);
     assert.equal(idOf(second.root?.privateKey), idOf(first.root?.privateKey));
     assert.notEqual(idOf(second.targets), idOf(first.targets));
-    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 1);
-    assert.equal(fake.count({ verb: 'create', name: secretNames.targets }), 2);
+    assert.equal(await count({ verb: 'create', name: secretNames.root }), 1);
+    assert.equal(await count({ verb: 'create', name: secretNames.targets }), 2);
   });
 
   it('encrypts with operator passphrases and then stores no password entry', async () => {
     const secretNames = names();
     const passphrases = { root: 'root-Operator-1', targets: 'targets-Operator-2' };
     const keys = await storeFor(secretNames, { passphrases }).load(GUN, { createIfMissing: true });
-    const targets = fake.getSecret(NAMESPACE, secretNames.targets);
+    const targets = await getSecret(secretNames.targets);
     assert.deepEqual(Object.keys(targets?.data ?? {}), [`${idOf(keys.targets)}.key`]);
     const file = decodePrivateKeyPem(
       entry(targets, `${idOf(keys.targets)}.key`),
@@ -235,100 +370,103 @@ describe('KubernetesSecretStore: first and later builds', () => {
 });
 
 describe('KubernetesSecretStore: racing first builds', () => {
-  it('ends two concurrent first builds with one key pair (409 → read back)', async () => {
+  it('ends two concurrent first builds with one key pair (409 AlreadyExists → read back)', async () => {
     const secretNames = names();
-    // Hold every GET until both builds have asked for both Secrets: all four answers are 404.
-    const held: (() => void)[] = [];
-    let gate = true;
-    fake.setResponseHook((request) => {
-      if (!gate || request.verb !== 'get') return undefined;
-      return new Promise<void>((resolve) => {
-        held.push(resolve);
-        if (held.length === 4) {
-          gate = false;
-          for (const release of held) release();
-        }
-      });
-    });
+    // Both builds read both Secrets (four GETs in flight at once, all 404) before either has
+    // generated and encrypted its keys, so both POST each Secret and etcd decides the winner.
     const [a, b] = await Promise.all([
       storeFor(secretNames).load(GUN, { createIfMissing: true }),
       storeFor(secretNames).load(GUN, { createIfMissing: true }),
     ]);
-    assert.equal(fake.count({ verb: 'get', status: 404, name: secretNames.root }), 2);
-    assert.equal(fake.count({ verb: 'get', status: 404, name: secretNames.targets }), 2);
+    assert.equal(await count({ verb: 'get', status: 404, name: secretNames.root }), 2);
+    assert.equal(await count({ verb: 'get', status: 404, name: secretNames.targets }), 2);
     for (const name of [secretNames.root, secretNames.targets]) {
-      assert.equal(fake.count({ verb: 'create', status: 201, name }), 1);
-      assert.equal(fake.count({ verb: 'create', status: 409, name }), 1);
+      assert.equal(await count({ verb: 'create', status: 201, name }), 1);
+      assert.equal(await count({ verb: 'create', status: 409, name }), 1);
+      // The loser read the winner's Secret back.
+      assert.equal(await count({ verb: 'get', status: 200, name }), 1);
     }
     assert.equal(idOf(a.root?.privateKey), idOf(b.root?.privateKey));
     assert.equal(idOf(a.targets), idOf(b.targets));
     assert.equal(a.root?.certificatePem, b.root?.certificatePem);
     // The stored Secrets hold exactly the keys both builds sign with.
-    const storedRoot = fake.getSecret(NAMESPACE, secretNames.root);
+    const storedRoot = await getSecret(secretNames.root);
     assert.ok(storedRoot?.data?.[`${idOf(a.root?.privateKey)}.key`]);
-    const storedTargets = fake.getSecret(NAMESPACE, secretNames.targets);
+    const storedTargets = await getSecret(secretNames.targets);
     assert.ok(storedTargets?.data?.[`${idOf(a.targets)}.key`]);
     assert.equal(a.created || b.created, true);
   });
 
+  // On the fake apiserver: another writer creating the Secret between our GET and our POST and
+  // deleting it again between our 409 and our read-back is an interleaving of three requests that
+  // the real apiserver offers no hook to produce on demand (its admission webhooks see our POST
+  // but cannot delete the object the POST collides with before answering it).
   it('creates again when the Secret it lost to vanishes before the read-back', async () => {
-    const secretNames = names();
-    const intruder = generateSigningKey('ecdsa');
-    fake.setResponseHook((request) => {
-      if (request.name !== secretNames.root) return undefined;
-      // Another writer creates the root Secret right after our GET saw 404 …
-      if (
-        request.verb === 'get' &&
-        request.status === 404 &&
-        fake.count({ name: secretNames.root }) === 1
-      ) {
-        fake.seedSecret(NAMESPACE, {
-          name: secretNames.root,
-          stringData: {
-            [`${idOf(intruder)}.key`]: encodePrivateKeyPem(intruder, 'pw-Intruder', {
-              role: 'root',
-            }),
-            password: 'pw-Intruder',
-          },
-        });
-      }
-      // … and deletes it again right after our create got 409.
-      if (request.verb === 'create' && request.status === 409) {
-        fake.deleteSecret(NAMESPACE, secretNames.root);
-      }
-      return undefined;
-    });
-    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: true });
-    assert.equal(keys.created, true);
-    assert.notEqual(idOf(keys.root?.privateKey), idOf(intruder));
-    assert.equal(fake.count({ verb: 'create', status: 409, name: secretNames.root }), 1);
-    assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.root }), 1);
-    const stored = fake.getSecret(NAMESPACE, secretNames.root);
-    assert.ok(stored?.data?.[`${idOf(keys.root?.privateKey)}.key`]);
+    const fake = await startFakeApiserver({ namespaces: [NAMESPACE] });
+    try {
+      const file = await fake.writeKubeconfig(join(workDir, 'fake-kubeconfig'), {
+        namespace: NAMESPACE,
+      });
+      const secretNames = names();
+      const intruder = generateSigningKey('ecdsa');
+      fake.setResponseHook((request) => {
+        if (request.name !== secretNames.root) return undefined;
+        // Another writer creates the root Secret right after our GET saw 404 …
+        if (
+          request.verb === 'get' &&
+          request.status === 404 &&
+          fake.count({ name: secretNames.root }) === 1
+        ) {
+          fake.seedSecret(NAMESPACE, {
+            name: secretNames.root,
+            stringData: {
+              [`${idOf(intruder)}.key`]: encodePrivateKeyPem(intruder, 'pw-Intruder', {
+                role: 'root',
+              }),
+              password: 'pw-Intruder',
+            },
+          });
+        }
+        // … and deletes it again right after our create got 409.
+        if (request.verb === 'create' && request.status === 409) {
+          fake.deleteSecret(NAMESPACE, secretNames.root);
+        }
+        return undefined;
+      });
+      const keys = await storeFor(secretNames, { file }).load(GUN, { createIfMissing: true });
+      assert.equal(keys.created, true);
+      assert.notEqual(idOf(keys.root?.privateKey), idOf(intruder));
+      assert.equal(fake.count({ verb: 'create', status: 409, name: secretNames.root }), 1);
+      assert.equal(fake.count({ verb: 'create', status: 201, name: secretNames.root }), 1);
+      const stored = fake.getSecret(NAMESPACE, secretNames.root);
+      assert.ok(stored?.data?.[`${idOf(keys.root?.privateKey)}.key`]);
+    } finally {
+      await fake.close();
+    }
   });
 });
 
 describe('KubernetesSecretStore: RBAC and authentication', () => {
   it('works with the documented Role: get limited by resourceNames, create unrestricted', async () => {
     const secretNames = names();
-    fake.setAuthorizer(
-      rbacAuthorizer(
-        [
-          { verbs: ['get'], resourceNames: [secretNames.root, secretNames.targets] },
-          { verbs: ['create'] },
-        ],
-        DEFAULT_USER,
-      ),
-    );
-    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: true });
+    const file = await rbacUser('signer-documented', [
+      { verbs: ['get'], resourceNames: [secretNames.root, secretNames.targets] },
+      { verbs: ['create'] },
+    ]);
+    const keys = await storeFor(secretNames, { file }).load(GUN, { createIfMissing: true });
     assert.equal(keys.created, true);
+    // Read back as that user: its get is limited to these two names and works for both.
+    const again = await storeFor(secretNames, { file }).load(GUN, { createIfMissing: true });
+    assert.equal(again.created, false);
+    assert.equal(idOf(again.targets), idOf(keys.targets));
   });
 
   it('turns a 403 on get into an RBAC error naming the verbs needed', async () => {
     const secretNames = names();
-    fake.setAuthorizer(() => false);
+    // A user the cluster's CA vouches for, bound to nothing.
+    const file = await rbacUser('signer-unbound', []);
     await rejectsWith(
-      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      storeFor(secretNames, { file }).load(GUN, { createIfMissing: true }),
       'AUTH_FAILED',
       (facts, message) => {
         assert.equal(facts['status'], 403);
@@ -338,9 +476,7 @@ describe('KubernetesSecretStore: RBAC and authentication', () => {
         );
         assert.match(
           message,
-          new RegExp(
-            `is forbidden: User "${DEFAULT_USER}" cannot get resource "secrets" in API group "" in the namespace "builds"`,
-          ),
+          /^cannot get Secret "builds\/app-\d+-(root|targets)-key": secrets "app-\d+-(root|targets)-key" is forbidden: User "signer-unbound" cannot get resource "secrets" in API group "" in the namespace "builds"\. /,
         );
         assert.match(message, /needs a Role in namespace "builds" allowing "get" on secrets/);
         assert.match(message, /"create" on secrets \(RBAC cannot limit create by name\)/);
@@ -350,27 +486,29 @@ describe('KubernetesSecretStore: RBAC and authentication', () => {
 
   it('turns a 403 on create (create limited by resourceNames) into the same RBAC error', async () => {
     const secretNames = names();
-    fake.setAuthorizer(
-      rbacAuthorizer([
-        { verbs: ['get', 'create'], resourceNames: [secretNames.root, secretNames.targets] },
-      ]),
-    );
+    const file = await rbacUser('signer-create-by-name', [
+      { verbs: ['get', 'create'], resourceNames: [secretNames.root, secretNames.targets] },
+    ]);
     await rejectsWith(
-      storeFor(secretNames).load(GUN, { createIfMissing: true }),
+      storeFor(secretNames, { file }).load(GUN, { createIfMissing: true }),
       'AUTH_FAILED',
       (facts, message) => {
         assert.equal(facts['status'], 403);
         assert.match(
           message,
-          /^cannot create Secret "builds\/app-\d+-root-key": secrets is forbidden: User .* cannot create resource "secrets"/,
+          /^cannot create Secret "builds\/app-\d+-root-key": secrets is forbidden: User "signer-create-by-name" cannot create resource "secrets" in API group "" in the namespace "builds"\. /,
         );
       },
     );
-    assert.equal(fake.getSecret(NAMESPACE, secretNames.root), undefined);
+    assert.equal(await getSecret(secretNames.root), undefined);
+    // RBAC refuses before the body is read, so the audit record names the user, not the Secret.
+    assert.equal(await count({ verb: 'create', status: 403, user: 'signer-create-by-name' }), 1);
   });
 
   it('reports a rejected token as a 401 authentication failure', async () => {
-    const file = await fake.writeKubeconfig(join(workDir, 'bad-token'), { token: 'stale-token' });
+    const file = await cluster.writeKubeconfig(join(workDir, 'bad-token'), {
+      token: 'stale-token',
+    });
     await rejectsWith(
       storeFor(names(), { file }).load(GUN, { createIfMissing: true }),
       'AUTH_FAILED',
@@ -379,6 +517,20 @@ describe('KubernetesSecretStore: RBAC and authentication', () => {
         assert.match(String(facts['problem']), /did not accept our credentials/);
       },
       ['stale-token'],
+    );
+  });
+
+  it('reports a client certificate from a CA the apiserver does not trust as a 401', async () => {
+    const file = await cluster.writeKubeconfig(join(workDir, 'untrusted-ca'), {
+      user: 'signer-untrusted',
+      untrustedCa: true,
+    });
+    await rejectsWith(
+      storeFor(names(), { file }).load(GUN, { createIfMissing: true }),
+      'AUTH_FAILED',
+      (facts) => {
+        assert.equal(facts['status'], 401);
+      },
     );
   });
 
@@ -395,9 +547,28 @@ describe('KubernetesSecretStore: RBAC and authentication', () => {
   });
 
   it('reports an apiserver that is not listening as unreachable', async () => {
-    const gone = await startFakeApiserver();
-    const file = await gone.writeKubeconfig(join(workDir, 'gone'));
-    await gone.close();
+    // A port nothing listens on, with the cluster's real credentials.
+    const file = join(workDir, 'gone');
+    await writeFile(
+      file,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [
+          {
+            name: 'gone',
+            cluster: {
+              server: `https://127.0.0.1:${await freePort()}`,
+              'certificate-authority-data': Buffer.from(cluster.caPem).toString('base64'),
+            },
+          },
+        ],
+        users: [{ name: 'gone', user: { token: 'unused' } }],
+        contexts: [{ name: 'gone', context: { cluster: 'gone', user: 'gone' } }],
+        'current-context': 'gone',
+      }),
+      { mode: 0o600 },
+    );
     await rejectsWith(
       storeFor(names(), { file }).load(GUN, { createIfMissing: true }),
       'HTTP_UNREACHABLE',
@@ -410,28 +581,25 @@ describe('KubernetesSecretStore: RBAC and authentication', () => {
 
 describe('KubernetesSecretStore: malformed Secrets', () => {
   /** Seeds a valid targets Secret (as the store would write it) and returns its key. */
-  function seedTargets(name: string, override: Record<string, string> = {}): KeyObject {
+  async function seedTargets(
+    name: string,
+    override: Record<string, string> = {},
+  ): Promise<KeyObject> {
     const key = generateSigningKey('ecdsa');
-    fake.seedSecret(NAMESPACE, {
-      name,
-      stringData: {
-        [`${idOf(key)}.key`]: encodePrivateKeyPem(key, 'seeded-Password-1', {
-          role: 'targets',
-          gun: GUN,
-        }),
-        password: 'seeded-Password-1',
-        ...override,
-      },
+    await seedSecret(name, {
+      [`${idOf(key)}.key`]: encodePrivateKeyPem(key, 'seeded-Password-1', {
+        role: 'targets',
+        gun: GUN,
+      }),
+      password: 'seeded-Password-1',
+      ...override,
     });
     return key;
   }
 
   it('names a Secret without a key entry, and creates nothing else', async () => {
     const secretNames = names();
-    fake.seedSecret(NAMESPACE, {
-      name: secretNames.targets,
-      stringData: { password: 'pw-Only-3' },
-    });
+    await seedSecret(secretNames.targets, { password: 'pw-Only-3' });
     await rejectsWith(
       storeFor(secretNames).load(GUN, { createIfMissing: true }),
       'KEY_STORE_INVALID',
@@ -441,13 +609,13 @@ describe('KubernetesSecretStore: malformed Secrets', () => {
       },
       ['pw-Only-3'],
     );
-    assert.equal(fake.count({ verb: 'create', name: secretNames.root }), 0);
+    assert.equal(await count({ verb: 'create', name: secretNames.root }), 0);
   });
 
   it('names the Secret and entry when its password does not open the key', async () => {
     const secretNames = names();
-    const key = seedTargets(secretNames.targets, { password: 'wrong-Password-2' });
-    const seeded = fake.getSecret(NAMESPACE, secretNames.targets);
+    const key = await seedTargets(secretNames.targets, { password: 'wrong-Password-2' });
+    const seeded = await getSecret(secretNames.targets);
     await rejectsWith(
       storeFor(secretNames).load(GUN, { createIfMissing: false }),
       'PRIVATE_KEY_INVALID',
@@ -467,10 +635,7 @@ describe('KubernetesSecretStore: malformed Secrets', () => {
 
   it('names a key entry that is not a key', async () => {
     const secretNames = names();
-    fake.seedSecret(NAMESPACE, {
-      name: secretNames.targets,
-      stringData: { 'abc.key': 'garbage', password: 'pw' },
-    });
+    await seedSecret(secretNames.targets, { 'abc.key': 'garbage', password: 'pw' });
     await rejectsWith(
       storeFor(secretNames).load(GUN, { createIfMissing: false }),
       'PRIVATE_KEY_INVALID',
@@ -484,13 +649,10 @@ describe('KubernetesSecretStore: malformed Secrets', () => {
   it('names a root Secret whose root.crt certifies another key', async () => {
     const secretNames = names();
     const root = generateSigningKey('ecdsa');
-    fake.seedSecret(NAMESPACE, {
-      name: secretNames.root,
-      stringData: {
-        [`${idOf(root)}.key`]: encodePrivateKeyPem(root, 'pw-Root-4', { role: 'root' }),
-        password: 'pw-Root-4',
-        'root.crt': await createRootCertificate(GUN, generateSigningKey('ecdsa')),
-      },
+    await seedSecret(secretNames.root, {
+      [`${idOf(root)}.key`]: encodePrivateKeyPem(root, 'pw-Root-4', { role: 'root' }),
+      password: 'pw-Root-4',
+      'root.crt': await createRootCertificate(GUN, generateSigningKey('ecdsa')),
     });
     await rejectsWith(
       storeFor(secretNames).load(GUN, { createIfMissing: true }),
@@ -504,18 +666,15 @@ describe('KubernetesSecretStore: malformed Secrets', () => {
       },
       ['pw-Root-4'],
     );
-    assert.equal(fake.count({ verb: 'create', name: secretNames.targets }), 0);
+    assert.equal(await count({ verb: 'create', name: secretNames.targets }), 0);
   });
 
   it('names a Secret that holds only a key for another role', async () => {
     const secretNames = names();
     const key = generateSigningKey('ecdsa');
-    fake.seedSecret(NAMESPACE, {
-      name: secretNames.targets,
-      stringData: {
-        [`${idOf(key)}.key`]: encodePrivateKeyPem(key, 'pw', { role: 'snapshot', gun: GUN }),
-        password: 'pw',
-      },
+    await seedSecret(secretNames.targets, {
+      [`${idOf(key)}.key`]: encodePrivateKeyPem(key, 'pw', { role: 'snapshot', gun: GUN }),
+      password: 'pw',
     });
     await rejectsWith(
       storeFor(secretNames).load(GUN, { createIfMissing: false }),
@@ -531,7 +690,7 @@ describe('KubernetesSecretStore: malformed Secrets', () => {
 
   it('uses a hand-made Secret (kubectl --from-file, trailing newline) as is', async () => {
     const secretNames = names();
-    const key = seedTargets(secretNames.targets, { password: 'seeded-Password-1\n' });
+    const key = await seedTargets(secretNames.targets, { password: 'seeded-Password-1\n' });
     const keys: RepositoryKeys = await storeFor(secretNames).load(GUN, { createIfMissing: false });
     assert.equal(idOf(keys.targets), idOf(key));
     assert.equal(keys.root, undefined);
@@ -551,16 +710,43 @@ describe('createKeyStore and credentials', () => {
     assert.match(store.description, /in namespace "builds" at https:\/\/127\.0\.0\.1:\d+$/);
     const keys = await store.load(GUN, { createIfMissing: true });
     assert.equal(keys.created, true);
-    assert.ok(fake.getSecret(NAMESPACE, secretNames.targets));
+    assert.ok(await getSecret(secretNames.targets));
   });
 
   it('runs in-cluster from the service account token, CA and namespace files', async () => {
+    // A real ServiceAccount with a Role as the chart grants it, and a token from the TokenRequest
+    // API, mounted where the kubelet would put them.
+    await kubectl(['create', 'serviceaccount', 'signer', '-n', NAMESPACE]);
+    await kubectl([
+      'create',
+      'role',
+      'signer',
+      '--verb=get,create',
+      '--resource=secrets',
+      '-n',
+      NAMESPACE,
+    ]);
+    await kubectl([
+      'create',
+      'rolebinding',
+      'signer',
+      '--role=signer',
+      `--serviceaccount=${NAMESPACE}:signer`,
+      '-n',
+      NAMESPACE,
+    ]);
+    const token = (await kubectl(['create', 'token', 'signer', '-n', NAMESPACE])).trim();
     const prefix = join(workDir, 'pod');
-    const env = await fake.writeServiceAccount(prefix, NAMESPACE);
+    const mount = `${prefix}${SERVICE_ACCOUNT_DIR}`;
+    await mkdir(mount, { recursive: true });
+    await writeFile(join(mount, 'token'), token, { mode: 0o600 });
+    await writeFile(join(mount, 'ca.crt'), cluster.caPem);
+    await writeFile(join(mount, 'namespace'), NAMESPACE);
     const saved = { ...process.env };
     try {
       delete process.env['KUBECONFIG'];
-      Object.assign(process.env, env);
+      process.env['KUBERNETES_SERVICE_HOST'] = '127.0.0.1';
+      process.env['KUBERNETES_SERVICE_PORT'] = new URL(cluster.server).port;
       const loaded = loadKubeConfig({ serviceAccountPrefix: prefix });
       assert.equal(loaded.source, 'in-cluster service account');
       assert.equal(loaded.namespace, NAMESPACE);
@@ -573,7 +759,14 @@ describe('createKeyStore and credentials', () => {
       });
       const keys = await store.load(GUN, { createIfMissing: true });
       assert.equal(keys.created, true);
-      assert.equal(fake.requests.at(-1)?.user, DEFAULT_USER);
+      await count({});
+      const creates = (await cluster.auditEvents()).filter(
+        (e) => e.verb === 'create' && e.objectRef?.name === secretNames.targets,
+      );
+      assert.deepEqual(
+        creates.map((e) => [e.user?.username, e.responseStatus?.code]),
+        [[`system:serviceaccount:${NAMESPACE}:signer`, 201]],
+      );
     } finally {
       delete process.env['KUBERNETES_SERVICE_HOST'];
       delete process.env['KUBERNETES_SERVICE_PORT'];

@@ -62,7 +62,9 @@ export interface AuditEvent {
     readonly namespace?: string;
     readonly name?: string;
   };
-  readonly responseStatus?: { readonly code?: number };
+  readonly responseStatus?: { readonly code?: number; readonly reason?: string };
+  /** Who made the request, as the apiserver authenticated it. */
+  readonly user?: { readonly username?: string; readonly groups?: readonly string[] };
   readonly annotations?: Readonly<Record<string, string>>;
 }
 
@@ -72,6 +74,23 @@ export interface KubectlResult {
   readonly stderr: string;
   /** Exit code (non-zero on a refused request). */
   readonly code: number;
+}
+
+/** Who a kubeconfig from {@link ControlPlane.writeKubeconfig} authenticates as. */
+export interface KubeconfigIdentity {
+  /**
+   * A client certificate from the cluster's CA with this CN (the RBAC user name), or — with
+   * `untrustedCa` — from a CA the apiserver does not trust. Default: the admin's certificate.
+   */
+  readonly user?: string;
+  /** The certificate's O (the RBAC group); at most one, as the test CA writes one O. */
+  readonly group?: string;
+  /** Signs the client certificate with a fresh CA the apiserver never heard of (→ 401). */
+  readonly untrustedCa?: boolean;
+  /** A bearer token instead of a client certificate. */
+  readonly token?: string;
+  /** The context's namespace. */
+  readonly namespace?: string;
 }
 
 /** A running control plane. */
@@ -98,6 +117,8 @@ export interface ControlPlane {
     readonly apiserver: string;
     readonly controllerManager?: string;
   };
+  /** Writes a kubeconfig (mode 0600) for the given identity at `file` and returns `file`. */
+  writeKubeconfig(file: string, identity?: KubeconfigIdentity): Promise<string>;
   /** Runs the tests' kubectl against this apiserver as the admin; `input` goes to stdin. */
   kubectl(args: readonly string[], options?: { readonly input?: string }): Promise<KubectlResult>;
   /**
@@ -121,7 +142,13 @@ const APISERVER_START_MS = 90_000;
 const KUBECTL_TIMEOUT_MS = 60_000;
 
 /** A kubeconfig with everything embedded, for one user of the cluster at `server`. */
-function kubeconfig(server: string, caPem: string, user: TestCertificate, name: string): string {
+function kubeconfig(
+  server: string,
+  caPem: string,
+  user: TestCertificate | { readonly token: string },
+  name: string,
+  namespace?: string,
+): string {
   const b64 = (pem: string): string => Buffer.from(pem).toString('base64');
   return JSON.stringify(
     {
@@ -133,13 +160,25 @@ function kubeconfig(server: string, caPem: string, user: TestCertificate, name: 
       users: [
         {
           name,
-          user: {
-            'client-certificate-data': b64(user.certPem),
-            'client-key-data': b64(user.keyPem),
+          user:
+            'token' in user
+              ? { token: user.token }
+              : {
+                  'client-certificate-data': b64(user.certPem),
+                  'client-key-data': b64(user.keyPem),
+                },
+        },
+      ],
+      contexts: [
+        {
+          name: 'kpack-trust',
+          context: {
+            cluster: 'kpack-trust',
+            user: name,
+            ...(namespace === undefined ? {} : { namespace }),
           },
         },
       ],
-      contexts: [{ name: 'kpack-trust', context: { cluster: 'kpack-trust', user: name } }],
       'current-context': 'kpack-trust',
     },
     null,
@@ -421,6 +460,26 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
           .split('\n')
           .filter((line) => line.trim() !== '')
           .map((line) => JSON.parse(line) as AuditEvent),
+      writeKubeconfig: async (file, identity = {}) => {
+        const issuer = identity.untrustedCa ? createTestCa({ commonName: 'not the kube CA' }) : ca;
+        const credentials =
+          identity.token !== undefined
+            ? { token: identity.token }
+            : identity.user === undefined && !identity.untrustedCa
+              ? admin
+              : issuer.issue({
+                  commonName: identity.user ?? 'kpack-trust-admin',
+                  ...(identity.group === undefined ? {} : { organization: identity.group }),
+                  usage: 'client',
+                });
+        const name = identity.user ?? (identity.token === undefined ? 'admin' : 'token');
+        await writeFile(
+          file,
+          kubeconfig(server, ca.certPem, credentials, name, identity.namespace),
+          { mode: 0o600 },
+        );
+        return file;
+      },
       kubectl,
       restartApiserver: async (opts) => {
         const port = currentApiserver.port;
