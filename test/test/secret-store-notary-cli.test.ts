@@ -2,6 +2,8 @@
  * The keys our Kubernetes Secret store writes are the files notary itself keeps: dropped into a
  * trust dir's `private/`, the real `notary` CLI lists them with their role and GUN and decrypts them
  * with the Secret's `password`; and the targets Secret, mounted as kpack mounts it, is a keys dir.
+ * The Secrets are written to the real kube-apiserver (test/src/kube/control-plane.ts) and read
+ * back with kubectl, as an operator exporting a key would.
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -17,16 +19,17 @@ import {
   loadKubeConfig,
   type KeyStore,
 } from '@kpack-trust/signer/keys';
-import {
-  requireBinary,
-  startFakeApiserver,
-  type FakeApiserver,
-  type SecretObject,
-} from '../src/index.js';
+import { requireBinary, startControlPlane, type ControlPlane } from '../src/index.js';
 
 const NAMESPACE = 'builds';
 // Short: `notary key list` elides the start of GUNs longer than its column.
 const GUN = 'example.com/kpack';
+
+/** The fields of a Secret the tests read (`kubectl get secret -o json`). */
+interface SecretObject {
+  readonly metadata: { readonly name: string };
+  readonly data?: Record<string, string>;
+}
 
 interface Run {
   readonly code: number;
@@ -55,7 +58,7 @@ function notary(
   });
 }
 
-let fake: FakeApiserver;
+let cluster: ControlPlane;
 let workDir = '';
 let root: { id: string; secret: SecretObject; key: KeyObject };
 let targets: { id: string; secret: SecretObject; key: KeyObject };
@@ -72,8 +75,10 @@ function entry(secret: SecretObject, name: string): string {
 
 before(async () => {
   workDir = await mkdtemp(join(tmpdir(), 'kpack-secret-notary-'));
-  fake = await startFakeApiserver({ namespaces: [NAMESPACE] });
-  const kubeconfig = await fake.writeKubeconfig(join(workDir, 'kubeconfig'));
+  cluster = await startControlPlane({ controllerManager: false });
+  const made = await cluster.kubectl(['create', 'namespace', NAMESPACE]);
+  assert.equal(made.code, 0, made.stderr);
+  const kubeconfig = await cluster.writeKubeconfig(join(workDir, 'kubeconfig'));
   const store = new KubernetesSecretStore({
     kubeConfig: loadKubeConfig({ kubeconfig }).config,
     namespace: NAMESPACE,
@@ -82,15 +87,19 @@ before(async () => {
   });
   const keys = await store.load(GUN, { createIfMissing: true });
   assert.ok(keys.root && keys.targets);
-  const rootSecret = fake.getSecret(NAMESPACE, 'app-root-key');
-  const targetsSecret = fake.getSecret(NAMESPACE, 'app-targets-key');
-  assert.ok(rootSecret && targetsSecret);
+  const read = async (name: string): Promise<SecretObject> => {
+    const got = await cluster.kubectl(['get', 'secret', name, '-n', NAMESPACE, '-o', 'json']);
+    assert.equal(got.code, 0, got.stderr);
+    return JSON.parse(got.stdout) as SecretObject;
+  };
+  const rootSecret = await read('app-root-key');
+  const targetsSecret = await read('app-targets-key');
   root = { id: idOf(keys.root.privateKey), secret: rootSecret, key: keys.root.privateKey };
   targets = { id: idOf(keys.targets), secret: targetsSecret, key: keys.targets };
 });
 
 after(async () => {
-  await fake.close();
+  await cluster.stop();
   if (workDir !== '') await rm(workDir, { recursive: true, force: true });
 });
 
