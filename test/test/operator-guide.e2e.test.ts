@@ -2,7 +2,9 @@
  * The procedures of docs/operator-guide.md that no other test runs, against the real stack:
  * kpack-trust-signer and kpack-trust-verifier as child processes with exactly the flags the guide
  * shows, keys rotated by the real `notary` CLI, and the verifier's `check` as the gate a CI step
- * (or an operator after a rotation) runs. Kubernetes Secrets live in the fake apiserver.
+ * (or an operator after a rotation) runs. Kubernetes Secrets live in the real kube-apiserver
+ * (test/src/kube/control-plane.ts), and the signer reaches them as a service account bound to the
+ * Role of the guide's §3.2, applied with kubectl exactly as printed there.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -20,15 +22,16 @@ import {
   pushImage,
   rotateKey,
   rotateRoot,
-  startFakeApiserver,
+  startControlPlane,
   startStack,
-  type FakeApiserver,
+  type ControlPlane,
   type NotaryStack,
   writeVerifierConfig,
 } from '../src/index.js';
 
 const SIGNER = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
 const VERIFIER = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/verifier')));
+const GUIDE = fileURLToPath(new URL('../../../docs/operator-guide.md', import.meta.url));
 const NAMESPACE = 'builds';
 const KEY_PASSWORD = 'guide key password';
 
@@ -167,6 +170,17 @@ async function trustDirWithRoot(stack: NotaryStack, root: KeyObject): Promise<st
 }
 
 /** The key file with `role: <role>` the notary CLI keeps in a trust dir. */
+/** The Role YAML block of the guide's §3.2, as an operator would copy it. */
+async function guideRole(): Promise<string> {
+  const guide = await readFile(GUIDE, 'utf8');
+  const section = guide.slice(guide.indexOf('### 3.2 RBAC'));
+  const block = /```yaml\n([\s\S]*?)```/.exec(section)?.[1];
+  if (block?.includes('kind: Role') !== true) {
+    throw new Error('docs/operator-guide.md §3.2 has no Role block');
+  }
+  return block;
+}
+
 async function cliKeyFile(trustDir: string, role: string): Promise<{ name: string; pem: string }> {
   const dir = join(trustDir, 'private');
   for (const name of await readdir(dir)) {
@@ -178,18 +192,51 @@ async function cliKeyFile(trustDir: string, role: string): Promise<{ name: strin
 
 describe('operator guide procedures against notary-server, the notary CLI and the CLIs', () => {
   let stack: NotaryStack;
-  let apiserver: FakeApiserver;
+  let cluster: ControlPlane | undefined;
   let kubeconfig: string;
 
+  const kubectl = async (args: readonly string[], input?: string): Promise<string> => {
+    assert.ok(cluster);
+    const result = await cluster.kubectl(args, input === undefined ? {} : { input });
+    assert.equal(result.code, 0, `kubectl ${args.join(' ')}: ${result.stderr}`);
+    return result.stdout;
+  };
+
   before(async () => {
-    stack = await startStack();
-    apiserver = await startFakeApiserver({ namespaces: [NAMESPACE] });
-    kubeconfig = await apiserver.writeKubeconfig(join(await stack.tempDir('kube'), 'config'));
+    [stack, cluster] = await Promise.all([
+      startStack(),
+      startControlPlane({ controllerManager: false }),
+    ]);
+    await kubectl(['create', 'namespace', NAMESPACE]);
+    // The guide's §3.2 Role, verbatim, bound to the service account the builds run as.
+    await kubectl(['apply', '-f', '-'], await guideRole());
+    await kubectl(['create', 'serviceaccount', 'builder', '-n', NAMESPACE]);
+    await kubectl([
+      'create',
+      'rolebinding',
+      'kpack-trust-signer',
+      '--role=kpack-trust-signer',
+      `--serviceaccount=${NAMESPACE}:builder`,
+      '-n',
+      NAMESPACE,
+    ]);
+    const token = (await kubectl(['create', 'token', 'builder', '-n', NAMESPACE])).trim();
+    kubeconfig = await cluster.writeKubeconfig(join(await stack.tempDir('kube'), 'config'), {
+      token,
+    });
   });
   after(async () => {
-    await apiserver.close();
+    await cluster?.stop();
     await stack.stop();
   });
+
+  /** The Secret, read back with kubectl as the cluster admin. */
+  const getSecret = async (
+    name: string,
+  ): Promise<{ metadata: { annotations?: Record<string, string> } }> =>
+    JSON.parse(await kubectl(['get', 'secret', name, '-n', NAMESPACE, '-o', 'json'])) as {
+      metadata: { annotations?: Record<string, string> };
+    };
 
   it('Secret store: keys made on the first build and reused, one root for the namespace, check gates on the pin', async () => {
     const first = await pushImage(stack, 'guide/secrets', 'b1', { content: 'secrets build 1' });
@@ -216,9 +263,9 @@ describe('operator guide procedures against notary-server, the notary CLI and th
       env,
     );
     assert.deepEqual([one.created, one.keysCreated], [true, true]);
-    const rootSecret = apiserver.getSecret(NAMESPACE, 'app-notary-root');
-    assert.equal(rootSecret?.metadata.annotations?.['kpack-trust.io/root-key-id'], one.rootKeyId);
-    assert.ok(apiserver.getSecret(NAMESPACE, 'app-notary-targets'));
+    const rootSecret = await getSecret('app-notary-root');
+    assert.equal(rootSecret.metadata.annotations?.['kpack-trust.io/root-key-id'], one.rootKeyId);
+    await getSecret('app-notary-targets');
 
     const second = await pushImage(stack, 'guide/secrets', 'b2', { content: 'secrets build 2' });
     const two = await sign(
