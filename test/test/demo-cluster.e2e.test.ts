@@ -14,6 +14,25 @@ void describe('the demo with --cluster', () => {
     assert.ok(cluster);
     assert.equal(cluster.version.code, 0, cluster.version.stderr);
     assert.match(cluster.version.stdout, /^Server Version: v1\.\d+\.\d+$/m);
+    // The signer's key Secrets are in the real apiserver, one per role and image.
+    assert.equal(cluster.secrets.code, 0, cluster.secrets.stderr);
+    assert.deepEqual(
+      cluster.secrets.stdout
+        .trim()
+        .split('\n')
+        .slice(1)
+        .map((line) => {
+          const cols = line.trim().split(/\s+/);
+          return [cols[0], cols[1], cols.at(-1)];
+        })
+        .sort(),
+      [
+        ['app-notary-root', 'Opaque', 'root'],
+        ['app-notary-targets', 'Opaque', 'targets'],
+        ['other-notary-root', 'Opaque', 'root'],
+        ['other-notary-targets', 'Opaque', 'targets'],
+      ],
+    );
     assert.equal(cluster.signed.code, 0, cluster.signed.stderr);
     assert.match(cluster.storedImage, /^127\.0\.0\.1:\d+\/demo\/app:v1$/);
     assert.notEqual(cluster.unsigned.code, 0);

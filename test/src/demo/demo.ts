@@ -3,9 +3,13 @@
  * build signed by kpack-trust-signer with keys generated into Kubernetes Secrets on first use, and
  * kpack-trust-verifier answering ImageReviews — then a table of what it admitted and denied, and why.
  *
- * Everything runs on 127.0.0.1 and stops by itself. The Kubernetes API is a local server that
- * answers as kube-apiserver does (no kube-apiserver can be installed here); notary-server,
- * notary-signer, docker-registry and skopeo are Debian's real binaries.
+ * Everything runs on 127.0.0.1 and stops by itself. notary-server, notary-signer, docker-registry
+ * and skopeo are Debian's real binaries. With `--cluster`, the Secrets live in the real
+ * kube-apiserver (built from k8s.io/kubernetes, test/src/kube/control-plane.ts), which then asks
+ * the verifier about Pods through its ImagePolicyWebhook plugin. Without it, the Secrets live in
+ * test/src/kube/fake-apiserver.ts: the plain demo must stay fast, and starting etcd,
+ * kube-apiserver and kube-controller-manager (and building them on a fresh machine) would
+ * multiply its run time for a step that only stores two Secrets.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +36,8 @@ export interface DemoRow {
 export interface ClusterAct {
   /** `kubectl version` against the apiserver. */
   readonly version: KubectlResult;
+  /** `kubectl get secrets -n builds`: the key Secrets the signer created in this apiserver. */
+  readonly secrets: KubectlResult;
   /** `kubectl run` of the signed image, and what the apiserver stored as its image. */
   readonly signed: KubectlResult;
   readonly storedImage: string;
@@ -165,17 +171,16 @@ export async function runDemo(): Promise<DemoRow[]> {
 }
 
 /**
- * The real-cluster act: kube-apiserver (built from k8s.io/kubernetes) with its ImagePolicyWebhook
- * plugin pointed at the running verifier through the files docs/operator-guide.md §4 describes,
- * then kubectl runs a signed and an unsigned image.
+ * The real cluster: kube-apiserver (built from k8s.io/kubernetes) with its ImagePolicyWebhook
+ * plugin pointed, through the files docs/operator-guide.md §4 describes, at the verifier that will
+ * listen on `verifierUrl` (the apiserver reads them only at start; Secrets and namespaces are not
+ * images, so it serves the signer before the verifier runs).
  */
-async function clusterAct(
+async function startCluster(
   work: string,
   verifierUrl: string,
   caFile: string,
-  signedImage: string,
-  unsignedImage: string,
-): Promise<{ act: ClusterAct; cluster: ControlPlane }> {
+): Promise<ControlPlane> {
   const admissionConfig = join(work, 'admission-config.yaml');
   const webhookKubeconfig = join(work, 'webhook.kubeconfig');
   await writeFile(
@@ -218,9 +223,15 @@ async function clusterAct(
   log(
     'starting etcd, kube-apiserver (ImagePolicyWebhook → the verifier) and kube-controller-manager …',
   );
-  const cluster = await startControlPlane({
-    imagePolicyWebhook: { admissionConfigFile: admissionConfig },
-  });
+  return startControlPlane({ imagePolicyWebhook: { admissionConfigFile: admissionConfig } });
+}
+
+/** The real-cluster act: kubectl runs a signed and an unsigned image through the verifier. */
+async function clusterAct(
+  cluster: ControlPlane,
+  signedImage: string,
+  unsignedImage: string,
+): Promise<ClusterAct> {
   const show = (command: string, result: KubectlResult): void => {
     log(`$ ${command}`);
     const out = `${result.stdout}${result.stderr}`.trimEnd();
@@ -228,6 +239,15 @@ async function clusterAct(
   };
   const version = await cluster.kubectl(['version']);
   show('kubectl version', version);
+  const secrets = await cluster.kubectl([
+    'get',
+    'secrets',
+    '-n',
+    'builds',
+    '-L',
+    'kpack-trust.io/notary-role',
+  ]);
+  show('kubectl get secrets -n builds -L kpack-trust.io/notary-role', secrets);
   const signed = await cluster.kubectl(['run', 'app', `--image=${signedImage}`, '--restart=Never']);
   show(`kubectl run app --image=${signedImage} --restart=Never`, signed);
   const stored = await cluster.kubectl([
@@ -245,10 +265,7 @@ async function clusterAct(
     '--restart=Never',
   ]);
   show(`kubectl run unsigned --image=${unsignedImage} --restart=Never`, unsigned);
-  return {
-    cluster,
-    act: { version, signed, storedImage: stored.stdout, unsigned, unsignedImage },
-  };
+  return { version, secrets, signed, storedImage: stored.stdout, unsigned, unsignedImage };
 }
 
 /** The demo, with or without the real-cluster act. */
@@ -263,11 +280,24 @@ export async function runDemoWith(options: { cluster: boolean }): Promise<DemoOu
   try {
     log('starting notary-signer, notary-server and docker-registry on 127.0.0.1 …');
     stack = await startStack({ trustService: 'remote' });
-    apiserver = await startFakeApiserver();
     const work = await stack.tempDir('demo');
-    const kubeconfig = await apiserver.writeKubeconfig(join(work, 'kubeconfig'), {
-      namespace: 'builds',
-    });
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    let kubeconfig: string;
+    if (options.cluster) {
+      cluster = await startCluster(work, url, stack.caFile);
+      const made = await cluster.kubectl(['create', 'namespace', 'builds']);
+      if (made.code !== 0) throw new Error(`kubectl create namespace builds: ${made.stderr}`);
+      kubeconfig = await cluster.writeKubeconfig(join(work, 'kubeconfig'), {
+        namespace: 'builds',
+      });
+    } else {
+      // The fast demo's Secrets: see the header for why this is the fake apiserver.
+      apiserver = await startFakeApiserver();
+      kubeconfig = await apiserver.writeKubeconfig(join(work, 'kubeconfig'), {
+        namespace: 'builds',
+      });
+    }
     const registry = stack.registryHost;
 
     log('pushing demo images with skopeo …');
@@ -318,7 +348,6 @@ export async function runDemoWith(options: { cluster: boolean }): Promise<DemoOu
     log('kpack-trust-signer: signing demo/other:v1 with its own, different root …');
     await sign('demo/other', ['v1'], other.digest, 'other');
 
-    const port = await freePort();
     const config = join(work, 'verifier.yaml');
     await writeFile(
       config,
@@ -340,7 +369,6 @@ export async function runDemoWith(options: { cluster: boolean }): Promise<DemoOu
     verifier = spawn(process.execPath, [join(root, verifierBin), 'serve', '--config', config], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
-    const url = `https://127.0.0.1:${port}`;
     await waitReady(url, stack.caPem, verifier);
 
     const nobody = `sha256:${randomBytes(32).toString('hex')}`;
@@ -356,16 +384,13 @@ export async function runDemoWith(options: { cluster: boolean }): Promise<DemoOu
       const r = await review(`${url}/image-policy`, stack.caPem, image);
       rows.push({ image, expected, ...r });
     }
-    if (!options.cluster) return { rows };
+    if (!cluster) return { rows };
     const act = await clusterAct(
-      work,
-      url,
-      stack.caFile,
+      cluster,
       `${registry}/demo/app:v1`,
       `${registry}/demo/app:unsigned`,
     );
-    cluster = act.cluster;
-    return { rows, cluster: act.act };
+    return { rows, cluster: act };
   } finally {
     await cluster?.stop();
     if (verifier && verifier.exitCode === null) {
