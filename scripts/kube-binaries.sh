@@ -6,7 +6,8 @@
 #   completion                               github.com/pivotal/kpack  (test/kube/kpack)
 # into a cache directory reused while the pins are unchanged:
 #   $KPACK_TRUST_KUBE_DIR, else ${XDG_CACHE_HOME:-~/.cache}/kpack-trust/kube/<versions>-<pin hash>
-# and prints that directory on stdout (progress lines go to stderr).
+# and prints that directory on stdout (progress lines go to stderr, the go command's output to
+# $KPACK_TRUST_KUBE_LOG, default test-results/kube-binaries.log).
 #
 #   bash scripts/kube-binaries.sh              build what is missing, print the directory
 #   bash scripts/kube-binaries.sh --print-dir  only print the directory (builds nothing)
@@ -100,6 +101,11 @@ done
 etcd_ldflags="-s -w"
 kpack_ldflags="-s -w -X github.com/pivotal/kpack/cmd.Version=${kpack_version#v}"
 
+# The go command's own chatter (hundreds of "go: downloading" lines on a new machine) goes to a
+# log, shown only when a build fails: CI's output stays the progress lines.
+log=${KPACK_TRUST_KUBE_LOG:-test-results/kube-binaries.log}
+mkdir -p "$(dirname "$log")"
+: >"$log"
 total_start=$(date +%s)
 build() { # <output name> <module dir> <package> <ldflags> <what>
   local out=$1 module=$2 pkg=$3 ldflags=$4 what=$5 start
@@ -111,8 +117,9 @@ build() { # <output name> <module dir> <package> <ldflags> <what>
   echo "kube-binaries: building $out from $what …" >&2
   # nice: the build takes both cores for a long while; anything else on the machine goes first.
   if ! nice -n 10 "$go_bin" build -C "test/kube/$module" -ldflags "$ldflags" \
-    -o "$dir/.$out.partial" "$pkg" >&2; then
-    echo "kube-binaries: building $out failed (command: bash scripts/kube-binaries.sh)" >&2
+    -o "$dir/.$out.partial" "$pkg" >>"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "kube-binaries: building $out failed (full log: $log; command: bash scripts/kube-binaries.sh)" >&2
     exit 1
   fi
   mv -f "$dir/.$out.partial" "$dir/$out"
