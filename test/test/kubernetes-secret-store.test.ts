@@ -546,6 +546,26 @@ describe('KubernetesSecretStore: RBAC and authentication', () => {
     );
   });
 
+  it('reports a namespace being deleted as that, not as missing RBAC', async () => {
+    // Without a controller manager nothing finalizes a deleted namespace: it stays Terminating,
+    // and NamespaceLifecycle admission refuses every create in it with a 403.
+    await kubectl(['create', 'namespace', 'doomed']);
+    await kubectl(['delete', 'namespace', 'doomed', '--wait=false']);
+    const secretNames = names();
+    await rejectsWith(
+      storeFor(secretNames, { namespace: 'doomed' }).load(GUN, { createIfMissing: true }),
+      'HTTP_STATUS',
+      (facts, message) => {
+        assert.equal(facts['status'], 403);
+        assert.equal(facts['serverCode'], 'Forbidden');
+        assert.equal(
+          message,
+          `cannot create Secret "doomed/${secretNames.root}": the Kubernetes API answered 403 Forbidden: secrets "${secretNames.root}" is forbidden: unable to create new content in namespace doomed because it is being terminated (no Role can allow it: recreate the namespace once it is gone)`,
+        );
+      },
+    );
+  });
+
   it('reports an apiserver that is not listening as unreachable', async () => {
     // A port nothing listens on, with the cluster's real credentials.
     const file = join(workDir, 'gone');

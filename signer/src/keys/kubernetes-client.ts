@@ -22,6 +22,10 @@ export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccoun
 const REQUEST_TIMEOUT_MS = 30_000;
 // Status messages are the apiserver's prose; bound what we repeat of them.
 const MAX_MESSAGE = 400;
+// A Status lists a cause per invalid field; the few we look at come first.
+const MAX_CAUSES = 16;
+// The StatusCause NamespaceLifecycle admission attaches to a create in a namespace being deleted.
+const NAMESPACE_TERMINATING = 'NamespaceTerminating';
 
 /** A loaded client configuration and where it came from. */
 export interface LoadedKubeConfig {
@@ -195,7 +199,7 @@ export class NamespacedSecrets {
     const what = `${verb} Secret "${this.namespace}/${name}"`;
     if (err instanceof ApiException) {
       const status = err.code;
-      const { reason, message } = parseStatus(err.body);
+      const { reason, message, causes } = parseStatus(err.body);
       const said = message === undefined ? '' : `: ${message}`;
       if (status === 401) {
         const problem =
@@ -204,6 +208,14 @@ export class NamespacedSecrets {
           'AUTH_FAILED',
           { url, status, problem },
           `cannot ${what}: ${problem}`,
+        );
+      }
+      if (status === 403 && causes.includes(NAMESPACE_TERMINATING)) {
+        // NamespaceLifecycle's refusal, not RBAC's: no Role would help, so no RBAC hint.
+        return new TrustError(
+          'HTTP_STATUS',
+          { url, status, serverCode: reason ?? '' },
+          `cannot ${what}: the Kubernetes API answered ${status}${reason === undefined ? '' : ` ${reason}`}${said} (no Role can allow it: recreate the namespace once it is gone)`,
         );
       }
       if (status === 403) {
@@ -261,21 +273,38 @@ function withTimeout<T>(call: Promise<T>): Promise<T> {
 }
 
 /** `reason` and `message` of a metav1.Status body, if the body is one. */
-function parseStatus(body: unknown): { reason?: string; message?: string } {
+function parseStatus(body: unknown): { reason?: string; message?: string; causes: string[] } {
   let value: unknown = body;
   if (typeof body === 'string') {
     try {
       value = JSON.parse(body) as unknown;
     } catch {
-      return {};
+      return { causes: [] };
     }
   }
-  if (typeof value !== 'object' || value === null) return {};
+  if (typeof value !== 'object' || value === null) return { causes: [] };
   const record = value as Record<string, unknown>;
-  if (record['kind'] !== 'Status') return {};
+  if (record['kind'] !== 'Status') return { causes: [] };
   const reason = record['reason'];
   const message = record['message'];
+  const details = record['details'];
+  const listed =
+    typeof details === 'object' && details !== null
+      ? (details as Record<string, unknown>)['causes']
+      : undefined;
+  // The cause types only (never their messages), from a bounded prefix of the list.
+  const causes = Array.isArray(listed)
+    ? listed
+        .slice(0, MAX_CAUSES)
+        .map((cause: unknown) =>
+          typeof cause === 'object' && cause !== null
+            ? (cause as Record<string, unknown>)['reason']
+            : undefined,
+        )
+        .filter((type): type is string => typeof type === 'string')
+    : [];
   return {
+    causes,
     ...(typeof reason === 'string' && reason !== '' ? { reason } : {}),
     ...(typeof message === 'string' && message !== ''
       ? { message: message.length > MAX_MESSAGE ? `${message.slice(0, MAX_MESSAGE)}…` : message }
