@@ -42,8 +42,27 @@ if [ -z "$k8s_version" ] || [ -z "$etcd_version" ] || [ -z "$kpack_version" ]; t
   echo "kube-binaries: cannot read the pinned versions from test/kube/*/go.mod" >&2
   exit 1
 fi
-# The hash covers everything that decides the bytes built: the pins, their sums, and this script.
-pin_hash=$(cat test/kube/*/go.mod test/kube/*/go.sum scripts/kube-binaries.sh | sha256sum | cut -c1-12)
+# Static, reproducible, stripped binaries built only from the module cache and the pinned sums;
+# GOTOOLCHAIN=local so a go directive never makes the go command fetch another toolchain;
+# -buildvcs=false: the pins, not this checkout's git state, describe what was built.
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
+# What `kube-apiserver --version` prints, as Kubernetes' own build (hack/lib/version.sh) sets it.
+minor=$(echo "$k8s_version" | cut -d. -f2)
+k8s_ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+etcd_ldflags="-s -w"
+kpack_ldflags="-s -w -X github.com/pivotal/kpack/cmd.Version=${kpack_version#v}"
+# The hash covers what decides the bytes built: the pins, their sums, and the build settings
+# above. Not the rest of this script, so an edit to its messages does not cost a rebuild.
+pin_hash=$(
+  {
+    cat test/kube/*/go.mod test/kube/*/go.sum
+    printf '%s\n' "$CGO_ENABLED $GOTOOLCHAIN $GOFLAGS" "$k8s_ldflags" "$etcd_ldflags" "$kpack_ldflags"
+  } | sha256sum | cut -c1-12
+)
 dir=${KPACK_TRUST_KUBE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/kpack-trust/kube/kubernetes-$k8s_version-etcd-$etcd_version-kpack-$kpack_version-$pin_hash}
 
 if [ "$mode" = print ]; then
@@ -87,19 +106,6 @@ if complete; then
   exit 0
 fi
 
-# Static, reproducible, stripped binaries built only from the module cache and the pinned sums;
-# GOTOOLCHAIN=local so a go directive never makes the go command fetch another toolchain;
-# -buildvcs=false: the pins, not this checkout's git state, describe what was built.
-export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="-mod=readonly -trimpath -buildvcs=false"
-# What `kube-apiserver --version` prints, as Kubernetes' own build (hack/lib/version.sh) sets it.
-minor=$(echo "$k8s_version" | cut -d. -f2)
-k8s_ldflags="-s -w"
-for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-  k8s_ldflags+=" -X $pkg.gitVersion=$k8s_version -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
-  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
-done
-etcd_ldflags="-s -w"
-kpack_ldflags="-s -w -X github.com/pivotal/kpack/cmd.Version=${kpack_version#v}"
 
 # The go command's own chatter (hundreds of "go: downloading" lines on a new machine) goes to a
 # log, shown only when a build fails: CI's output stays the progress lines.
