@@ -973,7 +973,10 @@ describe('kpack-trust Helm chart', () => {
         (webhookOf(configuration)['rules'] as { operations: string[]; resources: string[] }[])
           .flatMap((rule) => rule.resources.map((r) => `${r} ${rule.operations.join(',')}`))
           .sort();
-      assert.deepEqual(resources(mutating), ['pods CREATE', 'pods/ephemeralcontainers UPDATE']);
+      assert.deepEqual(resources(mutating), [
+        'pods CREATE,UPDATE',
+        'pods/ephemeralcontainers UPDATE',
+      ]);
       assert.deepEqual(resources(validating), [
         'cronjobs CREATE,UPDATE',
         'daemonsets CREATE,UPDATE',

@@ -213,6 +213,20 @@ void describe('kube-apiserver admission webhooks → kpack-trust-verifier (real 
     );
   });
 
+  void it('pins an image changed on a running pod with kubectl set image', async () => {
+    const created = await create(pod('retagged', unsignedRef));
+    assert.notEqual(created.code, 0, 'an unsigned pod is refused first');
+    assert.equal((await create(pod('retagged', signed.reference))).code, 0);
+    // Re-point the container by tag: the stored pod must carry the digest again, never the bare tag.
+    const set = await cluster.kubectl(['set', 'image', 'pod/retagged', `app=${signed.reference}`]);
+    assert.equal(set.code, 0, set.stderr);
+    assert.equal(await storedImage('retagged'), pinned);
+    const refused = await cluster.kubectl(['set', 'image', 'pod/retagged', `app=${unsignedRef}`]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /denied the request: .*:unsigned: not signed/);
+    assert.equal(await storedImage('retagged'), pinned);
+  });
+
   void it('refuses an unsigned pod with the webhook name and our reason', async () => {
     const ours = await verifier.review([unsignedRef]);
     assert.equal(ours.allowed, false);

@@ -1,7 +1,7 @@
 /**
  * The admission webhooks beside the ImagePolicyWebhook path, for clusters whose control plane
  * cannot be given ImagePolicyWebhook's flags and files (EKS, GKE, AKS, …):
- * - `/mutate` (Pods: CREATE, and UPDATE of `pods/ephemeralcontainers`) decides the pod's images
+ * - `/mutate` (Pods: CREATE and UPDATE, and UPDATE of `pods/ephemeralcontainers`) decides the pod's images
  *   and pins every verified one to its digest (mutate.ts);
  * - `/validate` (Pods and the workloads that carry pod templates) decides the template, and never
  *   changes it — GitOps tools would fight a webhook rewriting what they apply.
