@@ -229,6 +229,44 @@ describe('reconciling a finished Build', () => {
   });
 });
 
+describe('a Build that claims an Image it does not belong to', () => {
+  it('spends none of its keys when the owner reference names the Image but not its uid', async () => {
+    const forged = buildObject('b');
+    const metadata = forged['metadata'] as Record<string, unknown>;
+    metadata['ownerReferences'] = [{ kind: 'Image', name: 'app', uid: 'forged', controller: true }];
+    const c = cluster(imageObject(OPTED_IN), forged);
+    const { notary, sign } = realSigning();
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+
+    assert.equal(outcome.kind, 'failed');
+    assert.equal(notary.publishes.length, 0);
+    const annotations = annotationsOf(c, 'b');
+    assert.equal(annotations[ANNOTATIONS.signingErrorReason], 'BuildInvalid');
+    assert.equal(
+      annotations[ANNOTATIONS.signingError],
+      `Not signed: its owner reference names Image "app" but not that Image's uid`,
+    );
+    // Recorded on the Build alone: its creator may not write Events onto someone else's Image.
+    assert.deepEqual(
+      c.events.map((e) => [e.object.kind, e.reason]),
+      [['Build', 'SigningFailed']],
+    );
+  });
+
+  it('is not ours to sign when only the image.kpack.io/image label names the Image', async () => {
+    const labelled = buildObject('b');
+    delete (labelled['metadata'] as Record<string, unknown>)['ownerReferences'];
+    const c = cluster(imageObject(OPTED_IN), labelled);
+    const { notary, sign } = realSigning();
+
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+
+    assert.equal(outcome.kind, 'not-opted-in');
+    assert.equal(notary.publishes.length, 0);
+  });
+});
+
 describe('a Build that can never be signed gets a final record and no publish', () => {
   async function failed(
     image: Record<string, unknown>,

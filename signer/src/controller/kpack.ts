@@ -72,11 +72,12 @@ export function readBuild(object: unknown): BuildState | undefined {
   if (namespace === undefined || name === undefined) return undefined;
   const spec = record(root['spec']);
   const status = record(root['status']);
-  const labels = strings(metadata['labels']);
   const owner = list(metadata['ownerReferences'])
     .map(record)
     .find((ref) => ref['kind'] === 'Image' && ref['controller'] === true);
-  const imageName = str(owner?.['name']) ?? labels['image.kpack.io/image'];
+  // Only the controlling owner reference names the Image, and reconcile checks its uid: the
+  // `image.kpack.io/image` label is as much the Build creator's word as the rest of the Build.
+  const imageName = str(owner?.['name']);
   const imageUid = str(owner?.['uid']);
   const condition = list(status['conditions'])
     .map(record)

@@ -131,6 +131,18 @@ export async function reconcileBuild(
       deps,
     );
   }
+  if (build.imageUid !== image.uid) {
+    // Anyone who may create Builds can write an owner reference naming an opted-in Image; only
+    // kpack's, which carries that Image's uid, may spend its keys. Recorded on the Build alone.
+    return fail(
+      build,
+      undefined,
+      'BuildInvalid',
+      `its owner reference names Image "${image.name}" but not that Image's uid`,
+      deps,
+      digest,
+    );
+  }
   const decision = signingDecision(image, deps.defaults);
   if (decision.kind === 'not-opted-in') return { kind: 'not-opted-in' };
   if (decision.kind === 'invalid') {
