@@ -7,7 +7,12 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { TrustError } from '@kpack-trust/common';
 import { fakeManifest } from '@kpack-trust/common/testing';
-import { ANNOTATIONS, signingDecision, type ImageState } from '../src/controller/kpack.js';
+import {
+  ANNOTATIONS,
+  signingDecision,
+  type ImageState,
+  type SigningDecision,
+} from '../src/controller/kpack.js';
 import {
   reconcileBuild,
   type ControllerEvent,
@@ -103,7 +108,7 @@ function deps(
       return Promise.resolve();
     },
     sign,
-    defaults: { optInNamespaces: [] },
+    defaults: { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },
     now: () => NOW,
   };
 }
@@ -383,6 +388,7 @@ describe('Image settings', () => {
     const decision = signingDecision(image({}), {
       notaryUrl: 'https://notary.example',
       optInNamespaces: ['team'],
+      allowedNotaryUrls: [],
     });
     assert.equal(decision.kind, 'sign');
   });
@@ -391,14 +397,32 @@ describe('Image settings', () => {
     const decision = signingDecision(image({ [ANNOTATIONS.sign]: 'false' }), {
       notaryUrl: 'https://notary.example',
       optInNamespaces: ['*'],
+      allowedNotaryUrls: [],
     });
     assert.equal(decision.kind, 'not-opted-in');
+  });
+
+  it('an Image may name only the default notary server or one the operator allows', () => {
+    const named = (url: string): SigningDecision =>
+      signingDecision(image({ ...OPTED_IN, [ANNOTATIONS.notaryUrl]: url }), {
+        notaryUrl: 'https://notary.example',
+        optInNamespaces: [],
+        allowedNotaryUrls: ['https://second.example/'],
+      });
+    assert.equal(named('https://notary.example/').kind, 'sign');
+    assert.equal(named('https://second.example').kind, 'sign');
+    assert.deepEqual(named('https://attacker.example'), {
+      kind: 'invalid',
+      problem:
+        'kpack-trust.io/notary-url names a notary server the controller is not allowed to sign on ' +
+        '(its operator lists them with --allow-notary-url)',
+    });
   });
 
   it('Secret names an Image gives are confined to its namespace', () => {
     const decision = signingDecision(
       image({ ...OPTED_IN, [ANNOTATIONS.rootKeySecret]: 'shared-root' }, 'other'),
-      { optInNamespaces: [] },
+      { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },
     );
     assert.ok(decision.kind === 'sign');
     assert.equal(decision.settings.rootKeySecret, 'other.shared-root');

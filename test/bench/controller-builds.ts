@@ -118,6 +118,8 @@ try {
       'kpack-trust-system',
       '--notary-ca',
       stack.caFile,
+      '--allow-notary-url',
+      stack.notaryUrl,
       '--listen',
       '127.0.0.1:0',
     ],

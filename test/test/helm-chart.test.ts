@@ -1518,6 +1518,8 @@ describe('kpack-trust Helm chart', () => {
       'signer.controller.serviceMonitor.enabled=true',
       '--set',
       'signer.controller.notary.defaultUrl=https://notary.example',
+      '--set',
+      'signer.controller.notary.allowedUrls={https://second.example}',
     ];
 
     it('is not rendered unless enabled', () => {
@@ -1556,6 +1558,7 @@ describe('kpack-trust Helm chart', () => {
       assert.equal(args[0], 'controller');
       assert.ok(args.includes(`--namespace=${NAMESPACE}`));
       assert.ok(args.includes('--default-notary-url=https://notary.example'));
+      assert.ok(args.includes('--allow-notary-url=https://second.example'));
       assert.deepEqual(at(container, 'readinessProbe', 'httpGet'), {
         path: '/readyz',
         port: 'metrics',

@@ -90,6 +90,9 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         identity,
         '--notary-ca',
         stack.caFile,
+        // Every notary the Images below name: the loopback stack, the token-auth stack, and the
+        // closed port of the "notary unreachable" case.
+        ...['--allow-notary-url', stack.notaryUrl, '--allow-notary-url', 'https://127.0.0.1:1'],
         '--listen',
         '127.0.0.1:0',
         '--lease-duration',
@@ -391,6 +394,20 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         },
       },
       {
+        name: 'a notary server the operator did not allow',
+        reason: 'ConfigInvalid',
+        setup: async () => {
+          // The stack's server under another name: it would answer, but is not on the list.
+          const { build, pushed } = await imageAndBuild(
+            'not-allowed',
+            {},
+            { notaryUrl: stack.notaryUrl.replace('127.0.0.1', 'localhost') },
+          );
+          await succeed(build, `${pushed.gun}@${pushed.digest}`);
+          return { build, gun: pushed.gun };
+        },
+      },
+      {
         name: 'tags in two repositories',
         reason: 'BuildInvalid',
         setup: async () => {
@@ -532,7 +549,12 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       const options = { notaryUrl: authStack.notaryUrl, serviceAccountName: 'builder' };
 
       // No --docker-config: the controller has no credentials of its own.
-      const c = startController('sa-credentials', ['--notary-ca', bundle]);
+      const c = startController('sa-credentials', [
+        '--notary-ca',
+        bundle,
+        '--allow-notary-url',
+        authStack.notaryUrl,
+      ]);
       await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
       const { build, pushed } = await imageAndBuild('sa-creds', {}, options);
       await succeed(build, `${pushed.gun}@${pushed.digest}`);
@@ -561,6 +583,8 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       const own = startController('own-credentials', [
         '--notary-ca',
         bundle,
+        '--allow-notary-url',
+        authStack.notaryUrl,
         '--build-credentials',
         'controller',
         '--max-attempts',

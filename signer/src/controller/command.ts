@@ -47,6 +47,8 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
   --kubeconfig FILE         credentials (default: $KUBECONFIG, in-cluster service account, ~/.kube/config)
   --watch-namespace NS      watch Builds only here (repeatable; default: cluster-wide)
   --default-notary-url URL  notary server for Images that name none (https)
+  --allow-notary-url URL    another notary server an Image may name in kpack-trust.io/notary-url
+                            (repeatable; the controller presents registry credentials to it)
   --notary-ca FILE          PEM bundle trusted for notary servers, besides the public roots
   --opt-in-namespace NS     sign Images here without kpack-trust.io/sign=true (repeatable; * = all)
   --docker-config FILE      the controller's own registry/notary credentials (repeatable)
@@ -70,6 +72,7 @@ const OPTIONS = {
   kubeconfig: { type: 'string' },
   'watch-namespace': { type: 'string', multiple: true },
   'default-notary-url': { type: 'string' },
+  'allow-notary-url': { type: 'string', multiple: true },
   'notary-ca': { type: 'string' },
   'opt-in-namespace': { type: 'string', multiple: true },
   'docker-config': { type: 'string', multiple: true },
@@ -335,6 +338,7 @@ export async function runControllerCommand(
               defaults: {
                 ...(defaultNotaryUrl === undefined ? {} : { notaryUrl: defaultNotaryUrl }),
                 optInNamespaces: values['opt-in-namespace'] ?? [],
+                allowedNotaryUrls: values['allow-notary-url'] ?? [],
               },
               now: () => new Date(),
             },

@@ -138,6 +138,12 @@ export interface SigningDefaults {
   readonly notaryUrl?: string;
   /** Namespaces whose Images are signed without `kpack-trust.io/sign: "true"`; `*` is every namespace. */
   readonly optInNamespaces: readonly string[];
+  /**
+   * The notary servers an Image's annotation may name, besides the default. The controller
+   * presents registry credentials (its own among them) to the server it signs on, so a namespace
+   * user may not choose that server freely.
+   */
+  readonly allowedNotaryUrls: readonly string[];
 }
 
 /** How one Image's builds are signed. */
@@ -180,6 +186,12 @@ export function signingDecision(image: ImageState, defaults: SigningDefaults): S
   }
   const urlProblem = httpsProblem(notaryUrl);
   if (urlProblem !== undefined) return invalid(`${ANNOTATIONS.notaryUrl}: ${urlProblem}`);
+  if (!isAllowedNotary(notaryUrl, defaults)) {
+    return invalid(
+      `${ANNOTATIONS.notaryUrl} names a notary server the controller is not allowed to sign on ` +
+        '(its operator lists them with --allow-notary-url)',
+    );
+  }
 
   const root = secretName(image, a[ANNOTATIONS.rootKeySecret], 'root');
   if (root.problem !== undefined) return invalid(`${ANNOTATIONS.rootKeySecret}: ${root.problem}`);
@@ -286,4 +298,12 @@ function strings(value: unknown): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(record(value))) if (typeof v === 'string') out[k] = v;
   return out;
+}
+
+/** The default notary and the listed ones, compared without trailing slashes. */
+function isAllowedNotary(url: string, defaults: SigningDefaults): boolean {
+  const bare = (u: string): string => u.replace(/\/+$/, '');
+  const wanted = bare(url);
+  if (defaults.notaryUrl !== undefined && bare(defaults.notaryUrl) === wanted) return true;
+  return defaults.allowedNotaryUrls.some((allowed) => bare(allowed) === wanted);
 }
