@@ -148,6 +148,33 @@ describe('circuit breaker', () => {
     assert.equal(breakers.state('https://c'), 'open');
   });
 
+  it('a request our own deadline cut short counts neither way; one that waited half of it counts', async () => {
+    const { breakers, clock, events } = setup({ threshold: 1 });
+    const deadline = new AbortController();
+    const expired = new TrustError('HTTP_UNREACHABLE', { url: SERVER, problem: 'deadline' }, 'x');
+    deadline.abort(expired);
+    const cutOff = { signal: deadline.signal, afterMs: 500 };
+    const aborted = (waitMs: number): Promise<unknown> =>
+      breakers
+        .call(
+          SERVER,
+          () => {
+            clock.ms += waitMs;
+            return Promise.reject(expired);
+          },
+          cutOff,
+        )
+        .catch((e: unknown) => e);
+
+    // The tail of a long chain of quick answers: the server did nothing wrong.
+    assert.ok(isTrustError(await aborted(100), 'HTTP_UNREACHABLE'));
+    assert.equal(breakers.state(SERVER), 'closed');
+    assert.deepEqual(events, []);
+    // A request that hung for half the deadline by itself: the server is slow.
+    await aborted(500);
+    assert.equal(breakers.state(SERVER), 'open');
+  });
+
   it('a threshold of 0 turns breaking off', async () => {
     const { breakers, calls, fail } = setup({ threshold: 0 });
     for (let i = 0; i < 10; i++) await fail();

@@ -400,7 +400,13 @@ export class TrustCache {
     const breakers = this.breakers;
     const fetcher: MetadataFetcher = {
       fetchMetadata: (g, request) =>
-        breakers.call(source.server, () => source.fetcher.fetchMetadata(g, { ...request, signal })),
+        breakers.call(
+          source.server,
+          () => source.fetcher.fetchMetadata(g, { ...request, signal }),
+          // A request cut off by our deadline counts against the server only when it alone
+          // waited half of it: a hung server does, a long chain of quick answers does not.
+          { signal, afterMs: source.timeoutMs / 2 },
+        ),
     };
     try {
       const collection = await updateCollection(fetcher, gun, {

@@ -80,8 +80,17 @@ export class CircuitBreakers {
     return this.breakers.peek(server)?.state ?? 'closed';
   }
 
-  /** Runs one request to `server` through its breaker. */
-  async call<T>(server: string, request: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one request to `server` through its breaker. `cutOff` names the caller's own deadline: a
+   * request that it aborted before `afterMs` had passed says nothing about the server (the chain
+   * it belonged to was long, not the server slow), so it counts neither way. Otherwise one tenant
+   * whose repository takes many requests could open a shared server's circuit for everyone.
+   */
+  async call<T>(
+    server: string,
+    request: () => Promise<T>,
+    cutOff?: { readonly signal: AbortSignal; readonly afterMs: number },
+  ): Promise<T> {
     if (this.options.failureThreshold <= 0) return request();
     const breaker = this.breakers.get(server);
     let probe = false;
@@ -97,11 +106,17 @@ export class CircuitBreakers {
       breaker.probing = true;
       probe = true;
     }
+    const started = this.options.now();
     try {
       const result = await request();
       this.succeeded(server);
       return result;
     } catch (error) {
+      const ours =
+        cutOff !== undefined &&
+        cutOff.signal.aborted &&
+        this.options.now() - started < cutOff.afterMs;
+      if (ours) throw error;
       if (isUnavailable(error)) this.failed(server);
       else this.succeeded(server);
       throw error;
