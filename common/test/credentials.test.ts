@@ -4,7 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { isTrustError } from '../src/errors.js';
-import { dockerConfigCredentials, staticCredentials } from '../src/notary/credentials.js';
+import {
+  dockerConfigCredentials,
+  firstCredentials,
+  staticCredentials,
+} from '../src/notary/credentials.js';
 import { loadDockerConfig } from '../src/notary/docker-config-file.js';
 
 const b64 = (text: string): string => Buffer.from(text, 'utf8').toString('base64');
@@ -207,5 +211,21 @@ void describe('loadDockerConfig', () => {
       });
       return true;
     });
+  });
+});
+
+void describe('firstCredentials', () => {
+  void it('answers from the first source that knows the host, and nothing when none does', async () => {
+    const first = dockerConfigCredentials({ auths: { 'a.example': { auth: btoa('first:1') } } });
+    const second = dockerConfigCredentials({
+      auths: { 'a.example': { auth: btoa('second:2') }, 'b.example': { auth: btoa('second:3') } },
+    });
+    const chain = firstCredentials([first, second]);
+    assert.deepEqual(await chain.credentialsFor('a.example'), { username: 'first', password: '1' });
+    assert.deepEqual(await chain.credentialsFor('b.example'), {
+      username: 'second',
+      password: '3',
+    });
+    assert.equal(await chain.credentialsFor('c.example'), undefined);
   });
 });

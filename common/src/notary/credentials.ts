@@ -23,6 +23,22 @@ export function staticCredentials(username: string, password: string): Credentia
   return { credentialsFor: () => Promise.resolve(credentials) };
 }
 
+/**
+ * The first source that knows the host answers, in order: docker's several config files, kpack's
+ * several build Secrets (its keychain's `Append`: the first wins), a controller's own last.
+ */
+export function firstCredentials(sources: readonly CredentialSource[]): CredentialSource {
+  return {
+    async credentialsFor(host): Promise<Credentials | undefined> {
+      for (const source of sources) {
+        const found = await source.credentialsFor(host);
+        if (found !== undefined) return found;
+      }
+      return undefined;
+    },
+  };
+}
+
 /** The key `docker login` writes for Docker Hub. */
 const DOCKER_HUB_AUTH_KEY = 'https://index.docker.io/v1/';
 /** Host names that all mean Docker Hub when looking up its credentials. */

@@ -9,6 +9,7 @@ import {
   dockerConfigCredentials,
   isTrustError,
   splitPemCertificates,
+  firstCredentials,
   type CredentialSource,
   type MetadataFetcher,
   type MetadataPublisher,
@@ -177,15 +178,7 @@ async function readCredentials(
     if (text === undefined) return undefined;
     sources.push(dockerConfigCredentials(parseJsonFile(text, file), file));
   }
-  return {
-    async credentialsFor(host) {
-      for (const source of sources) {
-        const found = await source.credentialsFor(host);
-        if (found !== undefined) return found;
-      }
-      return undefined;
-    },
-  };
+  return firstCredentials(sources);
 }
 
 function parseJsonFile(text: string, file: string): unknown {

@@ -14,8 +14,8 @@ import { createHash } from 'node:crypto';
 import {
   dockerConfigCredentials,
   isTrustError,
+  firstCredentials,
   type CredentialSource,
-  type Credentials,
 } from '@kpack-trust/common';
 import type { Logger } from './controller.js';
 
@@ -128,19 +128,6 @@ export function secretCredentials(secret: unknown, label: string): SecretCredent
     const why = isTrustError(err) ? err.message : 'it is not a docker config';
     return { kind: 'skipped', why };
   }
-}
-
-/** The first source that knows the host answers, in order (kpack's `Append`: the first wins). */
-export function firstMatch(sources: readonly CredentialSource[]): CredentialSource {
-  return {
-    async credentialsFor(host): Promise<Credentials | undefined> {
-      for (const source of sources) {
-        const found = await source.credentialsFor(host);
-        if (found !== undefined) return found;
-      }
-      return undefined;
-    },
-  };
 }
 
 /** The reads the gathering needs; undefined is 404. A 403 throws a `status: 403` error. */
@@ -283,7 +270,7 @@ export class ServiceAccountCredentials {
     if (sources.length === 0) return this.own;
     const own = this.#options.own;
     return {
-      source: firstMatch(own === undefined ? sources : [...sources, own]),
+      source: firstCredentials(own === undefined ? sources : [...sources, own]),
       // Names and versions only: the key identifies a set, it carries no credential.
       key: createHash('sha256')
         .update(`${account}\n${versions.join('\n')}`)

@@ -7,6 +7,7 @@
 import {
   NotaryHttpClient,
   dockerConfigCredentials,
+  firstCredentials,
   type CredentialSource,
   type MetadataFetcher,
   type MetadataPublisher,
@@ -390,15 +391,7 @@ function readCredentials(files: readonly string[]): CredentialSource | undefined
   const sources = files.map((file) =>
     dockerConfigCredentials(JSON.parse(readFileSync(file, 'utf8')) as unknown, file),
   );
-  return {
-    async credentialsFor(host) {
-      for (const source of sources) {
-        const found = await source.credentialsFor(host);
-        if (found !== undefined) return found;
-      }
-      return undefined;
-    },
-  };
+  return firstCredentials(sources);
 }
 
 function splitListen(text: string): [string, number] {

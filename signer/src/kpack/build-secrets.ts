@@ -6,7 +6,12 @@
  * auth) and `.dockerconfigjson` (`{"auths": …}`). The first source naming a registry wins.
  * The same credentials serve the registry and the notary server's token service, as in kpack.
  */
-import { TrustError, dockerConfigCredentials, type CredentialSource } from '@kpack-trust/common';
+import {
+  TrustError,
+  dockerConfigCredentials,
+  firstCredentials,
+  type CredentialSource,
+} from '@kpack-trust/common';
 import type { CompletionArguments } from './arguments.js';
 
 /** Reads a file's text, or undefined when it does not exist. */
@@ -73,13 +78,5 @@ export async function buildSecretCredentials(
     if (json !== undefined)
       sources.push(dockerConfigCredentials(parseJson(json, jsonFile), jsonFile));
   }
-  return {
-    async credentialsFor(host) {
-      for (const source of sources) {
-        const found = await source.credentialsFor(host);
-        if (found !== undefined) return found;
-      }
-      return undefined;
-    },
-  };
+  return firstCredentials(sources);
 }
