@@ -4,26 +4,12 @@
  * and registry HTTPS clients, the key store, the clock — into the command and sets the exit code.
  */
 import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
-import { NotaryHttpClient, TrustError } from '@kpack-trust/common';
+import { NotaryHttpClient } from '@kpack-trust/common';
+import { readTextFile } from './files.js';
 import { runCli } from './cli/run.js';
 import type { KeyStore, KeyStoreOptions } from './keys/index.js';
 import { RegistryHttpClient } from './registry/manifest-client.js';
-
-async function readTextFile(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'read error';
-    if (code === 'ENOENT') return undefined;
-    throw new TrustError(
-      'INPUT_INVALID',
-      { source: path, problem: `cannot read the file (${code})` },
-      `Cannot read ${path} (${code}).`,
-    );
-  }
-}
 
 /**
  * The keys-dir store is loaded on its own: importing the Kubernetes client costs most of a second,

@@ -4,9 +4,9 @@
  * executable the completion image runs as `/cnb/process/completion` (completion-main.ts).
  */
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { NotaryHttpClient, TrustError } from '@kpack-trust/common';
+import { readTextFile } from '../files.js';
 import { RegistryHttpClient } from '../registry/manifest-client.js';
 import { runKpackCompletion, type CompletionEnvironment } from './completion.js';
 
@@ -47,20 +47,6 @@ export function runProgram(file: string, argv0: string, args: readonly string[])
       resolve(code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0)));
     });
   });
-}
-
-async function readTextFile(path: string): Promise<string | undefined> {
-  try {
-    return await readFile(path, 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code ?? 'read error';
-    if (code === 'ENOENT') return undefined;
-    throw new TrustError(
-      'INPUT_INVALID',
-      { source: path, problem: `cannot read the file (${code})` },
-      `Cannot read ${path} (${code}).`,
-    );
-  }
 }
 
 /** The environment of a real run. */
