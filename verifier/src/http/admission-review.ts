@@ -9,6 +9,7 @@
  * status when the rest of it is unusable, and only a body without a usable uid gets an HTTP 400.
  * Either way nothing malformed is ever admitted.
  */
+import { describe, isRecord, type JsonRecord } from './json-shape.js';
 
 /** The only API version served (the webhook configurations list only it). */
 export const ADMISSION_API_VERSION = 'admission.k8s.io/v1';
@@ -17,9 +18,6 @@ export const ADMISSION_REVIEW_KIND = 'AdmissionReview';
 
 /** kube-apiserver uses 36-character UUIDs; anything far longer is not from it. */
 const MAX_UID_LENGTH = 128;
-
-/** An object as decoded from JSON. */
-export type JsonRecord = Readonly<Record<string, unknown>>;
 
 /** What was asked, as the apiserver names it. */
 export type AdmissionOperation = 'CREATE' | 'UPDATE' | 'DELETE' | 'CONNECT';
@@ -69,23 +67,6 @@ export interface AdmissionReviewReply {
   readonly apiVersion: typeof ADMISSION_API_VERSION;
   readonly kind: typeof ADMISSION_REVIEW_KIND;
   readonly response: AdmissionResponse;
-}
-
-/** True for a JSON object (not null, not an array). */
-export function isRecord(value: unknown): value is JsonRecord {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** A value named for a message, never quoting more than 60 characters of attacker text. */
-export function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') {
-    const shown = value.length > 60 ? `${value.slice(0, 60)}…` : value;
-    return `the string ${JSON.stringify(shown)}`;
-  }
-  return `a ${typeof value}`;
 }
 
 /** An optional string field: absent means empty (Go `omitempty`), another type is malformed. */

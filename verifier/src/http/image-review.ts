@@ -6,6 +6,7 @@
  * ignored, as Kubernetes decoders do.
  */
 import type { ImageReviewSpec, ImageReviewStatus } from '../review.js';
+import { describe, isRecord } from './json-shape.js';
 
 /** The API group/version the ImagePolicyWebhook plugin speaks. */
 export const IMAGE_REVIEW_API_VERSION = 'imagepolicy.k8s.io/v1alpha1';
@@ -22,23 +23,6 @@ export interface ImageReviewResponse {
   readonly apiVersion: typeof IMAGE_REVIEW_API_VERSION;
   readonly kind: typeof IMAGE_REVIEW_KIND;
   readonly status: ImageReviewStatus;
-}
-
-type JsonRecord = Readonly<Record<string, unknown>>;
-
-function isRecord(value: unknown): value is JsonRecord {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function describe(value: unknown): string {
-  if (value === undefined) return 'nothing';
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  if (typeof value === 'string') {
-    const shown = value.length > 60 ? `${value.slice(0, 60)}…` : value;
-    return `the string ${JSON.stringify(shown)}`;
-  }
-  return `a ${typeof value}`;
 }
 
 /**

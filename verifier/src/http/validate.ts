@@ -8,7 +8,8 @@
  * initContainers, then ephemeralContainers — and the number of them is checked before any is read,
  * so a pod of a million containers costs one comparison.
  */
-import { describe, isRecord, type AdmissionRequest, type JsonRecord } from './admission-review.js';
+import type { AdmissionRequest } from './admission-review.js';
+import { describe, isRecord, type JsonRecord } from './json-shape.js';
 
 /** The three lists of a pod spec that name images. */
 export type ContainerList = 'containers' | 'initContainers' | 'ephemeralContainers';
