@@ -179,16 +179,8 @@ export async function runControllerCommand(
             userAgent: 'kpack-trust-signer-controller',
           }),
         };
-        // Bounded: the oldest set is closed a minute later, once a sign in flight has finished.
-        if (clientSets.size >= 64) {
-          const [oldestKey, oldest] = clientSets.entries().next().value ?? [];
-          if (oldestKey !== undefined && oldest !== undefined) {
-            clientSets.delete(oldestKey);
-            setTimeout(() => {
-              closeSet(oldest);
-            }, 60_000).unref();
-          }
-        }
+        // Bounded: past 64 credential sets the oldest is dropped.
+        if (clientSets.size >= 64) retireOldest(clientSets, closeSet);
         clientSets.set(set.key, clients);
       }
       return clients;
@@ -218,17 +210,11 @@ export async function runControllerCommand(
             credentials: used.source,
             userAgent: 'kpack-trust-signer-controller',
           });
-          // Bounded: one client per distinct URL. Image annotations choose the URLs, so past the
-          // cap the oldest client is dropped and closed a minute later, once a sign in flight ends.
-          if (notaries.size >= 256) {
-            const [oldestUrl, oldest] = notaries.entries().next().value ?? [];
-            if (oldestUrl !== undefined && oldest !== undefined) {
-              notaries.delete(oldestUrl);
-              setTimeout(() => {
-                oldest.close();
-              }, 60_000).unref();
-            }
-          }
+          // Bounded: one client per distinct URL, and past 256 URLs the oldest is dropped.
+          if (notaries.size >= 256)
+            retireOldest(notaries, (oldest) => {
+              oldest.close();
+            });
           notaries.set(url, client);
         }
         return client;
@@ -384,6 +370,19 @@ interface ClientSet {
   readonly credentials: RegistryCredentials;
   readonly notaries: Map<string, MetadataFetcher & MetadataPublisher & { close(): void }>;
   readonly registry: RegistryHttpClient;
+}
+
+/**
+ * Drops a map's oldest entry (insertion order) and closes it a minute later, once a sign that
+ * may still hold it has finished.
+ */
+function retireOldest<V>(map: Map<string, V>, close: (value: V) => void): void {
+  const [oldestKey, oldest] = map.entries().next().value ?? [];
+  if (oldestKey === undefined || oldest === undefined) return;
+  map.delete(oldestKey);
+  setTimeout(() => {
+    close(oldest);
+  }, 60_000).unref();
 }
 
 function readCredentials(files: readonly string[]): CredentialSource | undefined {
