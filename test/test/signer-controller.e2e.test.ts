@@ -616,12 +616,44 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     // Freeze the controller, and end its watch (restart the apiserver) before anything changes,
     // so that it can learn of the Build only by watching from its old resourceVersion.
     c.child.kill('SIGSTOP');
+    // The controller's version is at most the collection's version now. A write after it makes
+    // sure the restarted apiserver's watch cache starts past it (else the cache serves it).
+    const frozenAt = (
+      JSON.parse(
+        await kubectl([
+          'get',
+          '--raw',
+          `/apis/kpack.io/v1alpha2/namespaces/${TEAM}/builds?limit=1`,
+        ]),
+      ) as {
+        metadata: { resourceVersion: string };
+      }
+    ).metadata.resourceVersion;
+    assert.match(frozenAt, /^\d+$/);
+    await kubectl(['create', 'configmap', 'relist-marker', '-n', TEAM]);
     await cp.restartApiserver({ apiserverFlags: APISERVER_FLAGS });
     const { build, pushed } = await imageAndBuild('after-compaction', {});
     await succeed(build, `${pushed.gun}@${pushed.digest}`);
     for (let i = 0; i < 3; i++) await imageAndBuild(`churn-${i}`, {});
-    // The apiserver compacts etcd every COMPACTION_S to the revision it saw one interval earlier.
-    await new Promise((resolve) => setTimeout(resolve, COMPACTION_S * 3 * 1000));
+    // Until the watch cache is ready the apiserver serves old versions from etcd, which it
+    // compacts every COMPACTION_S to the revision it saw one interval earlier: wait until a watch
+    // from the frozen version is refused, whichever of the two answers it.
+    await until(
+      'a watch from the frozen resourceVersion to be answered with 410 Gone',
+      async () => {
+        const watched = await cp.kubectl([
+          'get',
+          '--raw',
+          `/apis/kpack.io/v1alpha2/namespaces/${TEAM}/builds?watch=true&resourceVersion=${frozenAt}&timeoutSeconds=1`,
+        ]);
+        return /"code":\s*410|\(Expired\)|too old resource version/.test(
+          watched.stdout + watched.stderr,
+        )
+          ? true
+          : undefined;
+      },
+      60_000,
+    );
     c.child.kill('SIGCONT');
     const annotations = await recorded(build, 'kpack-trust.io/signed-digest');
     assert.equal(annotations['kpack-trust.io/signed-digest'], pushed.digest);
