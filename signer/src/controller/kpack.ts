@@ -7,6 +7,7 @@
  * and its API has no place for the RFC's key references, so the settings are annotations on the
  * Image — the object the operator owns — never on the Build, which kpack writes.
  */
+import { notaryUrlProblem } from '../cli/notary-url.js';
 
 /** Annotation keys the controller reads (Image) and writes (Build). */
 export const ANNOTATIONS = {
@@ -255,20 +256,20 @@ function secretName(
   return { name: full };
 }
 
+/** The shared notary URL rule (cli/notary-url.ts), worded for the annotation; the URL is not echoed. */
 function httpsProblem(text: string): string | undefined {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    return `"${clip(text)}" is not a URL`;
+  switch (notaryUrlProblem(text)) {
+    case undefined:
+      return undefined;
+    case 'not-a-url':
+      return 'the value is not a URL such as https://notary.example.com';
+    case 'not-https':
+      return 'the URL is not https; the notary server must be reached over TLS';
+    case 'credentials':
+      return 'the URL must not carry credentials';
+    case 'query-or-fragment':
+      return 'the URL must not have a query or fragment';
   }
-  if (url.protocol !== 'https:') {
-    return `"${clip(text)}" is not https; the notary server must be reached over TLS`;
-  }
-  if (url.username !== '' || url.password !== '') {
-    return 'the URL must not carry credentials';
-  }
-  return undefined;
 }
 
 function invalid(problem: string): SigningDecision {

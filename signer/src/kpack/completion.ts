@@ -9,6 +9,7 @@
 import { TrustError, isTrustError, type CredentialSource } from '@kpack-trust/common';
 import type { MetadataFetcher, MetadataPublisher, NotaryClientOptions } from '@kpack-trust/common';
 import { ExitCode, exitCodeFor } from '../cli/exit-codes.js';
+import { notaryUrlProblem, type NotaryUrlProblem } from '../cli/notary-url.js';
 import { buildImageOf } from '../publish/build-image.js';
 import { signBuild, type SignSummary } from '../publish/sign-build.js';
 import type { ManifestLookup, RegistryClientOptions } from '../registry/manifest-client.js';
@@ -186,26 +187,25 @@ function describe(err: unknown): string {
 /**
  * kpack passes the Image's URL as written, and Go's notary client would speak plain http to it.
  * We do not: the token exchange carries the build's registry credentials, and trust data read
- * over http can be swapped in transit. `sign --notary-url` refuses the same. The URL is never
- * echoed, as a mistyped one may hold a password.
+ * over http can be swapped in transit. The rule is `sign --notary-url`'s (cli/notary-url.ts), so
+ * the two entry points accept and refuse the same URLs. The URL is never echoed.
  */
 function requireHttps(notaryUrl: string): void {
-  let protocol: string | undefined;
-  try {
-    protocol = new URL(notaryUrl).protocol;
-  } catch {
-    protocol = undefined;
-  }
-  if (protocol === 'https:') return;
+  const problem = notaryUrlProblem(notaryUrl);
+  if (problem === undefined) return;
+  const wording: Record<NotaryUrlProblem, string> = {
+    'not-a-url':
+      "-notary-v1-url is not a URL such as https://notary.example.com (the Image's spec.notary.v1.url)",
+    'not-https':
+      "-notary-v1-url must be an https:// URL, not http:// (set the Image's spec.notary.v1.url to the server's https address; KPACK_TRUST_NOTARY_CA trusts a private CA)",
+    credentials:
+      "-notary-v1-url must not hold credentials (the Image's spec.notary.v1.url); the build's registry Secrets log in to notary",
+    'query-or-fragment':
+      "-notary-v1-url must not have a query or fragment (the Image's spec.notary.v1.url)",
+  };
   throw new TrustError(
     'CONFIG_INVALID',
-    {
-      source: 'argument',
-      path: '-notary-v1-url',
-      problem: protocol === undefined ? 'not a URL' : 'not an https URL',
-    },
-    protocol === 'http:'
-      ? "-notary-v1-url must be an https:// URL, not http:// (set the Image's spec.notary.v1.url to the server's https address; KPACK_TRUST_NOTARY_CA trusts a private CA)"
-      : "-notary-v1-url is not a URL such as https://notary.example.com (the Image's spec.notary.v1.url)",
+    { source: 'argument', path: '-notary-v1-url', problem },
+    wording[problem],
   );
 }
