@@ -16,7 +16,11 @@ import {
   type MetadataFetcher,
   type MetadataRequest,
 } from '@kpack-trust/common';
-import type { FixtureRepository, MemoryFetcher } from '@kpack-trust/common/testing';
+import {
+  fixtureKey,
+  type FixtureRepository,
+  type MemoryFetcher,
+} from '@kpack-trust/common/testing';
 import {
   MAX_BACKGROUND_REFRESHES,
   TrustCache,
@@ -29,6 +33,7 @@ import {
   GUN,
   HOUR,
   NOTARY,
+  NOW,
   REGISTRY,
   TestClock,
   V1,
@@ -74,6 +79,37 @@ function cacheWith(
 
 function source(fetcher: MetadataFetcher, timeoutMs = 5_000): NotarySource {
   return { server: NOTARY, fetcher, timeoutMs };
+}
+
+/** Fails every request for the roles in `down` with `error`; serves the others from `inner`. */
+class RoleOutage implements MetadataFetcher {
+  readonly down = new Set<string>();
+  private readonly inner: MetadataFetcher;
+  private readonly error: TrustError;
+
+  constructor(inner: MetadataFetcher, error: TrustError) {
+    this.inner = inner;
+    this.error = error;
+  }
+
+  fetchMetadata(gun: string, request: MetadataRequest): Promise<Uint8Array> {
+    if (this.down.has(request.role)) return Promise.reject(this.error);
+    return this.inner.fetchMetadata(gun, request);
+  }
+}
+
+/** The error NotaryHttpClient raises for a 503. */
+function serviceUnavailable(): TrustError {
+  return new TrustError(
+    'HTTP_STATUS',
+    { url: `${NOTARY}/v2/${GUN}/_trust/tuf/timestamp.json`, status: 503, serverCode: '' },
+    'notary answered 503',
+  );
+}
+
+/** The 503 of serviceUnavailable(), and nothing else. */
+function is503(error: unknown): boolean {
+  return isTrustError(error, 'HTTP_STATUS') && error.facts.status === 503;
 }
 
 /** Resolves after the promise callbacks and timers queued so far have run. */
@@ -205,6 +241,90 @@ describe('trust cache availability', () => {
       assert.equal(fetcher.requests.length, requests);
       assert.equal(flaky.maxInFlight, calls);
     });
+  });
+
+  describe('root rotation', () => {
+    /** Rotates `repo`'s root to a new key (version 2), signed by the old and the new one. */
+    async function rotate(): Promise<Uint8Array> {
+      const old = repo.bytesOf('root');
+      await repo.rotateRoot([
+        await fixtureKey({ certificateFor: GUN, notBefore: new Date(NOW.getTime() - HOUR) }),
+      ]);
+      return old;
+    }
+
+    for (const role of ['timestamp', 'snapshot']) {
+      it(`after a verified rotation, a ${role} 503 denies: the old collection never answers again`, async () => {
+        const outage = new RoleOutage(fetcher, serviceUnavailable());
+        const { cache, recorded } = cacheWith(clock, {
+          breaker: { failureThreshold: 1, cooldownMs: 10_000 },
+        });
+        const first = await cache.lookup(source(outage), GUN, anchor);
+        assert.equal(first.collection.root.version, 1);
+        clock.advance(TTL);
+        const oldRoot = await rotate();
+        outage.down.add(role);
+        await assert.rejects(cache.lookup(source(outage), GUN, anchor), is503);
+        // Nor while the circuit is open, where stale answers come without a request.
+        assert.equal(cache.breakerState(NOTARY), 'open');
+        await assert.rejects(cache.lookup(source(outage), GUN, anchor), (e) =>
+          isTrustError(e, 'HTTP_UNREACHABLE'),
+        );
+        assert.deepEqual(recorded.stale, []);
+        // The rotation is kept (TUF 5.3.8): the next update resumes from root version 2 …
+        const kept = cache.trustState(NOTARY, GUN, anchor)?.rootBytes ?? new Uint8Array();
+        assert.deepEqual(Buffer.from(kept), repo.bytesOf('root'));
+        assert.equal(cache.trustState(NOTARY, GUN, anchor)?.floors?.['root'], 2);
+        // … so a server that offers the old root again is refused as a rollback,
+        clock.advance(10_000);
+        outage.down.clear();
+        repo.files.set('root.json', Buffer.from(oldRoot));
+        await assert.rejects(
+          cache.lookup(source(outage), GUN, anchor),
+          (e) => isTrustError(e, 'VERSION_ROLLBACK') && e.facts.role === 'root',
+        );
+        // … and once notary serves the rotated repository, it is verified afresh.
+        repo.files.set('root.json', repo.bytesOf('root'));
+        clock.advance(5_000);
+        const fresh = await cache.lookup(source(outage), GUN, anchor);
+        assert.equal(fresh.stale, undefined);
+        assert.equal(fresh.collection.root.version, 2);
+      });
+    }
+
+    it('a refresh-ahead that verifies a rotation, then meets an outage, drops the still-fresh collection', async () => {
+      const outage = new RoleOutage(fetcher, serviceUnavailable());
+      const { cache, recorded } = cacheWith(clock, { refreshAheadMs: 10_000 });
+      const first = await cache.lookup(source(outage), GUN, anchor);
+      const key = collectionKey(NOTARY, GUN, anchor);
+      clock.advance(TTL - 5_000);
+      await rotate();
+      outage.down.add('timestamp');
+      // Within its TTL: a hit, which starts the refresh in the background.
+      assert.equal(cache.freshCollection(key, source(outage), GUN, anchor), first.collection);
+      await cache.settled();
+      assert.equal(cache.freshCollection(key), undefined);
+      await assert.rejects(cache.lookup(source(outage), GUN, anchor), is503);
+      assert.deepEqual(recorded.stale, []);
+    });
+
+    for (const role of ['timestamp', 'snapshot']) {
+      it(`without a rotation, a ${role} 503 still answers stale and keeps the root`, async () => {
+        const outage = new RoleOutage(fetcher, serviceUnavailable());
+        const { cache, recorded } = cacheWith(clock);
+        const first = await cache.lookup(source(outage), GUN, anchor);
+        const rootBytes = cache.trustState(NOTARY, GUN, anchor)?.rootBytes;
+        clock.advance(TTL);
+        outage.down.add(role);
+        const stale = await cache.lookup(source(outage), GUN, anchor);
+        assert.equal(stale.collection, first.collection);
+        assert.equal(stale.stale?.errorCode, 'HTTP_STATUS');
+        assert.deepEqual(recorded.stale, [{ gun: GUN, errorCode: 'HTTP_STATUS' }]);
+        // The root was fetched and resumed, and the trust state is the one verified before.
+        assert.ok(fetcher.requests.slice(4).some((r) => r.endsWith('/root.json')));
+        assert.equal(cache.trustState(NOTARY, GUN, anchor)?.rootBytes, rootBytes);
+      });
+    }
   });
 
   describe('negative caching', () => {
@@ -420,6 +540,26 @@ describe('trust cache availability', () => {
       assert.equal(fresh.images[0]?.stale, undefined);
       assert.equal(fresh.status.auditAnnotations?.['image-0-stale'], undefined);
       assert.equal(engine.trustCache.breakerState(NOTARY), 'closed');
+    });
+
+    it('denies with the outage after a verified root rotation, never from the superseded data', async () => {
+      const outage = new RoleOutage(fetcher, serviceUnavailable());
+      const { engine, clock, observer } = engineWith(pinnedConfig(repo), outage);
+      assert.equal((await engine.review(pod([IMAGE]))).allowed, true);
+      clock.advance(TTL);
+      await repo.rotateRoot([
+        await fixtureKey({ certificateFor: GUN, notBefore: new Date(NOW.getTime() - HOUR) }),
+      ]);
+      outage.down.add('timestamp');
+      const decision = await engine.decide(pod([IMAGE]));
+      assert.equal(decision.status.allowed, false);
+      assert.equal(decision.images[0]?.code, 'HTTP_STATUS');
+      assert.equal(
+        decision.images[0]?.reason,
+        `notary ${NOTARY} is unavailable for ${GUN} (HTTP 503)`,
+      );
+      assert.equal(decision.images[0]?.stale, undefined);
+      assert.equal(observer.images.at(-1)?.stale, undefined);
     });
 
     it('denies an image never verified before at once while the breaker is open', async () => {

@@ -74,6 +74,13 @@ export interface UpdateOptions {
   readonly invalidDelegations?: 'fail' | 'record';
   /** Counts the costly steps of this update (tests and benchmarks of bounded work). */
   readonly work?: WorkMeter;
+  /**
+   * Called once the root is trusted (anchored, resumed or rotated), before the timestamp is
+   * fetched, with the exact bytes and version now trusted: TUF 5.3.8 persists each verified root,
+   * so a caller can keep a rotation — and stop using data the old root vouched for — even when a
+   * later step of this update fails.
+   */
+  readonly onRootTrusted?: (root: { readonly bytes: Uint8Array; readonly version: number }) => void;
 }
 
 /** Fetches and fully verifies one GUN's trust data. */
@@ -93,7 +100,11 @@ export async function updateCollection(
       : { invalidDelegations: options.invalidDelegations }),
     ...(options.work ? { work: options.work } : {}),
   });
-  await establishRoot(fetcher, verifier, options, limits);
+  const rootBytes = await establishRoot(fetcher, verifier, options, limits);
+  const trustedRoot = verifier.trustedRoot;
+  if (options.onRootTrusted && trustedRoot) {
+    options.onRootTrusted({ bytes: rootBytes, version: trustedRoot.version });
+  }
 
   verifier.loadTimestamp(
     await fetcher.fetchMetadata(gun, { role: 'timestamp', maxBytes: limits.timestamp }),
@@ -135,12 +146,13 @@ export async function updateCollection(
   return verifier.result();
 }
 
+/** Trusts the latest root the server offers (see updateCollection); returns the bytes now trusted. */
 async function establishRoot(
   fetcher: MetadataFetcher,
   verifier: CollectionVerifier,
   options: UpdateOptions,
   limits: DownloadLimits,
-): Promise<void> {
+): Promise<Uint8Array> {
   const gun = verifier.gun;
   const work = options.work;
   const latestBytes = await fetcher.fetchMetadata(gun, { role: 'root', maxBytes: limits.root });
@@ -160,7 +172,8 @@ async function establishRoot(
       );
     }
     await walkRoots(fetcher, verifier, trusted.version, latestVersion, latestBytes, limits, work);
-    return;
+    // Same version: the root kept stays trusted, whatever bytes the server sent for it.
+    return latestVersion === trusted.version ? options.state.rootBytes : latestBytes;
   }
 
   try {
@@ -183,6 +196,7 @@ async function establishRoot(
     if (anchored === undefined) throw err;
     await walkRoots(fetcher, verifier, anchored, latestVersion, latestBytes, limits, work);
   }
+  return latestBytes;
 }
 
 /**

@@ -22,6 +22,12 @@
  *   isUnavailable: transport errors, timeouts, 5xx, an open circuit), the last verified collection is
  *   answered for up to `staleIfErrorMs` past its TTL, never at or past its own `expires`, and the
  *   answer says it is stale. 0 turns it off.
+ * - A root rotation ends the old collection's life: as soon as an update has verified a newer root
+ *   (TUF 5.3.4–5.3.6), that root is kept in the trust state (5.3.8: persisted, so the next update
+ *   resumes from it and never from the old one) and the collection verified under the old root is
+ *   dropped, even if a later step of the same update fails. Its keys are superseded — the rotation
+ *   may be what revokes a compromised targets key — so it answers nothing more, stale or fresh: an
+ *   outage after a rotation fails with the outage's own error (HTTP_STATUS, HTTP_UNREACHABLE).
  * - Requests go through a circuit breaker per server (circuit-breaker.ts) and carry an AbortSignal:
  *   at the deadline the update is aborted, not only abandoned, and its in-flight slot is kept until
  *   the work has settled, so reviews meanwhile join it (and fail at once) instead of starting more.
@@ -413,6 +419,9 @@ export class TrustCache {
         anchor,
         now,
         invalidDelegations: 'record',
+        onRootTrusted: (root) => {
+          this.rootTrusted(key, state, root);
+        },
         ...(state === undefined ? {} : { state }),
         ...(this.options.limits === undefined ? {} : { limits: this.options.limits }),
       });
@@ -447,6 +456,29 @@ export class TrustCache {
         durationMs: performance.now() - started,
       });
       throw error;
+    }
+  }
+
+  /**
+   * An update of `key` trusts `root`, before it fetches the timestamp: a root other than the one
+   * it resumed from is kept at once, and a cached collection verified under an older root is
+   * dropped (see the module comment), whatever the rest of the update does.
+   */
+  private rootTrusted(
+    key: string,
+    state: TrustState | undefined,
+    root: { readonly bytes: Uint8Array; readonly version: number },
+  ): void {
+    // Resumed without a rotation: updateCollection hands back the very bytes it was given.
+    if (root.bytes === state?.rootBytes) return;
+    const floors = state?.floors ?? {};
+    this.states.set(key, {
+      rootBytes: root.bytes,
+      floors: { ...floors, root: Math.max(floors['root'] ?? 0, root.version) },
+    });
+    const entry = this.collections.peek(key);
+    if (entry !== undefined && entry.collection.root.version < root.version) {
+      this.collections.delete(key);
     }
   }
 }
