@@ -3,9 +3,8 @@
  * The `kpack-trust-signer` executable: the only module that wires real I/O — files, the notary
  * and registry HTTPS clients, the key store, the clock — into the command and sets the exit code.
  */
-import { readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { NotaryHttpClient } from '@kpack-trust/common';
+import { NotaryHttpClient, packageVersion } from '@kpack-trust/common';
 import { readTextFile } from './files.js';
 import { runCli } from './cli/run.js';
 import type { KeyStore, KeyStoreOptions } from './keys/index.js';
@@ -26,24 +25,6 @@ async function createKeyStore(options: KeyStoreOptions): Promise<KeyStore> {
     });
   }
   return (await import('./keys/index.js')).createKeyStore(options);
-}
-
-/** `--version`: signer/package.json's, found from dist/src/main.js (or src/main.ts under tsx). */
-function packageVersion(): string {
-  for (const relative of ['../../package.json', '../package.json']) {
-    try {
-      const manifest = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (manifest.name === '@kpack-trust/signer' && typeof manifest.version === 'string') {
-        return manifest.version;
-      }
-    } catch {
-      // Not this one (absent, or not ours): try the next.
-    }
-  }
-  return 'unknown';
 }
 
 const argv = process.argv.slice(2);
@@ -67,6 +48,8 @@ if (argv[0] === 'kpack-completion') {
     connectRegistry: (options) => new RegistryHttpClient(options),
     now: () => new Date(),
     // Read only when asked for: every build pays for whatever start-up does.
-    ...(argv[0] === '--version' ? { version: packageVersion() } : {}),
+    ...(argv[0] === '--version'
+      ? { version: packageVersion('@kpack-trust/signer', import.meta.url) }
+      : {}),
   });
 }

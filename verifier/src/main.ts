@@ -7,9 +7,10 @@
  *   check --config FILE [--namespace NS] IMAGE…  the same decision for CI and humans
  *   check-config [--skip-tls] FILE               is this a config serve would start with?
  */
-import { readFileSync, realpathSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { packageVersion } from '@kpack-trust/common';
 import { runCheck } from './cli/check.js';
 import { CHECK_CONFIG_USAGE, runCheckConfig } from './cli/check-config.js';
 import { loadConfig } from './config/load.js';
@@ -83,24 +84,6 @@ export function usagePointer(command: string | undefined): string {
   return `Run "${help}" for the usage.`;
 }
 
-/** `--version`: verifier/package.json's, found from dist/src/main.js (or src/main.ts under tsx). */
-function packageVersion(): string {
-  for (const relative of ['../../package.json', '../package.json']) {
-    try {
-      const manifest = JSON.parse(readFileSync(new URL(relative, import.meta.url), 'utf8')) as {
-        name?: unknown;
-        version?: unknown;
-      };
-      if (manifest.name === '@kpack-trust/verifier' && typeof manifest.version === 'string') {
-        return manifest.version;
-      }
-    } catch {
-      // Not this one (absent, or not ours): try the next.
-    }
-  }
-  return 'unknown';
-}
-
 type Parsed = ReturnType<typeof parseArgs>;
 
 function parse(
@@ -143,7 +126,7 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return 0;
       case '--version':
       case 'version':
-        io.stdout(`${packageVersion()}\n`);
+        io.stdout(`${packageVersion('@kpack-trust/verifier', import.meta.url)}\n`);
         return 0;
       case undefined:
         throw new UsageError('no command given; the commands are "serve" and "check"');
