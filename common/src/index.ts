@@ -16,4 +16,5 @@ export * from './notary/remote.js';
 export * from './notary/credentials.js';
 export * from './notary/docker-config-file.js';
 export * from './notary/http-client.js';
+export * from './notary/tls-trust.js';
 export * from './package-version.js';

@@ -1,7 +1,14 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { connect, createServer, type SecureContext, type Server } from 'node:tls';
-import { secureContextTrusting } from '../src/notary/http-client.js';
+import { createServer as createHttpsServer, get, type Agent } from 'node:https';
+import {
+  connect,
+  createSecureContext,
+  createServer,
+  type SecureContext,
+  type Server,
+} from 'node:tls';
+import { agentTrusting, secureContextTrusting } from '../src/notary/tls-trust.js';
 import { createTestCa, type TestCa } from '../src/testing/tls.js';
 
 let serverCa: TestCa;
@@ -68,5 +75,143 @@ describe('secureContextTrusting', () => {
       await handshake(secureContextTrusting(otherCa.certPem, true)),
       'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
     );
+  });
+});
+
+/** An HTTPS server on loopback answering `hello` with a leaf of `ca` for `names`. */
+async function httpsServer(
+  ca: TestCa,
+  names?: readonly string[],
+): Promise<{ url: string; close: () => void; connections: () => number }> {
+  const leaf = ca.issue({
+    commonName: 'notary',
+    ...(names === undefined ? {} : { subjectAltNames: names }),
+  });
+  let handshakes = 0;
+  const tlsServer = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, (_, response) => {
+    response.end('hello');
+  });
+  tlsServer.on('connection', () => handshakes++);
+  await new Promise<void>((resolve) => tlsServer.listen(0, '127.0.0.1', resolve));
+  const address = tlsServer.address();
+  assert.ok(address !== null && typeof address === 'object');
+  return {
+    url: `https://localhost:${address.port}/`,
+    close: () => tlsServer.close(),
+    connections: () => handshakes,
+  };
+}
+
+/** `200`, or the code of the error a GET through `agent` failed with. */
+function fetchThrough(agent: Agent, url: string): Promise<string> {
+  return new Promise((resolve) => {
+    get(url, { agent, headers: { connection: 'close' } }, (response) => {
+      response.resume();
+      response.on('end', () => {
+        resolve(String(response.statusCode));
+      });
+    }).on('error', (error: NodeJS.ErrnoException) => {
+      resolve(error.code ?? error.message);
+    });
+  });
+}
+
+describe('agentTrusting', () => {
+  // The public roots cannot sign a test server, so `wideStandIn` plays them: a wide context that
+  // trusts `publicCa` and the private bundle, as the real wide store trusts Node's roots and it.
+  const publicCa = createTestCa({ commonName: 'stand-in public root' });
+  let wideBuilt = 0;
+  const wideStandIn = (): SecureContext => {
+    wideBuilt++;
+    return createSecureContext({ ca: [publicCa.certPem, serverCa.certPem] });
+  };
+
+  it('connects trusting the private CA alone, never building the wide store, when it verifies', async () => {
+    const server = await httpsServer(serverCa);
+    wideBuilt = 0;
+    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    try {
+      assert.equal(await fetchThrough(agent, server.url), '200');
+      assert.equal(await fetchThrough(agent, server.url), '200');
+      assert.equal(wideBuilt, 0);
+      assert.equal(server.connections(), 2);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('a chain only the public roots verify: connects again with the wide store, built once', async () => {
+    const server = await httpsServer(publicCa);
+    wideBuilt = 0;
+    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    try {
+      assert.equal(await fetchThrough(agent, server.url), '200');
+      assert.equal(wideBuilt, 1);
+      // The refused narrow handshake, then the wide one.
+      assert.equal(server.connections(), 2);
+      assert.equal(await fetchThrough(agent, server.url), '200');
+      assert.equal(wideBuilt, 1);
+      assert.equal(server.connections(), 3);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('exclusive: a chain outside the bundle is refused without trying the public roots', async () => {
+    const server = await httpsServer(publicCa);
+    wideBuilt = 0;
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      exclusive: true,
+      wideContext: wideStandIn,
+    });
+    try {
+      assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+      assert.equal(wideBuilt, 0);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('a chain neither store verifies is refused with the verification error', async () => {
+    const server = await httpsServer(otherCa);
+    wideBuilt = 0;
+    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    try {
+      assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+      assert.equal(wideBuilt, 1);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('a wrong host name is refused at once: the wide store would not change that', async () => {
+    const server = await httpsServer(serverCa, ['DNS:elsewhere.example']);
+    wideBuilt = 0;
+    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    try {
+      assert.equal(await fetchThrough(agent, server.url), 'ERR_TLS_CERT_ALTNAME_INVALID');
+      assert.equal(wideBuilt, 0);
+      assert.equal(server.connections(), 1);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('a refused connection fails as it would without the agent', async () => {
+    const server = await httpsServer(serverCa);
+    server.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    try {
+      assert.equal(await fetchThrough(agent, server.url), 'ECONNREFUSED');
+    } finally {
+      agent.destroy();
+    }
   });
 });

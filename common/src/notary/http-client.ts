@@ -10,11 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import * as http from 'node:http';
 import * as https from 'node:https';
-import { createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { TrustError, isTrustError } from '../errors.js';
 import type { PublicKeyJson } from '../keys/public-key.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import type { MetadataFetcher, MetadataPublisher, MetadataRequest, PublishFile } from './remote.js';
+import { agentTrusting } from './tls-trust.js';
 
 /** How to reach one notary server. */
 export interface NotaryClientOptions {
@@ -105,29 +105,6 @@ interface CachedToken {
   readonly expiresAt: number;
 }
 
-/**
- * A TLS context trusting Node's bundled public roots plus `ca` (a PEM bundle), or `ca` alone when
- * `exclusive`. Passing `ca: [...rootCertificates, ca]` instead parses every public root twice
- * (once into Node's root store, once more from the PEM strings): 50–100 ms per context on Node 20,
- * against 25–35 ms here, which is what building Node's root store costs any context with a `ca`
- * on Node 20, even an exclusive one. `context.addCACert` is the method Node's own `ca` option
- * calls; when a Node version lacks it, the slow, documented form is used.
- */
-export function secureContextTrusting(
-  ca: string | Buffer | undefined,
-  exclusive = false,
-): SecureContext {
-  if (ca === undefined) return createSecureContext({});
-  if (exclusive) return createSecureContext({ ca });
-  const context = createSecureContext({});
-  const native = (context as { context?: { addCACert?: (pem: string | Buffer) => void } }).context;
-  if (typeof native?.addCACert !== 'function') {
-    return createSecureContext({ ca: [...rootCertificates, ca] });
-  }
-  native.addCACert(ca);
-  return context;
-}
-
 /** Reads and publishes Notary v1 metadata on one notary server. Call `close()` when done. */
 export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
   private readonly base: URL;
@@ -153,10 +130,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     this.now = options.now ?? Date.now;
     // One TLS context for every connection: given only `ca`, Node builds a new context (parsing
     // each CA certificate) per connection, which showed in profiles of 20 cold GUNs at once.
-    this.httpsAgent = new https.Agent({
-      keepAlive: true,
-      secureContext: secureContextTrusting(options.ca, options.exclusiveCa === true),
-    });
+    this.httpsAgent = agentTrusting({ ca: options.ca, exclusive: options.exclusiveCa === true });
     this.httpAgent = new http.Agent({ keepAlive: true });
   }
 

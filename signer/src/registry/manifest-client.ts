@@ -13,7 +13,7 @@ import * as http from 'node:http';
 import * as https from 'node:https';
 import {
   TrustError,
-  secureContextTrusting,
+  agentTrusting,
   type CredentialSource,
   type Credentials,
 } from '@kpack-trust/common';
@@ -64,11 +64,7 @@ export class RegistryHttpClient implements ManifestLookup {
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options;
-    // One context for every connection (an agent given `ca` builds one per connection).
-    this.httpsAgent = new https.Agent({
-      keepAlive: true,
-      ...(options.ca === undefined ? {} : { secureContext: secureContextTrusting(options.ca) }),
-    });
+    this.httpsAgent = agentTrusting({ ca: options.ca });
   }
 
   async manifestSize(image: { registry: string; path: string }, digest: string): Promise<number> {
