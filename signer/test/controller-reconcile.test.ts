@@ -35,11 +35,16 @@ interface Cluster {
   events: ControllerEvent[];
 }
 
-function imageObject(annotations: Record<string, string>, name = 'app'): Record<string, unknown> {
+function imageObject(
+  annotations: Record<string, string>,
+  name = 'app',
+  spec: Record<string, unknown> = { tag: `${REPO}:v1` },
+): Record<string, unknown> {
   return {
     apiVersion: 'kpack.io/v1alpha2',
     kind: 'Image',
     metadata: { namespace: 'team', name, uid: `uid-image-${name}`, annotations },
+    spec,
   };
 }
 
@@ -269,6 +274,75 @@ describe('a Build that claims an Image it does not belong to', () => {
 
     assert.equal(outcome.kind, 'not-opted-in');
     assert.equal(notary.publishes.length, 0);
+  });
+});
+
+describe("a Build's tags are held to its Image's spec.tag, as kpack writes them", () => {
+  const OTHER = 'registry.example:5000/someone-else/app';
+
+  async function refused(
+    build: Record<string, unknown>,
+    image = imageObject(OPTED_IN),
+  ): Promise<{ error: string | undefined; stores: number }> {
+    const c = cluster(image, build);
+    const { notary, stores, sign } = realSigning();
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+    assert.equal(outcome.kind, 'failed', JSON.stringify(outcome));
+    assert.equal(notary.publishes.length, 0);
+    const annotations = annotationsOf(c, 'b');
+    assert.equal(annotations[ANNOTATIONS.signingErrorReason], 'BuildInvalid');
+    assert.equal(annotations[ANNOTATIONS.failedDigest], DIGEST);
+    assert.deepEqual(
+      c.events.map((e) => [e.object.kind, e.reason]),
+      [
+        ['Build', 'SigningFailed'],
+        ['Image', 'SigningFailed'],
+      ],
+    );
+    return { error: annotations[ANNOTATIONS.signingError], stores: stores.size };
+  }
+
+  it("refuses a Build whose tags are all in another Image's repository, before any key is touched", async () => {
+    const { error, stores } = await refused(
+      buildObject('b', { tags: [`${OTHER}:v1`], latestImage: `${OTHER}@${DIGEST}` }),
+    );
+    assert.equal(
+      error,
+      `Not signed: its first tag "${OTHER}:v1" is not its Image's spec.tag "${REPO}:v1", as kpack ` +
+        'writes every Build of that Image; nothing was published',
+    );
+    assert.equal(stores, 0);
+  });
+
+  it("refuses spec.tag followed by a tag in another repository (kpack allows any repository of the Image's registry)", async () => {
+    const { error } = await refused(buildObject('b', { tags: [`${REPO}:v1`, `${OTHER}:v1`] }));
+    assert.equal(
+      error,
+      `Not signed: its tag "${OTHER}:v1" is not in its Image's repository ${REPO} (spec.tag); nothing was published`,
+    );
+  });
+
+  it('refuses tags that leave out spec.tag or put another tag first', async () => {
+    const { error } = await refused(buildObject('b', { tags: [`${REPO}:latest`, `${REPO}:v1`] }));
+    assert.match(error ?? '', /its first tag ".*:latest" is not its Image's spec\.tag/);
+  });
+
+  it('refuses a Build of an Image without spec.tag', async () => {
+    const { error } = await refused(buildObject('b'), imageObject(OPTED_IN, 'app', {}));
+    assert.equal(error, `Not signed: its Image "app" has no spec.tag`);
+  });
+
+  it("signs kpack's own tags: spec.tag, the build-number tag and additionalTags of the same repository", async () => {
+    const tags = [`${REPO}:v1`, `${REPO}:v1-b7.20261206.211500`, `${REPO}:stable`];
+    const c = cluster(imageObject(OPTED_IN), buildObject('b', { tags }));
+    const { notary, sign } = realSigning();
+    const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
+    assert.equal(outcome.kind, 'signed', JSON.stringify(outcome));
+    assert.deepEqual([...notary.targetsOf(REPO).keys()].sort(), [
+      'stable',
+      'v1',
+      'v1-b7.20261206.211500',
+    ]);
   });
 });
 

@@ -344,7 +344,8 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
             { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name: 'app', uid, controller: true },
           ],
         },
-        spec: { tags: [`${pushed.gun}:v2`] },
+        // kpack's first tag of every Build is the Image's spec.tag.
+        spec: { tags: [`${pushed.gun}:v1`, `${pushed.gun}:v2`] },
       }),
     );
     await succeed(build2, `${pushed.gun}@${second.digest}`);
@@ -420,6 +421,24 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
           );
           await succeed(build, `${pushed.gun}@${pushed.digest}`);
           return { build, gun: pushed.gun };
+        },
+      },
+      {
+        name: "tags in another Image's repository",
+        reason: 'BuildInvalid',
+        setup: async () => {
+          // A Build of an opted-in Image, written by whoever may create Builds, aimed at a
+          // repository that is not the Image's spec.tag: its keys must not sign there.
+          const victim = await pushImage(stack, 'victim/app', 'v1', {
+            content: `victim ${Date.now()}\n`,
+          });
+          const { build } = await imageAndBuild(
+            'wrong-repo',
+            {},
+            { tags: () => [`${victim.gun}:v1`] },
+          );
+          await succeed(build, `${victim.gun}@${victim.digest}`);
+          return { build, gun: victim.gun };
         },
       },
       {

@@ -115,6 +115,11 @@ export interface ImageState {
   readonly uid: string;
   readonly apiVersion: string;
   readonly annotations: Readonly<Record<string, string>>;
+  /**
+   * `spec.tag`: the repository the Image pushes to, and every Build's first tag (kpack v0.17.2
+   * `Image.generateTags`). kpack's webhook keeps it immutable once the Image exists.
+   */
+  readonly tag?: string;
 }
 
 /** Reads an Image object. */
@@ -124,12 +129,14 @@ export function readImage(object: unknown): ImageState | undefined {
   const namespace = str(metadata['namespace']);
   const name = str(metadata['name']);
   if (namespace === undefined || name === undefined) return undefined;
+  const tag = str(record(root['spec'])['tag']);
   return {
     namespace,
     name,
     uid: str(metadata['uid']) ?? '',
     apiVersion: str(root['apiVersion']) ?? 'kpack.io/v1alpha2',
     annotations: strings(metadata['annotations']),
+    ...(tag === undefined ? {} : { tag }),
   };
 }
 

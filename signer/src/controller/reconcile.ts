@@ -158,7 +158,7 @@ export async function reconcileBuild(
 
   let buildImage: BuildImage;
   try {
-    buildImage = imageOf(build, latest);
+    buildImage = imageOf(build, latest, image);
   } catch (err) {
     return fail(build, image, 'BuildInvalid', messageOf(err), deps, digest);
   }
@@ -197,25 +197,53 @@ export async function reconcileBuild(
   return { kind: 'signed', summary, latencyMs };
 }
 
-/** The image to sign: the Build's tags, at the digest of latestImage, which must be their repository's. */
-export function imageOf(build: BuildState, latestImage: string): BuildImage {
+/**
+ * The image to sign: the Build's tags, at the digest of latestImage, all in the Image's own
+ * repository. Whoever may create Builds writes their tags, and the uid check only proves that the
+ * Build names this Image; so the tags are held to what kpack itself writes (v0.17.2
+ * `Image.generateTags`): the first is the Image's `spec.tag`, and the others (the build-number tag,
+ * `spec.additionalTags`) are checked to be in that same repository. kpack only requires
+ * additionalTags to share the registry; one in another repository is refused here, as Notary v1
+ * signs one repository per publish. Without this a Build of an opted-in Image could spend the
+ * Image's keys and the controller's registry credentials on a GUN another Image pushes to.
+ */
+export function imageOf(
+  build: BuildState,
+  latestImage: string,
+  image: Pick<ImageState, 'name' | 'tag'>,
+): BuildImage {
   const latest = parseImageReference(latestImage);
   if (latest.digest === undefined) {
     throw new Error(`status.latestImage "${clip(latestImage)}" names no digest`);
   }
   if (build.tags.length > 100) throw new Error('the Build lists more than 100 tags');
-  const image = buildImageOf(
+  if (image.tag === undefined) throw new Error(`its Image "${image.name}" has no spec.tag`);
+  const first = build.tags[0];
+  if (first !== image.tag) {
+    throw new Error(
+      `its first tag ${first === undefined ? '(none)' : `"${clip(first)}"`} is not its Image's ` +
+        `spec.tag "${clip(image.tag)}", as kpack writes every Build of that Image; nothing was published`,
+    );
+  }
+  const own = parseImageReference(image.tag).name;
+  const stray = build.tags.find((tag) => parseImageReference(tag).name !== own);
+  if (stray !== undefined) {
+    throw new Error(
+      `its tag "${clip(stray)}" is not in its Image's repository ${own} (spec.tag); nothing was published`,
+    );
+  }
+  const signed = buildImageOf(
     build.tags,
     latest.digest,
     undefined,
     `Build ${build.namespace}/${build.name}`,
   );
-  if (image.gun !== latest.name) {
+  if (signed.gun !== latest.name) {
     throw new Error(
-      `status.latestImage is in ${latest.name}, but the tags are in ${image.gun}; nothing was published`,
+      `status.latestImage is in ${latest.name}, but the tags are in ${signed.gun}; nothing was published`,
     );
   }
-  return image;
+  return signed;
 }
 
 async function fail(
