@@ -502,6 +502,38 @@ describe('Image settings', () => {
     assert.equal(decision.settings.rootKeySecret, 'other.shared-root');
   });
 
+  it("an Image can never name another namespace's key Secret, whatever it writes", () => {
+    // What an Image in "team" gets by default, and a hostile Image in "evil" aiming at it.
+    const victim = signingDecision(image(OPTED_IN, 'team'), {
+      optInNamespaces: [],
+      allowedNotaryUrls: ['https://notary.example'],
+    });
+    assert.ok(victim.kind === 'sign');
+    for (const aim of [
+      victim.settings.rootKeySecret,
+      victim.settings.targetsKeySecret,
+      'team',
+      'app-root-key',
+      '../team.app-root-key',
+      'team/app-root-key',
+      '.team.app-root-key',
+    ]) {
+      const decision = signingDecision(
+        image({ ...OPTED_IN, [ANNOTATIONS.rootKeySecret]: aim }, 'evil'),
+        { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },
+      );
+      if (decision.kind === 'invalid') {
+        assert.match(decision.problem, /is not a valid Secret name/, aim);
+        continue;
+      }
+      assert.ok(decision.kind === 'sign', aim);
+      // Namespaces hold no dot, so "evil." can only ever be read back as namespace "evil".
+      assert.equal(decision.settings.rootKeySecret, `evil.${aim}`);
+      assert.notEqual(decision.settings.rootKeySecret, victim.settings.rootKeySecret);
+      assert.notEqual(decision.settings.rootKeySecret, victim.settings.targetsKeySecret);
+    }
+  });
+
   it('a delegation is signed with the targets Secret key', async () => {
     const store = new MemoryKeyStore({ generate: true });
     const keys = await withImageSettings(store, 'targets/releases', []).load(REPO, {

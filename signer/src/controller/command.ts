@@ -17,7 +17,8 @@ import { createServer } from 'node:http';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../keys/kubernetes-client.js';
-import { KubernetesSecretStore } from '../keys/kubernetes-secret-store.js';
+import { KubernetesSecretStore, SECRET_METADATA } from '../keys/kubernetes-secret-store.js';
+import { notaryUrlProblem } from '../cli/notary-url.js';
 import { passphrasesFromEnv } from '../keys/passphrases.js';
 import { RegistryHttpClient } from '../registry/manifest-client.js';
 import {
@@ -30,12 +31,19 @@ import {
   KubeHttp,
   annotateBuild,
   buildListWatch,
+  countSecrets,
   createEvent,
   discoverKpack,
   getCoreObject,
   getKpackObject,
   leaseClient,
 } from './kube-api.js';
+import {
+  DEFAULT_MAX_KEY_SECRETS_PER_NAMESPACE,
+  SOURCE_NAMESPACE_LABEL,
+  serializer,
+  withKeySecretQuota,
+} from './key-quota.js';
 import { runLeaderElection } from './leader-election.js';
 import { ControllerMetrics } from './metrics.js';
 import { controllerSigner } from './signing.js';
@@ -64,6 +72,10 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
   --workers N               Builds signed at once (default 2)
   --max-attempts N          attempts for transient failures before recording the error (default 5)
   --queue-size N            most Builds waiting at once (default 10000)
+  --max-key-secrets-per-namespace N
+                            most key Secrets the controller creates in its namespace for the Images
+                            of one namespace (default 200: root and targets of 100 Images); a first
+                            Build past it is not signed (SigningFailed, reason KeyQuotaExceeded)
   --resync S                full re-list at least every S seconds (default 600)
   --listen HOST:PORT        health and metrics (default 0.0.0.0:8080)
 `;
@@ -88,6 +100,7 @@ const OPTIONS = {
   workers: { type: 'string' },
   'max-attempts': { type: 'string' },
   'queue-size': { type: 'string' },
+  'max-key-secrets-per-namespace': { type: 'string' },
   resync: { type: 'string' },
   listen: { type: 'string' },
   help: { type: 'boolean' },
@@ -128,7 +141,26 @@ export async function runControllerCommand(
     return value;
   };
 
+  const count = (name: keyof typeof OPTIONS, fallback: number): number => {
+    const text = values[name];
+    if (typeof text !== 'string') return fallback;
+    if (!/^[1-9][0-9]{0,5}$/.test(text)) {
+      throw new Error(`--${name} "${text}" is not a whole number from 1 to 999999`);
+    }
+    return Number(text);
+  };
+
   try {
+    // Fail at start, not on each Build: the same rule as sign and kpack-completion.
+    for (const [flag, urls] of [
+      ['--default-notary-url', values['default-notary-url'] ?? []],
+      ['--allow-notary-url', values['allow-notary-url'] ?? []],
+    ] as const) {
+      for (const url of typeof urls === 'string' ? [urls] : urls) {
+        const problem = notaryUrlProblem(url);
+        if (problem !== undefined) throw new Error(`${flag}: not a usable notary URL (${problem})`);
+      }
+    }
     const loaded = loadKubeConfig(
       values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig },
     );
@@ -187,15 +219,38 @@ export async function runControllerCommand(
     };
     const own = ownCredentials(credentials);
     const passphrases = passphrasesFromEnv(env);
+    const maxKeySecrets = count(
+      'max-key-secrets-per-namespace',
+      DEFAULT_MAX_KEY_SECRETS_PER_NAMESPACE,
+    );
+    const serializeKeyCreation = serializer();
     const sign = controllerSigner({
-      keyStoreFor: (rootKeySecret, targetsKeySecret) =>
-        new KubernetesSecretStore({
-          kubeConfig: loaded.config,
-          namespace,
-          rootKeySecret,
-          targetsKeySecret,
-          passphrases,
-        }),
+      keyStoreFor: (rootKeySecret, targetsKeySecret, sourceNamespace) =>
+        withKeySecretQuota(
+          new KubernetesSecretStore({
+            kubeConfig: loaded.config,
+            namespace,
+            rootKeySecret,
+            targetsKeySecret,
+            passphrases,
+            labels: { [SOURCE_NAMESPACE_LABEL]: sourceNamespace },
+          }),
+          {
+            sourceNamespace,
+            max: maxKeySecrets,
+            count: (source, limit) =>
+              countSecrets(
+                http,
+                namespace,
+                {
+                  [SECRET_METADATA.managedByLabel]: SECRET_METADATA.managedBy,
+                  [SOURCE_NAMESPACE_LABEL]: source,
+                },
+                limit,
+              ),
+            serialize: serializeKeyCreation,
+          },
+        ),
       credentialsFor: (build) =>
         buildCredentials === undefined
           ? Promise.resolve(own)

@@ -7,7 +7,8 @@
  * 20): its informer never asks for bookmarks, stops for good on any watch error instead of backing
  * off, and its `Watch` drops undecodable lines silently with no bound on a line's size; merge
  * patches on custom resources need per-call middleware to set the content type. The calls here are
- * few (list, watch, get, merge-patch, create Event, get/create/update Lease), each bounded in time
+ * few (list, watch, get, merge-patch, create Event, get/create/update Lease, count Secrets by
+ * label), each bounded in time
  * and in bytes, and answer with the apiserver's own Status reason.
  */
 import type { KubeConfig } from '@kubernetes/client-node';
@@ -55,8 +56,9 @@ export class KubeHttp {
     method: 'GET' | 'POST' | 'PUT' | 'PATCH',
     path: string,
     body?: { value: unknown; contentType?: string },
+    accept?: string,
   ): Promise<{ status: number; json: unknown }> {
-    const response = await this.#open(method, path, body, REQUEST_TIMEOUT_MS);
+    const response = await this.#open(method, path, body, REQUEST_TIMEOUT_MS, undefined, accept);
     const text = await readBounded(response, MAX_RESPONSE_BYTES);
     let json: unknown;
     if (text !== '') {
@@ -144,6 +146,7 @@ export class KubeHttp {
     body: { value: unknown; contentType?: string } | undefined,
     timeoutMs: number,
     signal?: AbortSignal,
+    accept = 'application/json',
   ): Promise<IncomingMessage> {
     const url = new URL(path, this.server);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body.value));
@@ -154,9 +157,9 @@ export class KubeHttp {
       path: url.pathname + url.search,
       headers:
         payload === undefined
-          ? { Accept: 'application/json' }
+          ? { Accept: accept }
           : {
-              Accept: 'application/json',
+              Accept: accept,
               'Content-Type': body?.contentType ?? 'application/json',
               'Content-Length': String(payload.length),
             },
@@ -317,6 +320,35 @@ export async function getCoreObject(
   // The Status of a failed Secret read names the Secret, never its data.
   if (status !== 200) throw apiError('GET', path, status, json);
   return json;
+}
+
+/**
+ * How many Secrets in `namespace` carry all of `labels`, counting at most `limit`: one list, as
+ * metadata only (PartialObjectMetadataList, so no key material crosses the wire; an apiserver
+ * without it answers the full list, which is counted the same), stopped at `limit` items.
+ */
+export async function countSecrets(
+  http: KubeHttp,
+  namespace: string,
+  labels: Readonly<Record<string, string>>,
+  limit: number,
+): Promise<number> {
+  const query = new URLSearchParams({
+    labelSelector: Object.entries(labels)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(','),
+    limit: String(limit),
+  });
+  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets?${query.toString()}`;
+  const { status, json } = await http.call(
+    'GET',
+    path,
+    undefined,
+    'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
+  );
+  if (status !== 200) throw apiError('GET', path, status, json);
+  const items = (json as { items?: unknown }).items;
+  return Math.min(Array.isArray(items) ? items.length : 0, limit);
 }
 
 /** Merge-patches a Build's annotations (null deletes one). */

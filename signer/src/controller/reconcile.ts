@@ -11,6 +11,7 @@
 import { isTrustError, parseImageReference } from '@kpack-trust/common';
 import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
 import { buildImageOf, type BuildImage } from '../publish/build-image.js';
+import { KeyQuotaError } from './key-quota.js';
 import type { SignSummary } from '../publish/sign-build.js';
 import {
   ANNOTATIONS,
@@ -82,6 +83,8 @@ export type FailureReason =
   | 'BuildInvalid'
   | 'InputInvalid'
   | 'KeyUnusable'
+  /** The Image's first Build would pass --max-key-secrets-per-namespace (key-quota.ts). */
+  | 'KeyQuotaExceeded'
   | 'AuthFailed'
   | 'Unavailable'
   | 'Conflict'
@@ -310,6 +313,8 @@ async function recordBoth(
 
 /** The failure reason for an error of the signing flow, by the same classes as the CLI's exit codes. */
 export function reasonFor(err: unknown): FailureReason {
+  // Final: more attempts would find the same count until the operator acts.
+  if (err instanceof KeyQuotaError) return 'KeyQuotaExceeded';
   if (isTrustError(err)) {
     if (
       err.code === 'SIGNING_KEY_UNUSABLE' ||

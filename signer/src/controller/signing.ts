@@ -21,8 +21,15 @@ import type { SignRequest } from './reconcile.js';
 
 /** The edges the controller's signing uses. */
 export interface ControllerSigningDependencies {
-  /** A key store over the two named Secrets in the controller's namespace. */
-  readonly keyStoreFor: (rootKeySecret: string, targetsKeySecret: string) => KeyStore;
+  /**
+   * A key store over the two named Secrets in the controller's namespace, for an Image of
+   * `sourceNamespace` (whose key Secrets the controller caps, see key-quota.ts).
+   */
+  readonly keyStoreFor: (
+    rootKeySecret: string,
+    targetsKeySecret: string,
+    sourceNamespace: string,
+  ) => KeyStore;
   /** A notary client for a URL presenting these credentials (reused across Builds). */
   readonly notaryFor: (
     url: string,
@@ -43,7 +50,11 @@ export function controllerSigner(
 ): (request: SignRequest) => Promise<SignSummary> {
   return async (request) => {
     const { settings } = request;
-    const base = deps.keyStoreFor(settings.rootKeySecret, settings.targetsKeySecret);
+    const base = deps.keyStoreFor(
+      settings.rootKeySecret,
+      settings.targetsKeySecret,
+      request.build.namespace,
+    );
     const keyStore = withImageSettings(base, settings.delegation, settings.rootKeyIds);
     const credentials = await deps.credentialsFor?.(request.build);
     const registry = deps.registryFor?.(credentials) ?? deps.registry;

@@ -72,6 +72,8 @@ export interface KubernetesSecretStoreOptions {
   readonly passphrases?: KeyPassphrases;
   /** The clock for new root certificates and for judging stored ones. */
   readonly now?: () => Date;
+  /** More labels for the Secrets it creates (the controller's source-namespace label, which its quota counts). */
+  readonly labels?: Readonly<Record<string, string>>;
 }
 
 type Role = 'root' | 'targets';
@@ -96,6 +98,7 @@ export class KubernetesSecretStore implements KeyStore {
   readonly #names: Readonly<Record<Role, string>>;
   readonly #passphrases: KeyPassphrases;
   readonly #now: () => Date;
+  readonly #labels: Readonly<Record<string, string>>;
 
   /** Validates the names up front (the apiserver would refuse them later, less clearly). */
   constructor(options: KubernetesSecretStoreOptions) {
@@ -125,6 +128,7 @@ export class KubernetesSecretStore implements KeyStore {
     this.#names = { root: rootKeySecret, targets: targetsKeySecret };
     this.#passphrases = options.passphrases ?? {};
     this.#now = options.now ?? ((): Date => new Date());
+    this.#labels = options.labels ?? {};
     this.#secrets = new NamespacedSecrets(
       options.kubeConfig,
       namespace,
@@ -218,6 +222,7 @@ export class KubernetesSecretStore implements KeyStore {
       name: this.#names[role],
       type: 'Opaque',
       labels: {
+        ...this.#labels,
         [SECRET_METADATA.managedByLabel]: SECRET_METADATA.managedBy,
         [SECRET_METADATA.roleLabel]: role,
       },
