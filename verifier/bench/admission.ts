@@ -6,13 +6,16 @@
  *   npm run build && npm run bench:verifier-admission
  *   node verifier/dist/bench/admission.js [--seconds 5] [--connections 16] [--rounds 5]
  *     [--pod kubectl-run|minimal]    (minimal: a Pod of one container and nothing else)
+ *     [--pods same|distinct]         (distinct: no two Pods alike, so the parse memo never hits)
  *     [--only mutate|image-policy]   (one path, e.g. with BENCH_PROFILE_DIR=dir for a CPU profile)
  *
  * Each path gets what kube-apiserver sends it for one pod created with `kubectl run`: the
  * ImagePolicyWebhook plugin a small ImageReview of the image, the webhook dispatcher the whole
  * defaulted Pod (managedFields, the service-account token volume, tolerations, …) in an
- * AdmissionReview. The verifier answers the ImageReview with its memoised reply bytes and the
- * AdmissionReview with a pinning patch made per request. The server is the real stack (bench/
+ * AdmissionReview, each under a uid of its own as the apiserver makes them. The verifier answers
+ * the ImageReview with its memoised reply bytes, and the AdmissionReview from its parse memo (the
+ * same body but for the uid) and the pinning patch kept beside the memoised status; the engine
+ * decides both each time. The server is the real stack (bench/
  * fixture.ts: HTTPS listener, app, engine with a warm trust cache, metrics, a log line per
  * decision to /dev/null) in a child process; this process drives the load over raw TLS sockets
  * (bench/load.ts). Rounds alternate which path goes first; the result is the median of the
@@ -20,6 +23,7 @@
  * time per request (less sensitive to other load on the machine than req/s).
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +37,7 @@ import {
   startVerifier,
   writeBenchConfig,
 } from './fixture.js';
-import { closedLoop, jsonPost, percentile, rate } from './load.js';
+import { closedLoop, jsonPost, percentile, rate, type LoadTarget } from './load.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,6 +48,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     only: { type: 'string' },
     pod: { type: 'string', default: 'kubectl-run' },
+    pods: { type: 'string', default: 'same' },
   },
 });
 
@@ -180,29 +185,71 @@ if (values.pod !== 'kubectl-run' && values.pod !== 'minimal') {
   throw new Error(`--pod must be kubectl-run or minimal, got ${values.pod ?? ''}`);
 }
 
-/** The AdmissionReview the dispatcher sends for that Pod. */
-const ADMISSION_REVIEW = JSON.stringify({
-  kind: 'AdmissionReview',
-  apiVersion: 'admission.k8s.io/v1',
-  request: {
-    uid: '0c7b3a9e-2f4d-4b8a-9a3e-5d1f2c6b7e80',
-    kind: { group: '', version: 'v1', kind: 'Pod' },
-    resource: { group: '', version: 'v1', resource: 'pods' },
-    requestKind: { group: '', version: 'v1', kind: 'Pod' },
-    requestResource: { group: '', version: 'v1', resource: 'pods' },
-    name: 'app',
-    namespace: 'default',
-    operation: 'CREATE',
-    userInfo: {
-      username: 'kubernetes-admin',
-      groups: ['kubeadm:cluster-admins', 'system:authenticated'],
+const SAME_POD = values.pods === 'same';
+if (!SAME_POD && values.pods !== 'distinct') {
+  throw new Error(`--pods must be same or distinct, got ${values.pods ?? ''}`);
+}
+
+/**
+ * The AdmissionReview the dispatcher sends for that Pod, under `uid` (the apiserver makes a new
+ * one per call); with `name`, the Pod is renamed so that no two bodies are alike but for the uid.
+ */
+function admissionReview(uid: string, name?: string): string {
+  const pod = values.pod === 'minimal' ? MINIMAL_POD : POD;
+  const object = name === undefined ? pod : { ...pod, metadata: { ...pod.metadata, name } };
+  return JSON.stringify({
+    kind: 'AdmissionReview',
+    apiVersion: 'admission.k8s.io/v1',
+    request: {
+      uid,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      requestKind: { group: '', version: 'v1', kind: 'Pod' },
+      requestResource: { group: '', version: 'v1', resource: 'pods' },
+      name: 'app',
+      namespace: 'default',
+      operation: 'CREATE',
+      userInfo: {
+        username: 'kubernetes-admin',
+        groups: ['kubeadm:cluster-admins', 'system:authenticated'],
+      },
+      object,
+      oldObject: null,
+      dryRun: false,
+      options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'kubectl-run' },
     },
-    object: values.pod === 'minimal' ? MINIMAL_POD : POD,
-    oldObject: null,
-    dryRun: false,
-    options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'kubectl-run' },
-  },
-});
+  });
+}
+
+/**
+ * Requests sent in turn on /mutate, each under its own uid. `--pods distinct` sends more distinct
+ * Pods than the verifier's parse memo holds (1,024), in a cycle, so that none is ever remembered.
+ */
+const MUTATE_REQUESTS: readonly Buffer[] = Array.from({ length: SAME_POD ? 512 : 4096 }, (_, i) =>
+  jsonPost('/mutate', admissionReview(randomUUID(), SAME_POD ? undefined : `app-${i}`)),
+);
+const ADMISSION_REVIEW = admissionReview(randomUUID());
+
+/** Each of `requests` in turn. */
+function rotating(requests: readonly Buffer[]): () => Buffer {
+  let next = 0;
+  return () => {
+    const request = requests[next] as Buffer;
+    next = (next + 1) % requests.length;
+    return request;
+  };
+}
+
+/** A load target whose request the load generator reads once per send. */
+function target(port: number, ca: string, request: () => Buffer): LoadTarget {
+  return {
+    port,
+    ca,
+    get request(): Buffer {
+      return request();
+    },
+  };
+}
 
 function emit(record: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(record)}\n`);
@@ -319,6 +366,7 @@ async function main(): Promise<void> {
     loadAverage: loadavg().map((l) => round(l, 2)),
     ...options,
     pod: values.pod,
+    pods: values.pods,
     imageReviewBytes: Buffer.byteLength(IMAGE_REVIEW),
     admissionReviewBytes: Buffer.byteLength(ADMISSION_REVIEW),
   });
@@ -330,15 +378,15 @@ async function main(): Promise<void> {
     const { port } = started;
     await checkAnswers(port, tls.caPem);
     const paths = {
-      'image-policy': jsonPost('/', IMAGE_REVIEW),
-      mutate: jsonPost('/mutate', ADMISSION_REVIEW),
+      'image-policy': rotating([jsonPost('/', IMAGE_REVIEW)]),
+      mutate: rotating(MUTATE_REQUESTS),
     } as const;
     for (const request of Object.values(paths)) {
       // JIT warm-up, not measured.
-      await closedLoop(
-        { port, ca: tls.caPem, request },
-        { connections: options.connections, seconds: 1 },
-      );
+      await closedLoop(target(port, tls.caPem, request), {
+        connections: options.connections,
+        seconds: 1,
+      });
     }
     const ratios: number[] = [];
     const cpuRatios: number[] = [];
@@ -352,10 +400,10 @@ async function main(): Promise<void> {
       const cpuMeasured: Partial<Record<keyof typeof paths, number>> = {};
       for (const path of order) {
         const before = await cpuOf(child);
-        const result = await closedLoop(
-          { port, ca: tls.caPem, request: paths[path] },
-          { connections: options.connections, seconds: options.seconds },
-        );
+        const result = await closedLoop(target(port, tls.caPem, paths[path]), {
+          connections: options.connections,
+          seconds: options.seconds,
+        });
         const after = await cpuOf(child);
         const cpuMicros = after.user - before.user + (after.system - before.system);
         const cpuPerRequest = cpuMicros / Math.max(1, result.requests);

@@ -584,6 +584,126 @@ describe('POST /validate', () => {
   });
 });
 
+describe('a Pod sent again under a new uid (the parse memo)', () => {
+  /** The review as the apiserver encodes it, and the same with the uid's JSON token replaced. */
+  const encoded = (review: Json, uid: string, token: string): string =>
+    JSON.stringify(review).replace(JSON.stringify(uid), token);
+
+  function handlerOf(engine: ImagePolicyEngine) {
+    return createAdmission({
+      decider: engine,
+      metrics: new VerifierMetrics({ defaultMetrics: false }),
+      logger: createJsonLogger({ write: () => undefined }),
+      maxImages: 1000,
+    });
+  }
+
+  it('answers from the memo under the new uid, and the engine still decides each time', async () => {
+    const { engine } = engineWith(pinnedConfig(repo, { rules: ALLOW_RULE }), fetcher);
+    const handler = handlerOf(engine);
+    const pod = podObject({ containers: [SIGNED] });
+    const { uid, review } = admissionReview(pod);
+    const text = JSON.stringify(review);
+    const first = await handler.answer('mutate', JSON.parse(text), 0, Buffer.from(text));
+    const firstBytes = Buffer.isBuffer(first.body) ? first.body.toString() : '';
+    assert.match(firstBytes, new RegExp(`"uid":"${uid}"`));
+
+    const again = handler.memoised('mutate', Buffer.from(encoded(review, uid, '"uid-2"')), 0);
+    assert.notEqual(again, undefined, 'the same body but for the uid is memoised');
+    const body = JSON.parse(((await again) as { body: Buffer }).body.toString()) as Json;
+    const reply = { status: 200, body, response: body['response'] } as Reply;
+    assert.equal(reply.response.uid, 'uid-2');
+    assert.deepEqual(imagesOf(patched(pod, reply)), [PINNED]);
+    assert.equal(handler.memoised('validate', Buffer.from(text), 0), undefined, 'per webhook');
+
+    // A decision is never memoised here: a new configuration applies to the next review at once.
+    engine.reconfigure(
+      pinnedConfig(repo, { top: 'exemptNamespaces: [default]', rules: ALLOW_RULE }),
+    );
+    const exempt = await handler.memoised(
+      'mutate',
+      Buffer.from(encoded(review, uid, '"uid-3"')),
+      0,
+    );
+    assert.deepEqual((exempt?.body as Json)['response'], { uid: 'uid-3', allowed: true });
+    await engine.close();
+  });
+
+  it('echoes exactly the uid JSON.parse reads, whatever else spells "uid"', async () => {
+    const v = await verifier();
+    const { uid, review } = admissionReview(podObject({ containers: [SIGNED] }));
+    const plain = JSON.stringify(review);
+    const at = `"uid":${JSON.stringify(uid)}`;
+    // Each sent with the decoy equal to the uid first (what a memo keyed on the decoy would
+    // remember), then with the decoy changed, after the plain body has been memoised.
+    const variants: Record<string, (real: string, other: string) => string> = {
+      'the apiserver encoding': (real) => plain.replace(at, `"uid":"${real}"`),
+      'a uid written with escapes': (real) =>
+        plain.replace(at, `"uid":"${real.replace('-', '\\u002d')}"`),
+      'duplicate uid keys, the last one read': (real, other) =>
+        plain.replace(at, `"uid":"${other}","uid":"${real}"`),
+      'a decoy "uid": before the request': (real, other) =>
+        `{"x\\"uid":"${other}",${plain.slice(1).replace(at, `"uid":"${real}"`)}`,
+      'a decoy request before the real one': (real, other) =>
+        `{"request":{"uid":"${other}"},${plain.slice(1).replace(at, `"uid":"${real}"`)}`,
+    };
+    assert.equal((await post(v, '/mutate', plain)).response.uid, uid);
+    for (const [name, make] of Object.entries(variants)) {
+      for (const [real, other] of [
+        ['real-1', 'real-1'],
+        ['real-1', 'other-1'],
+        ['real-2', 'other-2'],
+      ] as const) {
+        const text = make(real, other);
+        assert.equal((JSON.parse(text) as { request: { uid: string } }).request.uid, real);
+        const reply = await post(v, '/mutate', text);
+        assert.equal(reply.response.uid, real, `${name}: ${real}/${other}`);
+        assert.equal(reply.response.allowed, true, name);
+        assert.deepEqual(
+          patchOf(reply).map((op) => op.path),
+          ['/spec/containers/0/image'],
+          name,
+        );
+      }
+    }
+  });
+
+  it('does not share an answer between two pods whose bodies differ in one byte', async () => {
+    const v = await verifier();
+    const sameLength = `${GUN}:v9`;
+    assert.equal(sameLength.length, SIGNED.length);
+    const signed = admissionReview(podObject({ containers: [SIGNED] }));
+    const other = admissionReview(podObject({ containers: [sameLength] }));
+    const text = JSON.stringify(signed.review);
+    assert.equal((await post(v, '/mutate', text)).response.allowed, true);
+    assert.equal(
+      (await post(v, '/mutate', text.replace(signed.uid, 'again'))).response.allowed,
+      true,
+    );
+    const reply = await post(
+      v,
+      '/mutate',
+      JSON.stringify(other.review).replace(other.uid, 'again'),
+    );
+    assert.equal(reply.response.uid, 'again');
+    assert.equal(reply.response.allowed, false);
+    assert.match(reply.response.status?.message ?? '', new RegExp(escape(sameLength)));
+  });
+
+  it('warns in detection mode on every review of the same pod', async () => {
+    const v = await verifier('detectionMode: true');
+    const pod = podObject({ containers: [SIGNED, UNSIGNED] });
+    const { uid, review } = admissionReview(pod);
+    for (const next of [uid, 'second', 'third']) {
+      const reply = await post(v, '/mutate', JSON.stringify(review).replace(uid, next));
+      assert.equal(reply.response.uid, next);
+      assert.equal(reply.response.allowed, true);
+      assert.match(reply.response.warnings?.[0] ?? '', /^detection mode: .* would be denied/);
+      assert.deepEqual(imagesOf(patched(pod, reply)), [PINNED, UNSIGNED]);
+    }
+  });
+});
+
 describe('bounds and failures', () => {
   it('denies a pod whose pinning patch would exceed the patch limit, rather than admit it unpinned', async () => {
     const { engine } = engineWith(pinnedConfig(repo), fetcher);
@@ -595,7 +715,7 @@ describe('bounds and failures', () => {
       maxPatchBytes: 100,
     });
     const { uid, review } = admissionReview(podObject({ containers: [SIGNED, SIGNED] }));
-    const answer = await handler('mutate', review, 0);
+    const answer = await handler.answer('mutate', review, 0);
     assert.equal(answer.httpStatus, 200);
     const { response } = answer.body as { response: Reply['response'] };
     assert.equal(response.uid, uid);

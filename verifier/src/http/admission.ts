@@ -22,6 +22,7 @@ import {
   refusal,
   type AdmissionResponse,
 } from './admission-review.js';
+import { AdmissionMemo, type AdmissionMemoLimits } from './admission-memo.js';
 import type { Logger } from './logger.js';
 import type { AdmissionOutcome, VerifierMetrics } from './metrics.js';
 import { DEFAULT_MAX_PATCH_BYTES, encodePatch, pinningPatch } from './mutate.js';
@@ -45,6 +46,8 @@ export interface AdmissionOptions {
   readonly maxImages: number;
   /** Largest patch sent; default DEFAULT_MAX_PATCH_BYTES. */
   readonly maxPatchBytes?: number;
+  /** Bounds of the parse memo; default DEFAULT_ADMISSION_MEMO_LIMITS. */
+  readonly memoLimits?: AdmissionMemoLimits;
 }
 
 /** The HTTP status and the body of an answer: a value to serialize, or JSON bytes already made. */
@@ -53,12 +56,37 @@ export interface AdmissionAnswer {
   readonly body: unknown;
 }
 
-/** Answers one parsed request body (`undefined` for an empty body); throws only on a bug. */
-export type AdmissionHandler = (
-  webhook: Webhook,
-  document: unknown,
-  started: number,
-) => AdmissionAnswer | Promise<AdmissionAnswer>;
+/** Answers the AdmissionReviews of both paths; throws only on a bug. */
+export interface AdmissionHandler {
+  /**
+   * The answer to `body` when its parse is memoised (the same bytes as a review answered before
+   * but for the uid; admission-memo.ts), else undefined: parse the body and call `answer`.
+   */
+  memoised(
+    webhook: Webhook,
+    body: Buffer,
+    started: number,
+  ): AdmissionAnswer | Promise<AdmissionAnswer> | undefined;
+  /**
+   * Answers one parsed request body (`undefined` for an empty body). With `body`, the bytes it was
+   * parsed from, a review that gets as far as a decision has its parse memoised.
+   */
+  answer(
+    webhook: Webhook,
+    document: unknown,
+    started: number,
+    body?: Buffer,
+  ): AdmissionAnswer | Promise<AdmissionAnswer>;
+}
+
+/** What a review body means once parsed: the same for every uid it is sent with. */
+interface ReviewPlan {
+  readonly containers: readonly PodContainer[];
+  /** What the engine is asked (frozen: shared by every review of the same body). */
+  readonly spec: ImageReviewSpec;
+  /** patchFor's key of the container layout, when the pod is small enough for patches to be kept. */
+  readonly layout: string | undefined;
+}
 
 /** How many images a patch pins, and the patch (undefined when none, or when over the limit). */
 interface PinningPatch {
@@ -107,7 +135,9 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     return ok(webhook, 'rejected', started, refusal(uid, 400, message));
   };
 
-  return (webhook, document, started) => {
+  const memo = new AdmissionMemo<ReviewPlan>(options.memoLimits);
+
+  const answer: AdmissionHandler['answer'] = (webhook, document, started, body) => {
     const parsed = parseAdmissionReview(document);
     if (!parsed.ok) return rejected(webhook, parsed.uid, parsed.problem, started);
     const request = parsed.request;
@@ -159,15 +189,22 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     }
     const annotations = forwardedAnnotations(template.metadata);
     if (!annotations.ok) return rejected(webhook, uid, annotations.problem, started);
-    const spec: ImageReviewSpec = {
-      containers: containers.map((c) => ({ image: c.image })),
-      annotations: annotations.annotations,
-      namespace: request.namespace,
-    };
+    const plan = planOf(containers, annotations.annotations, request.namespace);
+    if (body !== undefined) memo.remember(webhook, body, uid, plan);
+    return decided(webhook, uid, plan, started);
+  };
 
+  /** Asks the engine about a planned review and answers with its decision. */
+  function decided(
+    webhook: Webhook,
+    uid: string,
+    plan: ReviewPlan,
+    started: number,
+  ): AdmissionAnswer | Promise<AdmissionAnswer> {
+    const { spec } = plan;
     const failed = (error: unknown): AdmissionAnswer => {
       metrics.admissionAnswered(webhook, 'error', (performance.now() - started) / 1000);
-      logger.error('admission.failed', { webhook, namespace: request.namespace, error });
+      logger.error('admission.failed', { webhook, namespace: spec.namespace, error });
       return {
         httpStatus: 500,
         body: {
@@ -199,9 +236,9 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
       if (warnings !== undefined) response.warnings = warnings;
       if (webhook === 'validate')
         return ok(webhook, 'allowed', started, admissionReviewReply(response));
-      return patched(response, containers, status, images, started);
+      return patched(response, plan, status, images, started);
     }, failed);
-  };
+  }
 
   /**
    * The encoded patch, kept beside a memoised status: the engine returns the same frozen status
@@ -210,14 +247,12 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
    */
   function patchFor(
     status: object,
-    containers: readonly PodContainer[],
+    { containers, layout }: ReviewPlan,
     images: readonly DecidedImage[],
   ): PinningPatch {
-    const cacheable = containers.length <= MAX_CACHED_CONTAINERS && Object.isFrozen(status);
-    let layout = '';
+    const cacheable = layout !== undefined && Object.isFrozen(status);
     let byLayout: Map<string, PinningPatch> | undefined;
     if (cacheable) {
-      for (const c of containers) layout += `${c.list}\n${c.index}\n${c.image}\n`;
       byLayout = patches.get(status);
       const known = byLayout?.get(layout);
       if (known !== undefined) return known;
@@ -237,12 +272,12 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
 
   function patched(
     response: { -readonly [K in keyof AdmissionResponse]: AdmissionResponse[K] },
-    containers: readonly PodContainer[],
+    plan: ReviewPlan,
     status: object,
     images: readonly DecidedImage[],
     started: number,
   ): AdmissionAnswer {
-    const { pins, patch } = patchFor(status, containers, images);
+    const { pins, patch } = patchFor(status, plan, images);
     if (pins === 0) return ok('mutate', 'allowed', started, admissionReviewReply(response));
     if (patch === undefined) {
       // Admitting without the pins would trust the registry after all: refuse instead.
@@ -263,6 +298,37 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     response.patch = patch;
     return ok('mutate', 'patched', started, admissionReviewReply(response));
   }
+
+  return {
+    answer,
+    memoised(webhook, body, started) {
+      const hit = memo.lookup(webhook, body);
+      return hit === undefined ? undefined : decided(webhook, hit.uid, hit.plan, started);
+    },
+  };
+}
+
+/** The plan of a review, frozen so that the reviews sharing it through the memo cannot change it. */
+function planOf(
+  containers: readonly PodContainer[],
+  annotations: Record<string, string>,
+  namespace: string,
+): ReviewPlan {
+  const spec: ImageReviewSpec = Object.freeze({
+    containers: Object.freeze(containers.map((c) => Object.freeze({ image: c.image }))),
+    annotations: Object.freeze(annotations),
+    namespace,
+  });
+  let layout: string | undefined;
+  if (containers.length <= MAX_CACHED_CONTAINERS) {
+    layout = '';
+    for (const c of containers) layout += `${c.list}\n${c.index}\n${c.image}\n`;
+  }
+  return Object.freeze({
+    containers: Object.freeze(containers.map((c) => Object.freeze({ ...c }))),
+    spec,
+    layout,
+  });
 }
 
 /** Detection mode's would-be denials and break-glass admissions, bounded, for kubectl to print. */

@@ -367,18 +367,23 @@ export function createApp(options: AppOptions): VerifierApp {
           refused(body);
           return;
         }
-        let document: unknown;
-        try {
-          document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
-        } catch {
-          refused({
-            status: 400,
-            error: 'BadRequest',
-            message: 'the request body is not valid JSON',
-          });
-          return;
+        const handler = admission as NonNullable<typeof admission>;
+        // A Pod sent again under a new uid: its parse is memoised, and the engine still decides.
+        let answer = handler.memoised(webhook, body, started);
+        if (answer === undefined) {
+          let document: unknown;
+          try {
+            document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
+          } catch {
+            refused({
+              status: 400,
+              error: 'BadRequest',
+              message: 'the request body is not valid JSON',
+            });
+            return;
+          }
+          answer = handler.answer(webhook, document, started, body);
         }
-        const answer = (admission as NonNullable<typeof admission>)(webhook, document, started);
         if (!(answer instanceof Promise)) {
           send(answer.httpStatus, answer.body);
           return;
