@@ -1559,6 +1559,7 @@ describe('kpack-trust Helm chart', () => {
       assert.ok(args.includes(`--namespace=${NAMESPACE}`));
       assert.ok(args.includes('--default-notary-url=https://notary.example'));
       assert.ok(args.includes('--allow-notary-url=https://second.example'));
+      assert.ok(args.includes('--max-key-secrets-per-namespace=200'));
       assert.deepEqual(at(container, 'readinessProbe', 'httpGet'), {
         path: '/readyz',
         port: 'metrics',
@@ -1580,7 +1581,7 @@ describe('kpack-trust Helm chart', () => {
         ],
       );
       assert.deepEqual(at(find(objects, 'Role', `${CONTROLLER}-keys`), 'rules'), [
-        { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'create'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'create'] },
         { apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create'] },
         {
           apiGroups: ['coordination.k8s.io'],
@@ -1684,6 +1685,10 @@ describe('kpack-trust Helm chart', () => {
         /defaultUrl/,
       );
       assert.match(rejection(['--set', 'signer.controller.bogus=1']), /bogus/);
+      assert.match(
+        rejection(['--set', 'signer.controller.maxKeySecretsPerNamespace=0']),
+        /maxKeySecretsPerNamespace/,
+      );
     });
   });
 });

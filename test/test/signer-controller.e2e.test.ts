@@ -149,10 +149,12 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       tags?: (pushed: PushedImage) => string[];
       notaryUrl?: string;
       serviceAccountName?: string;
+      namespace?: string;
     } = {},
   ): Promise<{ build: string; pushed: PushedImage }> => {
     imageCounter++;
-    const pushed = await pushImage(stack, `team/${name}`, 'v1', {
+    const namespace = options.namespace ?? TEAM;
+    const pushed = await pushImage(stack, `${namespace}/${name}`, 'v1', {
       content: `controller e2e ${name} ${imageCounter} ${Date.now()}\n`,
     });
     const image = {
@@ -160,7 +162,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       kind: 'Image',
       metadata: {
         name,
-        namespace: TEAM,
+        namespace,
         annotations: {
           'kpack-trust.io/sign': 'true',
           'kpack-trust.io/notary-url': options.notaryUrl ?? stack.notaryUrl,
@@ -171,7 +173,15 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     };
     await kubectl(['apply', '-f', '-'], JSON.stringify(image));
     const uid = (
-      await kubectl(['get', 'image.kpack.io', name, '-n', TEAM, '-o', 'jsonpath={.metadata.uid}'])
+      await kubectl([
+        'get',
+        'image.kpack.io',
+        name,
+        '-n',
+        namespace,
+        '-o',
+        'jsonpath={.metadata.uid}',
+      ])
     ).trim();
     const build = `${name}-build-${imageCounter}`;
     await kubectl(
@@ -181,7 +191,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         kind: 'Build',
         metadata: {
           name: build,
-          namespace: TEAM,
+          namespace,
           labels: { 'image.kpack.io/image': name },
           ownerReferences: [
             { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name, uid, controller: true },
@@ -199,13 +209,13 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   };
 
   /** kpack's reconciler marking the Build finished: status subresource, as kpack writes it. */
-  const succeed = async (build: string, latestImage: string): Promise<void> => {
+  const succeed = async (build: string, latestImage: string, namespace = TEAM): Promise<void> => {
     await kubectl([
       'patch',
       'build.kpack.io',
       build,
       '-n',
-      TEAM,
+      namespace,
       '--subresource=status',
       '--type=merge',
       '-p',
@@ -220,31 +230,39 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     ]);
   };
 
-  const annotationsOf = async (build: string): Promise<Record<string, string>> => {
+  const annotationsOf = async (
+    build: string,
+    namespace = TEAM,
+  ): Promise<Record<string, string>> => {
     const json = JSON.parse(
-      await kubectl(['get', 'build.kpack.io', build, '-n', TEAM, '-o', 'json']),
+      await kubectl(['get', 'build.kpack.io', build, '-n', namespace, '-o', 'json']),
     ) as {
       metadata: { annotations?: Record<string, string> };
     };
     return json.metadata.annotations ?? {};
   };
 
-  const recorded = (build: string, key: string): Promise<Record<string, string>> =>
+  const recorded = (
+    build: string,
+    key: string,
+    namespace = TEAM,
+  ): Promise<Record<string, string>> =>
     until(`${key} on Build ${build}`, async () => {
-      const a = await annotationsOf(build);
+      const a = await annotationsOf(build, namespace);
       return a[key] === undefined ? undefined : a;
     });
 
   const eventsFor = async (
     kind: string,
     name: string,
+    namespace = TEAM,
   ): Promise<{ reason: string; message: string }[]> => {
     const json = JSON.parse(
       await kubectl([
         'get',
         'events',
         '-n',
-        TEAM,
+        namespace,
         '--field-selector',
         `involvedObject.kind=${kind},involvedObject.name=${name}`,
         '-o',
@@ -624,6 +642,133 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     } finally {
       await authStack.stop();
     }
+  });
+
+  it("caps the key Secrets per source namespace, and an Image cannot name another namespace's keys", async () => {
+    const TENANT = 'tenant-b';
+    await kubectl(['create', 'namespace', TENANT]);
+    const c = startController('quota', ['--max-key-secrets-per-namespace', '2']);
+    await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    const keySecrets = async (): Promise<Map<string, Record<string, string>>> => {
+      const json = JSON.parse(
+        await kubectl([
+          'get',
+          'secrets',
+          '-n',
+          CONTROLLER_NS,
+          '-l',
+          'app.kubernetes.io/managed-by=kpack-trust-signer',
+          '-o',
+          'json',
+        ]),
+      ) as {
+        items: {
+          metadata: {
+            name: string;
+            labels?: Record<string, string>;
+            annotations?: Record<string, string>;
+          };
+        }[];
+      };
+      return new Map(
+        json.items.map((i) => [
+          i.metadata.name,
+          { ...i.metadata.labels, ...i.metadata.annotations },
+        ]),
+      );
+    };
+
+    // A tenant's Image names the key Secrets of team's Image "app" (made by the first test):
+    // it gets keys of its own under its namespace's prefix, never team's.
+    const hostile = await imageAndBuild(
+      'hostile',
+      {
+        'kpack-trust.io/root-key-secret': 'team.app-root-key',
+        'kpack-trust.io/targets-key-secret': 'team.app-targets-key',
+      },
+      { namespace: TENANT },
+    );
+    await succeed(hostile.build, `${hostile.pushed.gun}@${hostile.pushed.digest}`, TENANT);
+    const signed = await recorded(hostile.build, 'kpack-trust.io/signed-digest', TENANT);
+    assert.equal(signed['kpack-trust.io/signed-digest'], hostile.pushed.digest);
+    const secrets = await keySecrets();
+    for (const role of ['root', 'targets']) {
+      const made = secrets.get(`${TENANT}.team.app-${role}-key`);
+      assert.ok(made, `${TENANT}.team.app-${role}-key was created`);
+      assert.equal(made['kpack-trust.io/source-namespace'], TENANT);
+    }
+    const teamRoot = secrets.get('team.app-root-key')?.['kpack-trust.io/key-id'];
+    if (teamRoot !== undefined) {
+      assert.notEqual(signed['kpack-trust.io/signed-root-key-id'], teamRoot);
+    }
+
+    // The tenant now holds 2 key Secrets, the cap: a new Image's first Build creates none.
+    const before = secrets.size;
+    const second = await imageAndBuild('second', {}, { namespace: TENANT });
+    await succeed(second.build, `${second.pushed.gun}@${second.pushed.digest}`, TENANT);
+    const refused = await recorded(second.build, 'kpack-trust.io/signing-error', TENANT);
+    assert.equal(refused['kpack-trust.io/signing-error-reason'], 'KeyQuotaExceeded');
+    assert.match(
+      refused['kpack-trust.io/signing-error'] ?? '',
+      /holds 2 or more key Secrets for namespace "tenant-b".*allows 2 \(--max-key-secrets-per-namespace\)/,
+    );
+    assert.deepEqual(
+      (await eventsFor('Build', second.build, TENANT)).map((e) => e.reason),
+      ['SigningFailed'],
+    );
+    assert.equal((await keySecrets()).size, before);
+    assert.equal(await publishesOf(second.pushed.gun), 0);
+    assert.ok(
+      c.logs.some(
+        (l) =>
+          l['message'] === 'not signed' &&
+          l['reason'] === 'KeyQuotaExceeded' &&
+          l['build'] === `${TENANT}/${second.build}`,
+      ),
+      'the refusal is logged',
+    );
+
+    // Keys that exist are reused whatever the count: the first Image signs its next Build.
+    const next = await pushImage(stack, `${TENANT}/hostile`, 'v2', { content: 'next build\n' });
+    const uid = (
+      await kubectl([
+        'get',
+        'image.kpack.io',
+        'hostile',
+        '-n',
+        TENANT,
+        '-o',
+        'jsonpath={.metadata.uid}',
+      ])
+    ).trim();
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'kpack.io/v1alpha2',
+        kind: 'Build',
+        metadata: {
+          name: 'hostile-build-next',
+          namespace: TENANT,
+          ownerReferences: [
+            {
+              apiVersion: 'kpack.io/v1alpha2',
+              kind: 'Image',
+              name: 'hostile',
+              uid,
+              controller: true,
+            },
+          ],
+        },
+        spec: { tags: [`${hostile.pushed.gun}:v1`] },
+      }),
+    );
+    await succeed('hostile-build-next', `${hostile.pushed.gun}@${next.digest}`, TENANT);
+    const reused = await recorded('hostile-build-next', 'kpack-trust.io/signed-digest', TENANT);
+    assert.equal(
+      reused['kpack-trust.io/signed-root-key-id'],
+      signed['kpack-trust.io/signed-root-key-id'],
+    );
+    await stopController(c, 'SIGTERM');
   });
 
   it('a watch the apiserver ends with 410 Gone is re-listed and no finished Build is missed', async () => {
