@@ -8,7 +8,7 @@ import {
   type SecureContext,
   type Server,
 } from 'node:tls';
-import { agentTrusting, secureContextTrusting } from '../src/notary/tls-trust.js';
+import { agentTrusting, nodeRootStore, secureContextTrusting } from '../src/notary/tls-trust.js';
 import { createTestCa, type TestCa } from '../src/testing/tls.js';
 
 let serverCa: TestCa;
@@ -129,7 +129,11 @@ describe('agentTrusting', () => {
   it('connects trusting the private CA alone, never building the wide store, when it verifies', async () => {
     const server = await httpsServer(serverCa);
     wideBuilt = 0;
-    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      nodeStore: 'openssl',
+      wideContext: wideStandIn,
+    });
     try {
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(await fetchThrough(agent, server.url), '200');
@@ -144,7 +148,11 @@ describe('agentTrusting', () => {
   it('a chain only the public roots verify: connects again with the wide store, built once', async () => {
     const server = await httpsServer(publicCa);
     wideBuilt = 0;
-    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      nodeStore: 'openssl',
+      wideContext: wideStandIn,
+    });
     try {
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(wideBuilt, 1);
@@ -165,6 +173,7 @@ describe('agentTrusting', () => {
     const agent = agentTrusting({
       ca: serverCa.certPem,
       exclusive: true,
+      nodeStore: 'openssl',
       wideContext: wideStandIn,
     });
     try {
@@ -179,7 +188,11 @@ describe('agentTrusting', () => {
   it('a chain neither store verifies is refused with the verification error', async () => {
     const server = await httpsServer(otherCa);
     wideBuilt = 0;
-    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      nodeStore: 'openssl',
+      wideContext: wideStandIn,
+    });
     try {
       assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
       assert.equal(wideBuilt, 1);
@@ -192,7 +205,11 @@ describe('agentTrusting', () => {
   it('a wrong host name is refused at once: the wide store would not change that', async () => {
     const server = await httpsServer(serverCa, ['DNS:elsewhere.example']);
     wideBuilt = 0;
-    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      nodeStore: 'openssl',
+      wideContext: wideStandIn,
+    });
     try {
       assert.equal(await fetchThrough(agent, server.url), 'ERR_TLS_CERT_ALTNAME_INVALID');
       assert.equal(wideBuilt, 0);
@@ -207,11 +224,59 @@ describe('agentTrusting', () => {
     const server = await httpsServer(serverCa);
     server.close();
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const agent = agentTrusting({ ca: serverCa.certPem, wideContext: wideStandIn });
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      nodeStore: 'openssl',
+      wideContext: wideStandIn,
+    });
     try {
       assert.equal(await fetchThrough(agent, server.url), 'ECONNREFUSED');
     } finally {
       agent.destroy();
     }
+  });
+
+  it("Node's own store bundled: one context with the private CA, never a second handshake", async () => {
+    const server = await httpsServer(publicCa);
+    wideBuilt = 0;
+    const agent = agentTrusting({
+      ca: serverCa.certPem,
+      nodeStore: 'bundled',
+      wideContext: wideStandIn,
+    });
+    try {
+      // The stand-in public root is not among Node's bundled roots, so this chain stays refused.
+      assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+      assert.equal(wideBuilt, 0);
+      assert.equal(server.connections(), 1);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('no private CA under --use-openssl-ca: straight to the wide store, built on the first connection', async () => {
+    const server = await httpsServer(publicCa);
+    wideBuilt = 0;
+    const agent = agentTrusting({ nodeStore: 'openssl', wideContext: wideStandIn });
+    try {
+      assert.equal(wideBuilt, 0);
+      assert.equal(await fetchThrough(agent, server.url), '200');
+      assert.equal(wideBuilt, 1);
+      assert.equal(server.connections(), 1);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+});
+
+describe('nodeRootStore', () => {
+  it('is openssl when --use-openssl-ca is on the command line or in NODE_OPTIONS', () => {
+    assert.equal(nodeRootStore(['--use-openssl-ca'], ''), 'openssl');
+    assert.equal(nodeRootStore([], '--max-old-space-size=100 --use-openssl-ca'), 'openssl');
+    assert.equal(nodeRootStore(['--use-bundled-ca'], ''), 'bundled');
+    assert.equal(nodeRootStore([], '--use-openssl-ca-x'), 'bundled');
+    assert.equal(nodeRootStore([], ''), 'bundled');
   });
 });

@@ -12,8 +12,9 @@
  *   SIGNER_MAIN=path/to/main.js …    times another build of the signer's entry point
  *
  * The signer is timed as its image runs it: the bundled entry point (signer/dist/bundle/main.js,
- * made here by scripts/bundle-signer.mjs when missing or older than the compiled one), and, as
- * another series, the compiled modules as tsc left them (signer/dist/src/main.js).
+ * made here by scripts/bundle-signer.mjs when missing or older than the compiled one) under the
+ * Node flags of the Dockerfile's signer ENTRYPOINT, and, as another series, the compiled modules as
+ * tsc left them (signer/dist/src/main.js) under the same flags.
  *
  * Runs are paired: each run times every series back to back (in an order that rotates), and the
  * ratio is the median over the runs of (signer − node) / notary, so drift in the machine's load
@@ -21,7 +22,7 @@
  * the paired ratios, and the load average.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -45,12 +46,26 @@ const runs = Number(process.argv[2] ?? 15);
 if (!Number.isSafeInteger(runs) || runs < 1)
   throw new Error(`runs must be a positive integer, got ${process.argv[2]}`);
 
+/** The Node flags between `node` and the script in the signer image's ENTRYPOINT. */
+function imageNodeFlags(): string[] {
+  const dockerfile = readFileSync(
+    fileURLToPath(new URL('../../../Dockerfile', import.meta.url)),
+    'utf8',
+  );
+  const line = /^ENTRYPOINT (\[.*"\/app\/signer\/dist\/bundle\/main\.js"\])$/m.exec(dockerfile);
+  if (line?.[1] === undefined)
+    throw new Error("no ENTRYPOINT for the signer's bundle in Dockerfile");
+  const argv = JSON.parse(line[1]) as string[];
+  return argv.slice(1, -1);
+}
+const NODE_FLAGS = imageNodeFlags();
+
 // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of every signer process there (node --cpu-prof).
 const PROFILE_DIR = process.env['BENCH_PROFILE_DIR'];
 const PROFILE = PROFILE_DIR === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`];
 
 function signer(args: readonly string[], main = MAIN): Promise<void> {
-  return node([...PROFILE, main, 'sign', ...args]);
+  return node([...NODE_FLAGS, ...PROFILE, main, 'sign', ...args]);
 }
 
 function node(args: readonly string[]): Promise<void> {
@@ -164,7 +179,7 @@ try {
     await cp(keyOnlyDir, cliDir, { recursive: true });
     const steps: [Series, () => Promise<void>][] = [
       ['node', () => node(['-e', '0'])],
-      ['signerHelp', () => node([MAIN, '--help'])],
+      ['signerHelp', () => node([...NODE_FLAGS, MAIN, '--help'])],
       ['signer', () => signer(unchecked(`ours-${i}`))],
       ['signerUnbundled', () => signer(unchecked(`unbundled-${i}`), UNBUNDLED)],
       [
@@ -224,6 +239,7 @@ try {
       goal: 'addedBeyondNodeOverNotary <= 1.0',
       meetsGoal: addedRatio <= 1,
       signer: MAIN,
+      nodeFlags: NODE_FLAGS,
       notary: 'notary addhash + notary publish (two processes), trust dir holding only the key',
       node: process.version,
       cpus: cpus().length,

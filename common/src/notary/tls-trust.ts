@@ -2,11 +2,14 @@
  * Which servers a client trusts over TLS: Node's bundled public roots plus a private CA bundle, as
  * the notary CLI's `--tlscacert` adds to Go's system pool, or the bundle alone.
  *
- * Building Node's root store costs 25–45 ms of CPU on Node 20 (it parses every bundled root), which
- * is most of what a one-shot signer spends on TLS. A server with its own CA does not need it, so the
- * agent here first handshakes trusting the bundle alone, and only when that chain does not verify
- * builds the wide store and connects again: whatever the narrow store accepts, the wide one accepts
- * too, so the answer is the same and only its cost differs.
+ * On Node 20 every context given a `ca` first copies Node's own root store, and building that store
+ * from the 144 bundled roots costs 25-45 ms of CPU: most of what a one-shot signer spends on TLS,
+ * and a private notary server never needs it. Started with `--use-openssl-ca` (the signer image
+ * does), Node's own store is OpenSSL's instead, which costs next to nothing (it reads the OS's
+ * certificates lazily, or has none). The agent here then handshakes trusting the private bundle
+ * first, and adds the bundled roots only when that chain does not verify: whatever the narrow store
+ * accepts the wide one accepts too, so the answer is the same and only its cost differs. Without
+ * the flag Node's store already is the bundled roots, and one context serves every connection.
  */
 import * as https from 'node:https';
 import type { Duplex } from 'node:stream';
@@ -40,41 +43,74 @@ export function secureContextTrusting(
   return context;
 }
 
+/** Where Node's own root store comes from in this process. */
+export type NodeRootStore = 'bundled' | 'openssl';
+
+/** `openssl` when Node was started with `--use-openssl-ca` (on its command line or in NODE_OPTIONS). */
+export function nodeRootStore(
+  execArgv: readonly string[] = process.execArgv,
+  nodeOptions: string = process.env['NODE_OPTIONS'] ?? '',
+): NodeRootStore {
+  const flag = '--use-openssl-ca';
+  return execArgv.includes(flag) || nodeOptions.split(/\s+/).includes(flag) ? 'openssl' : 'bundled';
+}
+
 /** How an {@link agentTrusting} agent's connections are verified. */
 export interface AgentTrust {
   /** PEM bundle of private CAs; absent: the public roots alone. */
   readonly ca?: string | Buffer | undefined;
-  /** Trust only `ca`, never the public roots. */
+  /**
+   * Trust only `ca`, never the bundled public roots. (Node's own store still applies: under
+   * `--use-openssl-ca` that is the OS's.)
+   */
   readonly exclusive?: boolean;
+  /** Default: this process's, from {@link nodeRootStore}. */
+  readonly nodeStore?: NodeRootStore;
   /** The wide context (public roots + `ca`); tests inject a stand-in for the public roots. */
   readonly wideContext?: () => SecureContext;
 }
 
 /** Keep-alive HTTPS agent whose connections trust `trust`; see the module comment for the order. */
 export function agentTrusting(trust: AgentTrust): https.Agent {
-  // Without a bundle every connection shares Node's root store, built on the first handshake.
-  if (trust.ca === undefined) return new https.Agent({ keepAlive: true });
-  // One context for every connection: an agent given only `ca` parses it again per connection.
-  const narrow = createSecureContext({ ca: trust.ca });
-  if (trust.exclusive === true) return new https.Agent({ keepAlive: true, secureContext: narrow });
   const ca = trust.ca;
-  return new NarrowFirstAgent(narrow, trust.wideContext ?? (() => secureContextTrusting(ca)));
+  if (ca !== undefined && trust.exclusive === true) {
+    // One context for every connection: an agent given only `ca` parses it again per connection.
+    return new https.Agent({ keepAlive: true, secureContext: createSecureContext({ ca }) });
+  }
+  const store = trust.nodeStore ?? nodeRootStore();
+  if (store === 'bundled') {
+    // Node's store is the bundled roots: every connection shares it (built on the first handshake).
+    if (ca === undefined) return new https.Agent({ keepAlive: true });
+    return new https.Agent({ keepAlive: true, secureContext: secureContextTrusting(ca) });
+  }
+  const wide =
+    trust.wideContext ??
+    ((): SecureContext =>
+      createSecureContext({
+        ca: ca === undefined ? [...rootCertificates] : [...rootCertificates, ca],
+      }));
+  return new TrustingAgent(ca === undefined ? undefined : () => createSecureContext({ ca }), wide);
 }
 
 type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
 type ConnectionOptions = https.RequestOptions & { secureContext?: SecureContext };
 
 /**
- * Connects trusting the private CA alone; a chain that does not verify against it (and only that:
- * a wrong host name or a refused connection fails as it would anyway) is tried again once, on a new
- * connection, with the wide context, which every later connection then uses.
+ * Connects trusting the narrow context (the private CA) when there is one; a chain that does not
+ * verify against it (and only that: a wrong host name or a refused connection fails as it would
+ * anyway) is tried again once, on a new connection, with the wide context, which every later
+ * connection then uses. Both contexts are built on first use, so a client that never connects
+ * costs nothing.
  */
-class NarrowFirstAgent extends https.Agent {
+class TrustingAgent extends https.Agent {
+  private narrow: SecureContext | undefined;
   private wide: SecureContext | undefined;
+  private readonly makeNarrow: (() => SecureContext) | undefined;
   private readonly makeWide: () => SecureContext;
 
-  constructor(narrow: SecureContext, makeWide: () => SecureContext) {
-    super({ keepAlive: true, secureContext: narrow });
+  constructor(makeNarrow: (() => SecureContext) | undefined, makeWide: () => SecureContext) {
+    super({ keepAlive: true });
+    this.makeNarrow = makeNarrow;
     this.makeWide = makeWide;
   }
 
@@ -83,12 +119,17 @@ class NarrowFirstAgent extends https.Agent {
     options: ConnectionOptions,
     callback?: ConnectionCallback,
   ): Duplex | undefined {
-    const connect = (opts: ConnectionOptions): TLSSocket =>
-      (super.createConnection as (o: ConnectionOptions) => TLSSocket)(opts);
-    if (this.wide !== undefined || callback === undefined) {
-      return connect(this.wide === undefined ? options : { ...options, secureContext: this.wide });
+    const connect = (secureContext: SecureContext): TLSSocket =>
+      (super.createConnection as (o: ConnectionOptions) => TLSSocket)({
+        ...options,
+        secureContext,
+      });
+    if (this.wide !== undefined || this.makeNarrow === undefined || callback === undefined) {
+      this.wide ??= this.makeWide();
+      return connect(this.wide);
     }
-    const first = connect(options);
+    this.narrow ??= this.makeNarrow();
+    const first = connect(this.narrow);
     const onSecure = (): void => {
       first.off('error', onError);
       callback(null, first);
@@ -107,7 +148,7 @@ class NarrowFirstAgent extends https.Agent {
         return;
       }
       this.wide ??= this.makeWide();
-      callback(null, connect({ ...options, secureContext: this.wide }));
+      callback(null, connect(this.wide));
     };
     first.once('secureConnect', onSecure);
     first.once('error', onError);
