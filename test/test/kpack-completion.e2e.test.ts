@@ -608,6 +608,32 @@ describe("kpack-completion in kpack v0.17.2's completion container, on the real 
       await assertRefused(stack, setup, { ...pod, argv }, /ECONNREFUSED.*\[HTTP_UNREACHABLE\]/, 4);
     });
 
+    it('a -notary-v1-url that sign --notary-url refuses too: plain http, credentials, a query', async () => {
+      const tags = [`${setup.gun}:x`];
+      const pod = await completionPod(stack, setup, { tags, digest: image.digest });
+      const { host } = new URL(stack.notaryUrl);
+      // The stack's own server each time, so the URL rule is the only thing that can refuse.
+      const cases: [string, RegExp][] = [
+        [`http://${host}`, /must be an https:\/\/ URL, not http:\/\//],
+        [
+          `https://${CREDENTIALS.username}:${CREDENTIALS.password}@${host}`,
+          /must not hold credentials/,
+        ],
+        [`https://${host}/?x=1`, /must not have a query or fragment/],
+      ];
+      for (const [url, pattern] of cases) {
+        const argv = pod.argv.map((a) =>
+          a.startsWith('-notary-v1-url=') ? `-notary-v1-url=${url}` : a,
+        );
+        await assertRefused(
+          stack,
+          setup,
+          { ...pod, argv },
+          new RegExp(`-notary-v1-url ${pattern.source}.*\\[CONFIG_INVALID\\]`),
+        );
+      }
+    });
+
     it('a basic-auth Secret without its password file', async () => {
       const tags = [`${setup.gun}:x`];
       const pod = await completionPod(
