@@ -118,12 +118,33 @@ describe('requestUidSpan agrees with JSON.parse', () => {
   });
 });
 
+/** Offers a body twice, as two reviews of one pod: the memo keeps only a body seen before. */
+function rememberTwice<Plan>(
+  memo: AdmissionMemo<Plan>,
+  text: string | Buffer,
+  uid: string,
+  plan: Plan,
+): boolean {
+  const bytes = Buffer.from(text);
+  memo.remember('mutate', bytes, uid, plan);
+  return memo.remember('mutate', bytes, uid, plan);
+}
+
 describe('AdmissionMemo', () => {
   const plan = { meaning: 'the pod of body()' };
 
+  it('keeps a body only when it is seen a second time', () => {
+    const memo = new AdmissionMemo<typeof plan>();
+    assert.equal(memo.remember('mutate', Buffer.from(body()), UID, plan), false);
+    assert.equal(memo.lookup('mutate', Buffer.from(body())), undefined);
+    assert.equal(memo.size, 0);
+    assert.equal(memo.remember('mutate', Buffer.from(body()), UID, plan), true);
+    assert.equal(memo.lookup('mutate', Buffer.from(body()))?.plan, plan);
+  });
+
   it('answers the same body under another uid with that uid and the remembered plan', () => {
     const memo = new AdmissionMemo<typeof plan>();
-    assert.equal(memo.remember('mutate', Buffer.from(body()), UID, plan), true);
+    assert.equal(rememberTwice(memo, body(), UID, plan), true);
     const hit = memo.lookup('mutate', Buffer.from(body(JSON.stringify(OTHER_UID))));
     assert.equal(hit?.uid, OTHER_UID);
     assert.equal(hit.plan, plan);
@@ -132,7 +153,7 @@ describe('AdmissionMemo', () => {
   it('misses when any single byte outside the uid differs', () => {
     const memo = new AdmissionMemo<typeof plan>();
     const original = Buffer.from(body());
-    memo.remember('mutate', original, UID, plan);
+    rememberTwice(memo, original, UID, plan);
     const uidAt = original.indexOf(UID);
     let checked = 0;
     for (let i = 0; i < original.length; i++) {
@@ -152,7 +173,7 @@ describe('AdmissionMemo', () => {
 
   it('misses bodies one byte longer or shorter around the uid', () => {
     const memo = new AdmissionMemo<typeof plan>();
-    memo.remember('mutate', Buffer.from(body()), UID, plan);
+    rememberTwice(memo, body(), UID, plan);
     assert.equal(memo.lookup('mutate', Buffer.from(` ${body()}`)), undefined);
     assert.equal(memo.lookup('mutate', Buffer.from(`${body()} `)), undefined);
     assert.equal(memo.lookup('mutate', Buffer.from(body().slice(0, -1))), undefined);
@@ -160,7 +181,7 @@ describe('AdmissionMemo', () => {
 
   it('keeps the webhooks apart', () => {
     const memo = new AdmissionMemo<typeof plan>();
-    memo.remember('mutate', Buffer.from(body()), UID, plan);
+    rememberTwice(memo, body(), UID, plan);
     assert.equal(memo.lookup('validate', Buffer.from(body())), undefined);
   });
 
@@ -181,14 +202,14 @@ describe('AdmissionMemo', () => {
       'a uid the caller did not parse': [body(), OTHER_UID],
     };
     for (const [name, [text, uid]] of Object.entries(refused)) {
-      assert.equal(memo.remember('mutate', Buffer.from(text), uid, plan), false, name);
+      assert.equal(rememberTwice(memo, text, uid, plan), false, name);
     }
     assert.equal(memo.size, 0);
   });
 
   it('misses a body whose uid has escapes, odd bytes, or a length parseAdmissionReview refuses', () => {
     const memo = new AdmissionMemo<typeof plan>();
-    memo.remember('mutate', Buffer.from(body()), UID, plan);
+    rememberTwice(memo, body(), UID, plan);
     for (const token of ['"705ab4f5\\u002d6393"', '"a b"', '""', JSON.stringify('u'.repeat(129))]) {
       assert.equal(memo.lookup('mutate', Buffer.from(body(token))), undefined, token);
     }
@@ -202,7 +223,7 @@ describe('AdmissionMemo', () => {
     const memo = new AdmissionMemo<number>({ maxEntries: 4, maxBytes: 4000, maxBodyBytes: 600 });
     for (let i = 0; i < 10; i++) {
       const text = body(JSON.stringify(UID), `registry.test/demo/app:v${i}`);
-      assert.equal(memo.remember('mutate', Buffer.from(text), UID, i), true);
+      assert.equal(rememberTwice(memo, text, UID, i), true);
       assert.ok(memo.size <= 4);
     }
     assert.equal(
@@ -217,7 +238,7 @@ describe('AdmissionMemo', () => {
     );
     const large = body(JSON.stringify(UID), `registry.test/demo/${'a'.repeat(300)}:v1`);
     assert.ok(Buffer.byteLength(large) > 600);
-    assert.equal(memo.remember('mutate', Buffer.from(large), UID, 0), false);
+    assert.equal(rememberTwice(memo, large, UID, 0), false);
 
     const byBytes = new AdmissionMemo<number>({
       maxEntries: 100,
@@ -225,7 +246,7 @@ describe('AdmissionMemo', () => {
       maxBodyBytes: 600,
     });
     for (let i = 0; i < 10; i++) {
-      byBytes.remember('mutate', Buffer.from(body(JSON.stringify(UID), `r.test/a:v${i}`)), UID, i);
+      rememberTwice(byBytes, body(JSON.stringify(UID), `r.test/a:v${i}`), UID, i);
     }
     assert.ok(byBytes.size <= 3, `${byBytes.size} entries of ~420 bytes in 1,200`);
     assert.throws(

@@ -607,6 +607,8 @@ describe('a Pod sent again under a new uid (the parse memo)', () => {
     const first = await handler.answer('mutate', JSON.parse(text), 0, Buffer.from(text));
     const firstBytes = Buffer.isBuffer(first.body) ? first.body.toString() : '';
     assert.match(firstBytes, new RegExp(`"uid":"${uid}"`));
+    assert.equal(handler.memoised('mutate', Buffer.from(text), 0), undefined, 'seen once');
+    await handler.answer('mutate', JSON.parse(text), 0, Buffer.from(text));
 
     const again = handler.memoised('mutate', Buffer.from(encoded(review, uid, '"uid-2"')), 0);
     assert.notEqual(again, undefined, 'the same body but for the uid is memoised');
@@ -648,6 +650,7 @@ describe('a Pod sent again under a new uid (the parse memo)', () => {
         `{"request":{"uid":"${other}"},${plain.slice(1).replace(at, `"uid":"${real}"`)}`,
     };
     assert.equal((await post(v, '/mutate', plain)).response.uid, uid);
+    assert.equal((await post(v, '/mutate', plain)).response.uid, uid);
     for (const [name, make] of Object.entries(variants)) {
       for (const [real, other] of [
         ['real-1', 'real-1'],
@@ -675,6 +678,7 @@ describe('a Pod sent again under a new uid (the parse memo)', () => {
     const signed = admissionReview(podObject({ containers: [SIGNED] }));
     const other = admissionReview(podObject({ containers: [sameLength] }));
     const text = JSON.stringify(signed.review);
+    assert.equal((await post(v, '/mutate', text)).response.allowed, true);
     assert.equal((await post(v, '/mutate', text)).response.allowed, true);
     assert.equal(
       (await post(v, '/mutate', text.replace(signed.uid, 'again'))).response.allowed,

@@ -61,12 +61,16 @@ for (const range of ['09', 'AZ', 'az']) {
 }
 for (const c of '-._:') UID_BYTE[c.charCodeAt(0)] = 1;
 
-/** One remembered body: its bytes without the uid, where the uid was, and what it meant. */
-interface Entry<Plan> {
+/** A body seen: its bytes without the uid, and where the uid was. */
+interface Sighting {
   /** The body with the uid's bytes cut out. */
   readonly rest: Buffer;
   /** Where the uid was: rest[0, split) came before it, rest[split, …) after. */
   readonly split: number;
+}
+
+/** One remembered body and what it meant. */
+interface Entry<Plan> extends Sighting {
   readonly plan: Plan;
 }
 
@@ -79,7 +83,16 @@ export interface MemoHit<Plan> {
 /** The parse memo of one handler; `scope` keeps the webhooks' plans apart. */
 export class AdmissionMemo<Plan> {
   private readonly entries: LRUCache<string, Entry<Plan>>;
+  /** Bodies seen once (a quarter of the bounds): only a body seen again is scanned and kept. */
+  private readonly seen: LRUCache<string, Sighting>;
   private readonly maxBodyBytes: number;
+  private last:
+    | {
+        readonly body: Buffer;
+        readonly scope: string;
+        readonly found: { span: ByteSpan; key: string } | undefined;
+      }
+    | undefined;
 
   constructor(limits: AdmissionMemoLimits = DEFAULT_ADMISSION_MEMO_LIMITS) {
     for (const [name, value] of Object.entries(limits)) {
@@ -94,6 +107,11 @@ export class AdmissionMemo<Plan> {
       // The key is a few dozen characters; the body bytes are what count.
       sizeCalculation: (entry) => entry.rest.length + 64,
     });
+    this.seen = new LRUCache<string, Sighting>({
+      max: Math.ceil(limits.maxEntries / 4),
+      maxSize: Math.ceil(limits.maxBytes / 4),
+      sizeCalculation: (sighting) => sighting.rest.length + 64,
+    });
   }
 
   /** Entries held (for tests and diagnostics). */
@@ -103,39 +121,58 @@ export class AdmissionMemo<Plan> {
 
   /** The plan remembered for `body` with any uid in place of the remembered one, or undefined. */
   lookup(scope: string, body: Buffer): MemoHit<Plan> | undefined {
-    const span = candidateUid(body, this.maxBodyBytes);
-    if (span === undefined) return undefined;
-    const entry = this.entries.get(fingerprint(scope, body, span));
+    const found = this.locate(scope, body);
+    if (found === undefined) return undefined;
+    const { span, key } = found;
+    const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
-    const { rest, split } = entry;
     // The fingerprint only finds the entry: the bytes on either side of the uid must be equal.
-    if (
-      span.start !== split ||
-      body.length - span.end !== rest.length - split ||
-      body.compare(rest, 0, split, 0, split) !== 0 ||
-      body.compare(rest, split, rest.length, span.end, body.length) !== 0
-    ) {
-      return undefined;
-    }
+    if (!sameAround(body, span, entry)) return undefined;
     return { uid: body.toString('latin1', span.start, span.end), plan: entry.plan };
   }
 
   /**
    * Remembers what `body` — which `JSON.parse` accepted and whose `request.uid` is `uid` — means,
-   * when the uid can be cut out provably (see the module comment); returns whether it did.
+   * when the uid can be cut out provably (see the module comment) and the same body but for the
+   * uid was seen before; returns whether it did. The first sighting only keeps a copy of the
+   * bytes, so a stream of bodies that never repeat (pods that all differ) costs a fingerprint
+   * and a copy each, not the scan.
    */
   remember(scope: string, body: Buffer, uid: string, plan: Plan): boolean {
-    const span = candidateUid(body, this.maxBodyBytes);
-    if (span === undefined || body.toString('latin1', span.start, span.end) !== uid) return false;
+    const found = this.locate(scope, body);
+    if (found === undefined) return false;
+    const { span, key } = found;
+    if (body.toString('latin1', span.start, span.end) !== uid) return false;
+    const before = this.seen.get(key);
+    if (before === undefined || !sameAround(body, span, before)) {
+      const rest = Buffer.allocUnsafe(body.length - (span.end - span.start));
+      body.copy(rest, 0, 0, span.start);
+      body.copy(rest, span.start, span.end);
+      this.seen.set(key, { rest, split: span.start });
+      return false;
+    }
+    this.seen.delete(key);
     const parsed = requestUidSpan(body);
     if (parsed === undefined || parsed.start !== span.start || parsed.end !== span.end) {
       return false;
     }
-    const rest = Buffer.allocUnsafe(body.length - (span.end - span.start));
-    body.copy(rest, 0, 0, span.start);
-    body.copy(rest, span.start, span.end);
-    this.entries.set(fingerprint(scope, body, span), { rest, split: span.start, plan });
+    this.entries.set(key, { rest: before.rest, split: before.split, plan });
     return true;
+  }
+
+  /**
+   * The candidate uid span and fingerprint of a body, found once for the lookup and the remember
+   * that follows it on a miss (the same Buffer, which nothing writes to).
+   */
+  private locate(scope: string, body: Buffer): { span: ByteSpan; key: string } | undefined {
+    // A body too large to memoise is not held on to either.
+    if (body.length > this.maxBodyBytes) return undefined;
+    const last = this.last;
+    if (last !== undefined && last.body === body && last.scope === scope) return last.found;
+    const span = candidateUid(body, this.maxBodyBytes);
+    const found = span === undefined ? undefined : { span, key: fingerprint(scope, body, span) };
+    this.last = { body, scope, found };
+    return found;
   }
 }
 
@@ -156,6 +193,16 @@ function candidateUid(body: Buffer, maxBodyBytes: number): ByteSpan | undefined 
     if (UID_BYTE[b] !== 1) return undefined;
   }
   return undefined;
+}
+
+/** True when `body` is `seen`'s bytes around the uid at `span`, byte for byte. */
+function sameAround(body: Buffer, span: ByteSpan, { rest, split }: Sighting): boolean {
+  return (
+    span.start === split &&
+    body.length - span.end === rest.length - split &&
+    body.compare(rest, 0, split, 0, split) === 0 &&
+    body.compare(rest, split, rest.length, span.end, body.length) === 0
+  );
 }
 
 /** A key that finds the entry of a body: the scope, the lengths, and a sample of the other bytes. */
@@ -182,16 +229,17 @@ function endsScalar(b: number): boolean {
 /** True when the key token body[start, end) (without quotes) means `name` (ASCII). */
 function keyIs(body: Buffer, start: number, end: number, name: string): boolean {
   let escaped = false;
+  let same = end - start === name.length;
   for (let i = start; i < end; i++) {
     const b = body[i] as number;
     // A non-ASCII byte decodes to a non-ASCII character: never an ASCII name.
     if (b >= 0x80) return false;
     if (b === BACKSLASH) escaped = true;
+    else if (same && b !== name.charCodeAt(i - start)) same = false;
   }
-  const raw = body.toString('latin1', start, end);
-  if (!escaped) return raw === name;
+  if (!escaped) return same;
   try {
-    return JSON.parse(`"${raw}"`) === name;
+    return JSON.parse(`"${body.toString('latin1', start, end)}"`) === name;
   } catch {
     return false;
   }
@@ -229,9 +277,16 @@ export function requestUidSpan(body: Buffer): ByteSpan | undefined {
     const b = body[i] as number;
     const depth = isObject.length;
     if (b === QUOTE) {
-      let j = i + 1;
-      while (j < n && body[j] !== QUOTE) j += body[j] === BACKSLASH ? 2 : 1;
-      if (j >= n) return undefined;
+      // The closing quote: the next one not escaped by an odd run of backslashes (memchr, not a
+      // loop over every byte: most of a Pod is strings).
+      let j = body.indexOf(QUOTE, i + 1);
+      for (;;) {
+        if (j < 0) return undefined;
+        let k = j - 1;
+        while (body[k] === BACKSLASH) k--;
+        if ((j - 1 - k) % 2 === 0) break;
+        j = body.indexOf(QUOTE, j + 1);
+      }
       if (depth > 0 && isObject[depth - 1] === true && expectKey[depth - 1] === true) {
         expectKey[depth - 1] = false;
         if (depth === 1) pending = keyIs(body, i + 1, j, 'request') ? 'request' : 'other';
