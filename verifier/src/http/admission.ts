@@ -325,7 +325,8 @@ function planOf(
     for (const c of containers) layout += `${c.list}\n${c.index}\n${c.image}\n`;
   }
   return Object.freeze({
-    containers: Object.freeze(containers.map((c) => Object.freeze({ ...c }))),
+    // containersToReview made these objects for this review: frozen in place, not copied.
+    containers: Object.freeze(containers.map((c) => Object.freeze(c))),
     spec,
     layout,
   });
