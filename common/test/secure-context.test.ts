@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createServer as createHttpServer } from 'node:http';
 import { after, before, describe, it } from 'node:test';
 import { createServer as createHttpsServer, get, type Agent } from 'node:https';
 import {
@@ -230,7 +231,9 @@ describe('agentTrusting', () => {
       wideContext: wideStandIn,
     });
     try {
+      wideBuilt = 0;
       assert.equal(await fetchThrough(agent, server.url), 'ECONNREFUSED');
+      assert.equal(wideBuilt, 0);
     } finally {
       agent.destroy();
     }
@@ -255,18 +258,40 @@ describe('agentTrusting', () => {
     }
   });
 
-  it('no private CA under --use-openssl-ca: straight to the wide store, built on the first connection', async () => {
+  it("no private CA under --use-openssl-ca: Node's own store first, then the wide store", async () => {
     const server = await httpsServer(publicCa);
     wideBuilt = 0;
     const agent = agentTrusting({ nodeStore: 'openssl', wideContext: wideStandIn });
     try {
       assert.equal(wideBuilt, 0);
+      // This process's own store (no flag here: Node's bundled roots) refuses the stand-in root.
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(wideBuilt, 1);
-      assert.equal(server.connections(), 1);
+      assert.equal(server.connections(), 2);
     } finally {
       agent.destroy();
       server.close();
+    }
+  });
+
+  it('a server that does not speak TLS fails without building the wide store', async () => {
+    const plain = createHttpServer((_, response) => {
+      response.end('plain');
+    });
+    await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
+    const address = plain.address();
+    assert.ok(address !== null && typeof address === 'object');
+    wideBuilt = 0;
+    const agent = agentTrusting({ nodeStore: 'openssl', wideContext: wideStandIn });
+    try {
+      assert.equal(
+        await fetchThrough(agent, `https://localhost:${address.port}/`),
+        'ERR_SSL_WRONG_VERSION_NUMBER',
+      );
+      assert.equal(wideBuilt, 0);
+    } finally {
+      agent.destroy();
+      plain.close();
     }
   });
 });

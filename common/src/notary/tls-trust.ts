@@ -89,14 +89,20 @@ export function agentTrusting(trust: AgentTrust): https.Agent {
       createSecureContext({
         ca: ca === undefined ? [...rootCertificates] : [...rootCertificates, ca],
       }));
-  return new TrustingAgent(ca === undefined ? undefined : () => createSecureContext({ ca }), wide);
+  // Node's own store (OpenSSL's: the OS's, read lazily) goes first even without a private CA: a
+  // public chain the OS vouches for, or a server that turns out not to speak TLS at all, then
+  // never costs the bundled roots.
+  return new TrustingAgent(
+    ca === undefined ? () => createSecureContext({}) : () => createSecureContext({ ca }),
+    wide,
+  );
 }
 
 type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
 type ConnectionOptions = https.RequestOptions & { secureContext?: SecureContext };
 
 /**
- * Connects trusting the narrow context (the private CA) when there is one; a chain that does not
+ * Connects trusting the narrow context (the private CA, or Node's own store); a chain that does not
  * verify against it (and only that: a wrong host name or a refused connection fails as it would
  * anyway) is tried again once, on a new connection, with the wide context, which every later
  * connection then uses. Both contexts are built on first use, so a client that never connects
@@ -105,10 +111,10 @@ type ConnectionOptions = https.RequestOptions & { secureContext?: SecureContext 
 class TrustingAgent extends https.Agent {
   private narrow: SecureContext | undefined;
   private wide: SecureContext | undefined;
-  private readonly makeNarrow: (() => SecureContext) | undefined;
+  private readonly makeNarrow: () => SecureContext;
   private readonly makeWide: () => SecureContext;
 
-  constructor(makeNarrow: (() => SecureContext) | undefined, makeWide: () => SecureContext) {
+  constructor(makeNarrow: () => SecureContext, makeWide: () => SecureContext) {
     super({ keepAlive: true });
     this.makeNarrow = makeNarrow;
     this.makeWide = makeWide;
@@ -124,7 +130,7 @@ class TrustingAgent extends https.Agent {
         ...options,
         secureContext,
       });
-    if (this.wide !== undefined || this.makeNarrow === undefined || callback === undefined) {
+    if (this.wide !== undefined || callback === undefined) {
       this.wide ??= this.makeWide();
       return connect(this.wide);
     }
@@ -136,10 +142,11 @@ class TrustingAgent extends https.Agent {
     };
     const onError = (error: NodeJS.ErrnoException): void => {
       first.off('secureConnect', onSecure);
-      // Node records why it refused the peer's certificate; a host-name mismatch stays refused.
+      // Node records why it refused the peer's certificate (null until it verified one); a
+      // host-name mismatch stays refused.
       const refusedFor = (first as { authorizationError?: unknown }).authorizationError;
       const chainRefused =
-        refusedFor !== undefined &&
+        typeof refusedFor === 'string' &&
         refusedFor !== 'ERR_TLS_CERT_ALTNAME_INVALID' &&
         error.code !== 'ERR_TLS_CERT_ALTNAME_INVALID';
       if (!chainRefused) {
