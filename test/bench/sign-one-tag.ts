@@ -12,7 +12,7 @@
  *   SIGNER_MAIN=path/to/main.js …    times another build of the signer's entry point
  *
  * The signer is timed as its image runs it: the bundled entry point (signer/dist/bundle/main.js,
- * made here by scripts/bundle-signer.mjs when missing or older than the compiled one) under the
+ * made afresh here by scripts/bundle-signer.mjs) under the
  * Node flags of the Dockerfile's signer ENTRYPOINT, and, as another series, the compiled modules as
  * tsc left them (signer/dist/src/main.js) under the same flags.
  *
@@ -22,7 +22,7 @@
  * the paired ratios, and the load average.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -34,10 +34,9 @@ const UNBUNDLED = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-t
 const BUNDLED = fileURLToPath(
   new URL('../bundle/main.js', import.meta.resolve('@kpack-trust/signer')),
 );
-if (
-  process.env['SIGNER_MAIN'] === undefined &&
-  (!existsSync(BUNDLED) || statSync(BUNDLED).mtimeMs < statSync(UNBUNDLED).mtimeMs)
-) {
+// Always bundled afresh (under a second): an older bundle would time code that changed since in
+// @kpack-trust/common, whose compiled files the signer's own main.js does not reflect.
+if (process.env['SIGNER_MAIN'] === undefined) {
   const script = fileURLToPath(new URL('../../../scripts/bundle-signer.mjs', import.meta.url));
   execFileSync(process.execPath, [script], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
