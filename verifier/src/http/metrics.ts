@@ -8,6 +8,7 @@
  */
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { DecisionObserver } from '../review.js';
+import { LabelledHistogram } from './labelled-histogram.js';
 
 /** Metric names share this prefix. */
 export const METRIC_PREFIX = 'kpack_trust_verifier_';
@@ -39,6 +40,9 @@ export interface VerifierMetricsOptions {
   /** URLs of the notary servers named in the config (see setNotaryServers). */
   readonly notaryServers?: Iterable<string>;
 }
+
+/** Distinct label values counted in plain maps before going straight to prom-client. */
+const MAX_PENDING_LABEL_VALUES = 64;
 
 // Sub-millisecond cached decisions up to the apiserver's 30 s webhook timeout.
 const DECISION_BUCKETS = [
@@ -140,18 +144,18 @@ export class VerifierMetrics implements DecisionObserver {
   /** The registry `/metrics` serves. */
   readonly registry: Registry;
   private readonly decisions: Counter<'result' | 'reason'>;
-  private readonly decisionSeconds: Histogram<'result'>;
+  private readonly decisionSeconds: LabelledHistogram<'result'>;
   private readonly fetchSeconds: Histogram<'server' | 'outcome'>;
   private readonly fetchErrors: Counter<'server' | 'code'>;
   private readonly staleAnswers: Counter<'server'>;
   private readonly circuitTransitions: Counter<'server' | 'state'>;
   private readonly cacheLookups: Counter<'result'>;
   private readonly reviews: Counter<'outcome'>;
-  private readonly reviewSeconds: Histogram<'outcome'>;
+  private readonly reviewSeconds: LabelledHistogram<'outcome'>;
   private readonly httpResponses: Counter<'route' | 'code'>;
   private readonly reloads: Counter<'kind' | 'result'>;
   private readonly admissionReviews: Counter<'webhook' | 'outcome'>;
-  private readonly admissionSeconds: Histogram<'webhook'>;
+  private readonly admissionSeconds: LabelledHistogram<'webhook'>;
   private readonly admissionCounts: Record<
     'mutate' | 'validate',
     Record<AdmissionOutcome, number>
@@ -173,6 +177,8 @@ export class VerifierMetrics implements DecisionObserver {
     error: 0,
   };
   private readonly responseCounts = new Map<RouteLabel, Map<number, number>>();
+  /** Image decisions not yet added to `decisions`, by result and reason class. */
+  private readonly decisionCounts = new Map<string, Map<string, number>>();
 
   constructor(options: VerifierMetricsOptions = {}) {
     this.registry = new Registry();
@@ -185,13 +191,16 @@ export class VerifierMetrics implements DecisionObserver {
       help: 'Image decisions by result (allowed, denied, would-deny, break-glass, exempt) and reason class.',
       labelNames: ['result', 'reason'],
       registers,
+      collect: () => {
+        this.flushDecisions();
+      },
     });
-    this.decisionSeconds = new Histogram({
+    this.decisionSeconds = new LabelledHistogram({
       name: `${METRIC_PREFIX}image_decision_duration_seconds`,
       help: 'Time to decide one image, including any notary fetch.',
-      labelNames: ['result'],
+      label: 'result',
       buckets: DECISION_BUCKETS,
-      registers,
+      registry: this.registry,
     });
     this.fetchSeconds = new Histogram({
       name: `${METRIC_PREFIX}notary_fetch_duration_seconds`,
@@ -236,12 +245,12 @@ export class VerifierMetrics implements DecisionObserver {
         this.flushReviews();
       },
     });
-    this.reviewSeconds = new Histogram({
+    this.reviewSeconds = new LabelledHistogram({
       name: `${METRIC_PREFIX}review_duration_seconds`,
       help: 'Time to answer one ImageReview (all images of the pod).',
-      labelNames: ['outcome'],
+      label: 'outcome',
       buckets: DECISION_BUCKETS,
-      registers,
+      registry: this.registry,
     });
     this.httpResponses = new Counter({
       name: `${METRIC_PREFIX}http_responses_total`,
@@ -267,12 +276,12 @@ export class VerifierMetrics implements DecisionObserver {
         this.flushAdmissions();
       },
     });
-    this.admissionSeconds = new Histogram({
+    this.admissionSeconds = new LabelledHistogram({
       name: `${METRIC_PREFIX}admission_review_duration_seconds`,
       help: 'Time to answer one AdmissionReview, by webhook.',
-      labelNames: ['webhook'],
+      label: 'webhook',
       buckets: DECISION_BUCKETS,
-      registers,
+      registry: this.registry,
     });
   }
 
@@ -283,7 +292,7 @@ export class VerifierMetrics implements DecisionObserver {
     seconds: number,
   ): void {
     this.admissionCounts[webhook][outcome] += 1;
-    this.admissionSeconds.observe({ webhook }, seconds);
+    this.admissionSeconds.observe(webhook, seconds);
   }
 
   private flushAdmissions(): void {
@@ -297,8 +306,21 @@ export class VerifierMetrics implements DecisionObserver {
 
   /** DecisionObserver: counts and times one image decision. */
   imageDecided(event: ImageDecisionEvent): void {
-    this.decisions.inc({ result: event.result, reason: this.classify(event) });
-    this.decisionSeconds.observe({ result: event.result }, event.durationMs / 1000);
+    const reason = this.classify(event);
+    let byReason = this.decisionCounts.get(event.result);
+    if (byReason === undefined && this.decisionCounts.size < MAX_PENDING_LABEL_VALUES) {
+      byReason = new Map();
+      this.decisionCounts.set(event.result, byReason);
+    }
+    if (
+      byReason !== undefined &&
+      (byReason.has(reason) || byReason.size < MAX_PENDING_LABEL_VALUES)
+    ) {
+      byReason.set(reason, (byReason.get(reason) ?? 0) + 1);
+    } else {
+      this.decisions.inc({ result: event.result, reason });
+    }
+    this.decisionSeconds.observe(event.result, event.durationMs / 1000);
   }
 
   /** DecisionObserver: times one collection update and counts its failure code. */
@@ -350,7 +372,7 @@ export class VerifierMetrics implements DecisionObserver {
   /** One answered ImageReview. */
   reviewAnswered(outcome: ReviewOutcome, seconds: number): void {
     this.reviewCounts[outcome] += 1;
-    this.reviewSeconds.observe({ outcome }, seconds);
+    this.reviewSeconds.observe(outcome, seconds);
   }
 
   /** One HTTP response. */
@@ -366,6 +388,15 @@ export class VerifierMetrics implements DecisionObserver {
   /** One config or certificate reload attempt. */
   reloaded(kind: 'config' | 'tls', ok: boolean): void {
     this.reloads.inc({ kind, result: ok ? 'success' : 'failure' });
+  }
+
+  private flushDecisions(): void {
+    for (const [result, byReason] of this.decisionCounts) {
+      for (const [reason, count] of byReason) {
+        if (count > 0) this.decisions.inc({ result, reason }, count);
+      }
+      byReason.clear();
+    }
   }
 
   private flushLookups(): void {
