@@ -17,8 +17,9 @@
 import express, { type Express } from 'express';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import type { ImageReviewStatus, ImageReviewer, PodDecider } from '../review.js';
+import type { ImageReviewSpec, ImageReviewStatus, ImageReviewer, PodDecider } from '../review.js';
 import { createAdmission, type Webhook } from './admission.js';
+import { ImageReviewParseMemo } from './image-review-memo.js';
 import { imageReviewResponse, parseImageReview } from './image-review.js';
 import type { Logger } from './logger.js';
 import type { RouteLabel, VerifierMetrics } from './metrics.js';
@@ -245,11 +246,15 @@ export function createApp(options: AppOptions): VerifierApp {
   };
 
   /** Everything after the body arrived; throws only on a bug. */
-  const decide = (res: ServerResponse, body: Buffer | Refusal, started: number): void => {
-    if (!Buffer.isBuffer(body)) {
-      refuse(res, body, started);
-      return;
-    }
+  // The apiserver sends the same ImageReview again for each pod of a ReplicaSet and on every
+  // retry: identical bytes are parsed once (ImageReviewParseMemo).
+  const parsedReviews = new ImageReviewParseMemo();
+  /** Parses a body not seen before; answers 400 and gives undefined when it is no ImageReview. */
+  const parseBody = (
+    res: ServerResponse,
+    body: Buffer,
+    started: number,
+  ): ImageReviewSpec | undefined => {
     let document: unknown;
     try {
       document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
@@ -259,7 +264,7 @@ export function createApp(options: AppOptions): VerifierApp {
         { status: 400, error: 'BadRequest', message: 'the request body is not valid JSON' },
         started,
       );
-      return;
+      return undefined;
     }
     const parsed = parseImageReview(document);
     if (!parsed.ok) {
@@ -268,9 +273,18 @@ export function createApp(options: AppOptions): VerifierApp {
         { status: 400, error: 'BadRequest', message: `not a valid ImageReview: ${parsed.problem}` },
         started,
       );
+      return undefined;
+    }
+    return parsedReviews.remember(body, parsed.spec);
+  };
+
+  const decide = (res: ServerResponse, body: Buffer | Refusal, started: number): void => {
+    if (!Buffer.isBuffer(body)) {
+      refuse(res, body, started);
       return;
     }
-    const { spec } = parsed;
+    const spec = parsedReviews.specOf(body) ?? parseBody(res, body, started);
+    if (spec === undefined) return;
     if (spec.containers.length > maxImages) {
       const reason =
         `the pod has ${spec.containers.length} images and at most ${maxImages} are reviewed ` +
