@@ -92,10 +92,14 @@ interface ReviewPlan {
 interface PinningPatch {
   readonly pins: number;
   readonly patch: string | undefined;
+  /** The reply's bytes after the uid when the patch is all it says (see `patched`). */
+  readonly replyTail: Buffer | undefined;
 }
 
 /** The reply up to the uid's value. */
-const REPLY_HEAD = `{"apiVersion":${JSON.stringify(ADMISSION_API_VERSION)},"kind":${JSON.stringify(ADMISSION_REVIEW_KIND)},"response":{"uid":`;
+const REPLY_HEAD = Buffer.from(
+  `{"apiVersion":${JSON.stringify(ADMISSION_API_VERSION)},"kind":${JSON.stringify(ADMISSION_REVIEW_KIND)},"response":{"uid":`,
+);
 
 /** Patches are kept only for pods this small, and this many container layouts per status. */
 const MAX_CACHED_CONTAINERS = 8;
@@ -258,9 +262,16 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
       if (known !== undefined) return known;
     }
     const operations = pinningPatch(containers, images);
+    const patch = operations.length === 0 ? undefined : encodePatch(operations, maxPatchBytes);
     const made: PinningPatch = {
       pins: operations.length,
-      patch: operations.length === 0 ? undefined : encodePatch(operations, maxPatchBytes),
+      patch,
+      replyTail:
+        patch === undefined
+          ? undefined
+          : Buffer.from(
+              `,"allowed":true,"patchType":"JSONPatch","patch":${JSON.stringify(patch)}}}`,
+            ),
     };
     if (cacheable) {
       if (byLayout === undefined) patches.set(status, (byLayout = new Map<string, PinningPatch>()));
@@ -277,7 +288,7 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     images: readonly DecidedImage[],
     started: number,
   ): AdmissionAnswer {
-    const { pins, patch } = patchFor(status, plan, images);
+    const { pins, patch, replyTail } = patchFor(status, plan, images);
     if (pins === 0) return ok('mutate', 'allowed', started, admissionReviewReply(response));
     if (patch === undefined) {
       // Admitting without the pins would trust the registry after all: refuse instead.
@@ -286,11 +297,14 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
         `${maxPatchBytes} bytes, so the pod is denied`;
       return ok('mutate', 'denied', started, refusal(response.uid, 403, message));
     }
-    if (response.warnings === undefined) {
+    if (response.warnings === undefined && replyTail !== undefined) {
       // The common answer, as bytes: only the uid differs between pods pinned alike, so the rest
-      // is serialized once (the same fields, in the same order, as admissionReviewReply makes).
-      const bytes = Buffer.from(
-        `${REPLY_HEAD}${JSON.stringify(response.uid)},"allowed":true,"patchType":"JSONPatch","patch":${JSON.stringify(patch)}}}`,
+      // is serialized once per patch (the same fields, in the same order, as admissionReviewReply
+      // makes) and the reply is three copies into one buffer.
+      const uid = Buffer.from(JSON.stringify(response.uid));
+      const bytes = Buffer.concat(
+        [REPLY_HEAD, uid, replyTail],
+        REPLY_HEAD.length + uid.length + replyTail.length,
       );
       return ok('mutate', 'patched', started, bytes);
     }
