@@ -19,6 +19,7 @@ import {
   type ReconcileDependencies,
   type SignRequest,
 } from '../src/controller/reconcile.js';
+import { parseRepositoryAllowlist } from '../src/controller/repository-allowlist.js';
 import { controllerSigner, withImageSettings } from '../src/controller/signing.js';
 import type { SignSummary } from '../src/publish/sign-build.js';
 import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
@@ -410,6 +411,78 @@ describe('a Build that can never be signed gets a final record and no publish', 
     const again = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
     assert.equal(again.kind, 'already-done');
     assert.equal(notary.publishes.length, 0);
+  });
+});
+
+describe("a namespace's repository allowlist (--allow-repository)", () => {
+  /** Reconciles `b` (namespace team, tags in REPO) under the given allowlist entries. */
+  async function underAllowlist(
+    entries: string[],
+    required = false,
+  ): Promise<{
+    c: Cluster;
+    outcome: Awaited<ReturnType<typeof reconcileBuild>>;
+    publishes: number;
+    stores: number;
+  }> {
+    const c = cluster(imageObject(OPTED_IN), buildObject('b'));
+    const { notary, stores, sign } = realSigning();
+    const d = deps(c, sign);
+    const outcome = await reconcileBuild('team', 'b', FIRST, {
+      ...d,
+      defaults: { ...d.defaults, repositoryAllowlist: parseRepositoryAllowlist(entries, required) },
+    });
+    return { c, outcome, publishes: notary.publishes.length, stores: stores.size };
+  }
+
+  it("refuses another namespace's repository: RepositoryNotAllowed, no key touched, nothing published", async () => {
+    const { c, outcome, publishes, stores } = await underAllowlist([
+      'team=registry.example:5000/team-b',
+      'team-b=registry.example:5000/team',
+    ]);
+    assert.equal(outcome.kind, 'failed', JSON.stringify(outcome));
+    assert.equal(publishes, 0);
+    assert.equal(stores, 0);
+    const annotations = annotationsOf(c, 'b');
+    assert.equal(annotations[ANNOTATIONS.signingErrorReason], 'RepositoryNotAllowed');
+    assert.equal(annotations[ANNOTATIONS.failedDigest], DIGEST);
+    assert.equal(annotations[ANNOTATIONS.signedDigest], undefined);
+    assert.equal(
+      annotations[ANNOTATIONS.signingError],
+      `Not signed: repository ${REPO} is not under one the operator allows namespace "team" ` +
+        '(registry.example:5000/team-b; --allow-repository); nothing was published',
+    );
+    assert.deepEqual(
+      c.events.map((e) => [e.object.kind, e.type, e.reason]),
+      [
+        ['Build', 'Warning', 'SigningFailed'],
+        ['Image', 'Warning', 'SigningFailed'],
+      ],
+    );
+  });
+
+  it('refuses a prefix that shares only the start of a path segment', async () => {
+    const { outcome, publishes } = await underAllowlist(['team=registry.example:5000/te']);
+    assert.equal(outcome.kind === 'failed' ? outcome.reason : outcome.kind, 'RepositoryNotAllowed');
+    assert.equal(publishes, 0);
+  });
+
+  it("signs a repository under the namespace's prefix, the host compared without case", async () => {
+    const { outcome, publishes } = await underAllowlist(['team=REGISTRY.example:5000/team']);
+    assert.equal(outcome.kind, 'signed', JSON.stringify(outcome));
+    assert.equal(publishes, 1);
+  });
+
+  it('signs for a namespace without an entry, unless entries are required', async () => {
+    const open = await underAllowlist(['other=registry.example:5000/other']);
+    assert.equal(open.outcome.kind, 'signed', JSON.stringify(open.outcome));
+    const required = await underAllowlist(['other=registry.example:5000/other'], true);
+    assert.equal(
+      required.outcome.kind === 'failed' ? required.outcome.reason : required.outcome.kind,
+      'RepositoryNotAllowed',
+    );
+    assert.equal(required.publishes, 0);
+    assert.equal(required.stores, 0);
   });
 });
 

@@ -45,6 +45,7 @@ import {
   withKeySecretQuota,
 } from './key-quota.js';
 import { runLeaderElection } from './leader-election.js';
+import { parseRepositoryAllowlist } from './repository-allowlist.js';
 import { ControllerMetrics } from './metrics.js';
 import { controllerSigner } from './signing.js';
 import type { WorkQueue } from './work-queue.js';
@@ -60,6 +61,14 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
                             (repeatable; the controller presents registry credentials to it)
   --notary-ca FILE          PEM bundle trusted for notary servers, besides the public roots
   --opt-in-namespace NS     sign Images here without kpack-trust.io/sign=true (repeatable; * = all)
+  --allow-repository NS=PREFIX
+                            the Images of namespace NS may have signed only repositories under
+                            PREFIX (registry.example.com/team-a; path-segment match, host without
+                            case; repeatable); a Build outside its namespace's prefixes is not
+                            signed (SigningFailed, reason RepositoryNotAllowed). A namespace with
+                            no entry signs any repository, unless:
+  --require-repository-allowlist
+                            namespaces with no --allow-repository entry sign nothing
   --docker-config FILE      the controller's own registry/notary credentials (repeatable)
   --build-credentials MODE  service-account (default): the registry Secrets of each Build's service
                             account, read through the API, before the controller's own (its own
@@ -88,6 +97,8 @@ const OPTIONS = {
   'allow-notary-url': { type: 'string', multiple: true },
   'notary-ca': { type: 'string' },
   'opt-in-namespace': { type: 'string', multiple: true },
+  'allow-repository': { type: 'string', multiple: true },
+  'require-repository-allowlist': { type: 'boolean' },
   'docker-config': { type: 'string', multiple: true },
   'build-credentials': { type: 'string' },
   'registry-ca': { type: 'string' },
@@ -161,6 +172,10 @@ export async function runControllerCommand(
         if (problem !== undefined) throw new Error(`${flag}: not a usable notary URL (${problem})`);
       }
     }
+    const repositoryAllowlist = parseRepositoryAllowlist(
+      values['allow-repository'] ?? [],
+      values['require-repository-allowlist'] === true,
+    );
     const loaded = loadKubeConfig(
       values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig },
     );
@@ -329,6 +344,8 @@ export async function runControllerCommand(
       namespace,
       kpack: kpack.groupVersion,
       buildCredentials: mode,
+      repositoryAllowlistNamespaces: repositoryAllowlist.byNamespace.size,
+      repositoryAllowlistRequired: repositoryAllowlist.required,
     });
 
     const stop = new AbortController();
@@ -381,6 +398,7 @@ export async function runControllerCommand(
                 ...(defaultNotaryUrl === undefined ? {} : { notaryUrl: defaultNotaryUrl }),
                 optInNamespaces: values['opt-in-namespace'] ?? [],
                 allowedNotaryUrls: values['allow-notary-url'] ?? [],
+                repositoryAllowlist,
               },
               now: () => new Date(),
             },

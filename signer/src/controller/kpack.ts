@@ -8,6 +8,7 @@
  * Image — the object the operator owns — never on the Build, which kpack writes.
  */
 import { notaryUrlProblem } from '../cli/notary-url.js';
+import type { RepositoryAllowlist } from './repository-allowlist.js';
 
 /** Annotation keys the controller reads (Image) and writes (Build). */
 export const ANNOTATIONS = {
@@ -152,6 +153,11 @@ export interface SigningDefaults {
    * user may not choose that server freely.
    */
   readonly allowedNotaryUrls: readonly string[];
+  /**
+   * The repositories each namespace's Images may have signed (`--allow-repository`); absent:
+   * any, as before the list existed. See repository-allowlist.ts.
+   */
+  readonly repositoryAllowlist?: RepositoryAllowlist;
 }
 
 /** How one Image's builds are signed. */

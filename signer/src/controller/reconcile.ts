@@ -12,6 +12,7 @@ import { isTrustError, parseImageReference } from '@kpack-trust/common';
 import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
 import { buildImageOf, type BuildImage } from '../publish/build-image.js';
 import { KeyQuotaError } from './key-quota.js';
+import { repositoryVerdict } from './repository-allowlist.js';
 import type { SignSummary } from '../publish/sign-build.js';
 import {
   ANNOTATIONS,
@@ -85,6 +86,8 @@ export type FailureReason =
   | 'KeyUnusable'
   /** The Image's first Build would pass --max-key-secrets-per-namespace (key-quota.ts). */
   | 'KeyQuotaExceeded'
+  /** The tags' repository is not on the namespace's --allow-repository list (repository-allowlist.ts). */
+  | 'RepositoryNotAllowed'
   | 'AuthFailed'
   | 'Unavailable'
   | 'Conflict'
@@ -164,6 +167,15 @@ export async function reconcileBuild(
     buildImage = imageOf(build, latest, image);
   } catch (err) {
     return fail(build, image, 'BuildInvalid', messageOf(err), deps, digest);
+  }
+  const allowlist = deps.defaults.repositoryAllowlist;
+  if (allowlist !== undefined) {
+    // imageOf has held every tag to one repository, the GUN; checked before any key is loaded or
+    // created, so a namespace cannot take another's repository by signing it first.
+    const verdict = repositoryVerdict(allowlist, build.namespace, buildImage.gun);
+    if (verdict.kind === 'refused') {
+      return fail(build, image, 'RepositoryNotAllowed', verdict.problem, deps, buildImage.digest);
+    }
   }
 
   const started = deps.now().getTime();
