@@ -14,16 +14,16 @@ import { request } from 'node:https';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NotaryHttpClient, parseEnvelope, parseRoot } from '@kpack-trust/common';
 import {
   addTarget,
   fetchManifest,
   initRepo,
   lookup,
-  pushImage,
-  startStack,
   type NotaryStack,
   type PushedImage,
+  pushImage,
+  rootKeyIds,
+  startStack,
 } from '../src/index.js';
 import { REPO_ROOT } from './support/helm.js';
 
@@ -177,23 +177,7 @@ void describe('admission webhooks of kpack-trust-verifier against the real notar
     await addTarget(stack, app.gun, trust, 'v1', app.size, app.digest.slice('sha256:'.length));
     signedHex = (await lookup(stack, app.gun, 'v1', trust)).sha256Hex;
 
-    const client = new NotaryHttpClient({
-      baseUrl: stack.notaryUrl,
-      ca: stack.caPem,
-      exclusiveCa: true,
-    });
-    let pin: string;
-    try {
-      const root = parseRoot(
-        parseEnvelope(
-          await client.fetchMetadata(app.gun, { role: 'root', maxBytes: 1 << 20 }),
-          'root',
-        ).signed,
-      );
-      pin = root.keys.get(root.roles.root.keyIds[0] ?? '')?.canonicalId ?? '';
-    } finally {
-      client.close();
-    }
+    const pin = (await rootKeyIds(stack, app.gun)).canonicalId;
 
     const port = await freePort();
     const config = join(stack.workDir, 'verifier.yaml');

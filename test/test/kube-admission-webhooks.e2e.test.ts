@@ -11,17 +11,17 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { parseAllDocuments } from 'yaml';
-import { NotaryHttpClient, parseEnvelope, parseRoot } from '@kpack-trust/common';
 import {
   addTarget,
+  type ControlPlane,
   initRepo,
+  type NotaryStack,
+  type PushedImage,
   pushImage,
+  rootKeyIds,
   startControlPlane,
   startStack,
   startVerifierProcess,
-  type ControlPlane,
-  type NotaryStack,
-  type PushedImage,
   type VerifierProcess,
 } from '../src/index.js';
 import { CHART_DIR, runHelm } from './support/helm.js';
@@ -32,18 +32,7 @@ type Json = Record<string, unknown>;
 
 /** The canonical id of a GUN's root key, as the server's root.json lists it. */
 async function rootCanonicalKeyId(stack: NotaryStack, gun: string): Promise<string> {
-  const client = new NotaryHttpClient({
-    baseUrl: stack.notaryUrl,
-    ca: stack.caPem,
-    exclusiveCa: true,
-  });
-  try {
-    const bytes = await client.fetchMetadata(gun, { role: 'root', maxBytes: 1 << 20 });
-    const root = parseRoot(parseEnvelope(bytes, 'root').signed);
-    return root.keys.get(root.roles.root.keyIds[0] ?? '')?.canonicalId ?? '';
-  } finally {
-    client.close();
-  }
+  return (await rootKeyIds(stack, gun)).canonicalId;
 }
 
 /** The chart's webhook configurations, pointed at the loopback verifier. */

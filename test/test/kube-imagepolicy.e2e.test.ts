@@ -9,17 +9,17 @@ import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NotaryHttpClient, parseEnvelope, parseRoot } from '@kpack-trust/common';
 import {
   addTarget,
+  type ControlPlane,
   initRepo,
+  type NotaryStack,
+  type PushedImage,
   pushImage,
+  rootKeyIds,
   startControlPlane,
   startStack,
   startVerifierProcess,
-  type ControlPlane,
-  type NotaryStack,
-  type PushedImage,
   type VerifierProcess,
 } from '../src/index.js';
 import { CHART_DIR, runHelm } from './support/helm.js';
@@ -36,19 +36,7 @@ function hexOf(digest: string): string {
 
 /** The canonical id of a GUN's root key, as the server's root.json lists it. */
 async function rootCanonicalKeyId(stack: NotaryStack, gun: string): Promise<string> {
-  const client = new NotaryHttpClient({
-    baseUrl: stack.notaryUrl,
-    ca: stack.caPem,
-    exclusiveCa: true,
-  });
-  try {
-    const bytes = await client.fetchMetadata(gun, { role: 'root', maxBytes: 1 << 20 });
-    const root = parseRoot(parseEnvelope(bytes, 'root').signed);
-    const id = root.roles.root.keyIds[0] ?? '';
-    return root.keys.get(id)?.canonicalId ?? '';
-  } finally {
-    client.close();
-  }
+  return (await rootKeyIds(stack, gun)).canonicalId;
 }
 
 /** NOTES.txt as `helm install --dry-run=client` renders it for the given values. */

@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NotaryHttpClient, parseEnvelope, parseRoot } from '@kpack-trust/common';
 import {
   ImagePolicyEngine,
   loadConfig,
@@ -20,13 +19,14 @@ import {
   addSigner,
   addTarget,
   createDelegationKey,
-  initRepo,
-  pushImage,
-  rotateRoot,
-  startStack,
   type DelegationKey,
+  initRepo,
   type NotaryStack,
   type PushedImage,
+  pushImage,
+  rootKeyIds,
+  rotateRoot,
+  startStack,
   writeVerifierConfig,
 } from '../src/index.js';
 
@@ -38,26 +38,6 @@ function hexOf(digest: string): string {
 
 function pod(images: readonly string[]): ImageReviewSpec {
   return { containers: images.map((image) => ({ image })), annotations: {}, namespace: 'default' };
-}
-
-/** The root key ids of a GUN as the server's root.json lists them, with their canonical ids. */
-async function rootKeyIds(
-  stack: NotaryStack,
-  gun: string,
-): Promise<{ id: string; canonicalId: string }> {
-  const client = new NotaryHttpClient({
-    baseUrl: stack.notaryUrl,
-    ca: stack.caPem,
-    exclusiveCa: true,
-  });
-  try {
-    const bytes = await client.fetchMetadata(gun, { role: 'root', maxBytes: 1 << 20 });
-    const root = parseRoot(parseEnvelope(bytes, 'root').signed);
-    const id = root.roles.root.keyIds[0] ?? '';
-    return { id, canonicalId: root.keys.get(id)?.canonicalId ?? '' };
-  } finally {
-    client.close();
-  }
 }
 
 void describe('ImagePolicyEngine against notary-server, notary-signer and the notary CLI', () => {

@@ -12,7 +12,6 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { NotaryHttpClient, parseEnvelope, parseRoot } from '@kpack-trust/common';
 import { FixtureRepository, fakeManifest } from '@kpack-trust/common/testing';
 import {
   ImagePolicyEngine,
@@ -25,10 +24,11 @@ import {
   addTarget,
   createCertificates,
   initRepo,
-  pushImage,
-  startStack,
   type NotaryStack,
   type PushedImage,
+  pushImage,
+  rootKeyIds,
+  startStack,
 } from '../src/index.js';
 
 const TTL_SECONDS = 2;
@@ -107,19 +107,7 @@ void describe('the verifier through a notary-server outage (real stack)', () => 
   };
 
   async function engineFor(staleIfErrorSeconds: number): Promise<ImagePolicyEngine> {
-    const client = new NotaryHttpClient({
-      baseUrl: stack.notaryUrl,
-      ca: stack.caPem,
-      exclusiveCa: true,
-    });
-    let pin: string;
-    try {
-      const bytes = await client.fetchMetadata(app.gun, { role: 'root', maxBytes: 1 << 20 });
-      const root = parseRoot(parseEnvelope(bytes, 'root').signed);
-      pin = root.keys.get(root.roles.root.keyIds[0] ?? '')?.canonicalId ?? '';
-    } finally {
-      client.close();
-    }
+    const pin = (await rootKeyIds(stack, app.gun)).canonicalId;
     const file = join(await stack.tempDir('verifier'), 'verifier.yaml');
     await writeFile(
       file,

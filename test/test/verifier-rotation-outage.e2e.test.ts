@@ -13,17 +13,17 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { request as httpsRequest, createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { NotaryHttpClient, parseEnvelope, parseRoot } from '@kpack-trust/common';
 import { ImagePolicyEngine, loadConfig, type ImageReviewSpec } from '@kpack-trust/verifier';
 import {
   addTarget,
   initRepo,
+  type NotaryStack,
+  type PushedImage,
   pushImage,
+  rootKeyIds,
   rootVersion,
   rotateKey,
   startStack,
-  type NotaryStack,
-  type PushedImage,
 } from '../src/index.js';
 
 const TTL_SECONDS = 1;
@@ -123,19 +123,7 @@ void describe('a root rotation, then a notary outage (real notary CLI and server
     }
     proxy = await startProxy(stack);
     // The CLI reuses one root key for every GUN it initializes: pin it by its canonical id.
-    const client = new NotaryHttpClient({
-      baseUrl: stack.notaryUrl,
-      ca: stack.caPem,
-      exclusiveCa: true,
-    });
-    let pin: string;
-    try {
-      const bytes = await client.fetchMetadata(rotated.gun, { role: 'root', maxBytes: 1 << 20 });
-      const root = parseRoot(parseEnvelope(bytes, 'root').signed);
-      pin = root.keys.get(root.roles.root.keyIds[0] ?? '')?.canonicalId ?? '';
-    } finally {
-      client.close();
-    }
+    const pin = (await rootKeyIds(stack, rotated.gun)).canonicalId;
     const file = `${await stack.tempDir('verifier')}/verifier.yaml`;
     await writeFile(
       file,

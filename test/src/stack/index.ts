@@ -64,3 +64,4 @@ export {
   type RegistryEndpoint,
 } from './images.js';
 export { writeVerifierConfig, type StackVerifierConfig } from './verifier-config.js';
+export { rootKeyIds } from './root-key.js';
