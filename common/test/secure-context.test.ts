@@ -9,7 +9,12 @@ import {
   type SecureContext,
   type Server,
 } from 'node:tls';
-import { agentTrusting, nodeRootStore, secureContextTrusting } from '../src/notary/tls-trust.js';
+import {
+  agentTrusting,
+  nodeRootStore,
+  secureContextTrusting,
+  type AgentTrust,
+} from '../src/notary/tls-trust.js';
 import { createTestCa, type TestCa } from '../src/testing/tls.js';
 
 let serverCa: TestCa;
@@ -126,35 +131,36 @@ describe('agentTrusting', () => {
     wideBuilt++;
     return createSecureContext({ ca: [publicCa.certPem, serverCa.certPem] });
   };
+  /** An agent over `trust` and the stand-in wide store, counted from zero; closes both after `run`. */
+  async function withAgent(
+    server: { close: () => void } | undefined,
+    trust: Omit<AgentTrust, 'wideContext'>,
+    run: (agent: Agent) => Promise<void>,
+  ): Promise<void> {
+    wideBuilt = 0;
+    const agent = agentTrusting({ ...trust, wideContext: wideStandIn });
+    try {
+      await run(agent);
+    } finally {
+      agent.destroy();
+      server?.close();
+    }
+  }
+  const PRIVATE = { ca: serverCa.certPem, nodeStore: 'openssl' } as const;
 
   it('connects trusting the private CA alone, never building the wide store, when it verifies', async () => {
     const server = await httpsServer(serverCa);
-    wideBuilt = 0;
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      nodeStore: 'openssl',
-      wideContext: wideStandIn,
-    });
-    try {
+    await withAgent(server, PRIVATE, async (agent) => {
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(wideBuilt, 0);
       assert.equal(server.connections(), 2);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    });
   });
 
   it('a chain only the public roots verify: connects again with the wide store, built once', async () => {
     const server = await httpsServer(publicCa);
-    wideBuilt = 0;
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      nodeStore: 'openssl',
-      wideContext: wideStandIn,
-    });
-    try {
+    await withAgent(server, PRIVATE, async (agent) => {
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(wideBuilt, 1);
       // The refused narrow handshake, then the wide one.
@@ -162,116 +168,67 @@ describe('agentTrusting', () => {
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(wideBuilt, 1);
       assert.equal(server.connections(), 3);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    });
   });
 
   it('exclusive: a chain outside the bundle is refused without trying the public roots', async () => {
     const server = await httpsServer(publicCa);
-    wideBuilt = 0;
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      exclusive: true,
-      nodeStore: 'openssl',
-      wideContext: wideStandIn,
-    });
-    try {
-      assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
-      assert.equal(wideBuilt, 0);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    await withAgent(
+      server,
+      { ca: serverCa.certPem, exclusive: true, nodeStore: 'openssl' },
+      async (agent) => {
+        assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
+        assert.equal(wideBuilt, 0);
+      },
+    );
   });
 
   it('a chain neither store verifies is refused with the verification error', async () => {
     const server = await httpsServer(otherCa);
-    wideBuilt = 0;
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      nodeStore: 'openssl',
-      wideContext: wideStandIn,
-    });
-    try {
+    await withAgent(server, PRIVATE, async (agent) => {
       assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
       assert.equal(wideBuilt, 1);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    });
   });
 
   it('a wrong host name is refused at once: the wide store would not change that', async () => {
     const server = await httpsServer(serverCa, ['DNS:elsewhere.example']);
-    wideBuilt = 0;
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      nodeStore: 'openssl',
-      wideContext: wideStandIn,
-    });
-    try {
+    await withAgent(server, PRIVATE, async (agent) => {
       assert.equal(await fetchThrough(agent, server.url), 'ERR_TLS_CERT_ALTNAME_INVALID');
       assert.equal(wideBuilt, 0);
       assert.equal(server.connections(), 1);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    });
   });
 
   it('a refused connection fails as it would without the agent', async () => {
     const server = await httpsServer(serverCa);
     server.close();
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      nodeStore: 'openssl',
-      wideContext: wideStandIn,
-    });
-    try {
-      wideBuilt = 0;
+    await withAgent(undefined, PRIVATE, async (agent) => {
       assert.equal(await fetchThrough(agent, server.url), 'ECONNREFUSED');
       assert.equal(wideBuilt, 0);
-    } finally {
-      agent.destroy();
-    }
+    });
   });
 
   it("Node's own store bundled: one context with the private CA, never a second handshake", async () => {
     const server = await httpsServer(publicCa);
-    wideBuilt = 0;
-    const agent = agentTrusting({
-      ca: serverCa.certPem,
-      nodeStore: 'bundled',
-      wideContext: wideStandIn,
-    });
-    try {
+    await withAgent(server, { ca: serverCa.certPem, nodeStore: 'bundled' }, async (agent) => {
       // The stand-in public root is not among Node's bundled roots, so this chain stays refused.
       assert.equal(await fetchThrough(agent, server.url), 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
       assert.equal(wideBuilt, 0);
       assert.equal(server.connections(), 1);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    });
   });
 
   it("no private CA under --use-openssl-ca: Node's own store first, then the wide store", async () => {
     const server = await httpsServer(publicCa);
-    wideBuilt = 0;
-    const agent = agentTrusting({ nodeStore: 'openssl', wideContext: wideStandIn });
-    try {
+    await withAgent(server, { nodeStore: 'openssl' }, async (agent) => {
       assert.equal(wideBuilt, 0);
       // This process's own store (no flag here: Node's bundled roots) refuses the stand-in root.
       assert.equal(await fetchThrough(agent, server.url), '200');
       assert.equal(wideBuilt, 1);
       assert.equal(server.connections(), 2);
-    } finally {
-      agent.destroy();
-      server.close();
-    }
+    });
   });
 
   it('a server that does not speak TLS fails without building the wide store', async () => {
@@ -281,18 +238,13 @@ describe('agentTrusting', () => {
     await new Promise<void>((resolve) => plain.listen(0, '127.0.0.1', resolve));
     const address = plain.address();
     assert.ok(address !== null && typeof address === 'object');
-    wideBuilt = 0;
-    const agent = agentTrusting({ nodeStore: 'openssl', wideContext: wideStandIn });
-    try {
+    await withAgent(plain, { nodeStore: 'openssl' }, async (agent) => {
       assert.equal(
         await fetchThrough(agent, `https://localhost:${address.port}/`),
         'ERR_SSL_WRONG_VERSION_NUMBER',
       );
       assert.equal(wideBuilt, 0);
-    } finally {
-      agent.destroy();
-      plain.close();
-    }
+    });
   });
 });
 
