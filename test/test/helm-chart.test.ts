@@ -1671,6 +1671,57 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
+    it("passes each namespace's repository prefixes as --allow-repository NS=PREFIX, and none by default", () => {
+      const argsOf = (extra: readonly string[]): string[] =>
+        at(
+          find(render(undefined, [...enabled, ...extra]), 'Deployment', CONTROLLER),
+          'spec',
+          'template',
+          'spec',
+          'containers',
+          0,
+          'args',
+        ) as string[];
+      const bare = argsOf([]);
+      assert.deepEqual(
+        bare.filter((a) => a.startsWith('--allow-repository') || a.startsWith('--require-repo')),
+        [],
+      );
+      const listed = argsOf([
+        '--set-json',
+        'signer.controller.repositoryAllowlist={"team-b":["registry.example.com/team-b","docker.io/team-b"],"team-a":["registry.example.com/team-a"]}',
+        '--set',
+        'signer.controller.requireRepositoryAllowlist=true',
+      ]);
+      assert.deepEqual(
+        listed.filter((a) => a.startsWith('--allow-repository') || a.startsWith('--require-repo')),
+        [
+          '--allow-repository=team-a=registry.example.com/team-a',
+          '--allow-repository=team-b=registry.example.com/team-b',
+          '--allow-repository=team-b=docker.io/team-b',
+          '--require-repository-allowlist',
+        ],
+      );
+    });
+
+    it('refuses a repository allowlist entry that is not namespace: [registry prefix]', () => {
+      for (const bad of [
+        '{"Team-A":["registry.example.com/team-a"]}',
+        '{"team-a":["team-a/app"]}',
+        '{"team-a":["registry.example.com/team-a/"]}',
+        '{"team-a":["registry.example.com/Team-A"]}',
+        '{"team-a":[]}',
+        '{"team-a":"registry.example.com/team-a"}',
+      ]) {
+        assert.match(
+          rejection([...enabled, '--set-json', `signer.controller.repositoryAllowlist=${bad}`]),
+          // Helm names the key for a bad value, and only the key itself for a bad key.
+          /repositoryAllowlist|invalid propertyName 'Team-A'/,
+          bad,
+        );
+      }
+    });
+
     it('requires the signer image in the operator’s registry', () => {
       assert.match(
         // enabled without its first pair, the signer image.

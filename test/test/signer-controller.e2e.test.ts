@@ -150,11 +150,13 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       notaryUrl?: string;
       serviceAccountName?: string;
       namespace?: string;
+      /** The registry repository pushed to and named in spec.tag (default `<namespace>/<name>`). */
+      repository?: string;
     } = {},
   ): Promise<{ build: string; pushed: PushedImage }> => {
     imageCounter++;
     const namespace = options.namespace ?? TEAM;
-    const pushed = await pushImage(stack, `${namespace}/${name}`, 'v1', {
+    const pushed = await pushImage(stack, options.repository ?? `${namespace}/${name}`, 'v1', {
       content: `controller e2e ${name} ${imageCounter} ${Date.now()}\n`,
     });
     const image = {
@@ -768,6 +770,50 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       reused['kpack-trust.io/signed-root-key-id'],
       signed['kpack-trust.io/signed-root-key-id'],
     );
+    await stopController(c, 'SIGTERM');
+  });
+
+  it("refuses an Image naming another namespace's repository (--allow-repository): RepositoryNotAllowed, no key, no publish; the owner still signs it", async () => {
+    const SQUATTER = 'squatter';
+    await kubectl(['create', 'namespace', SQUATTER]);
+    const c = startController('allowlist', [
+      '--allow-repository',
+      `${TEAM}=${stack.registryHost}/${TEAM}`,
+      '--allow-repository',
+      `${SQUATTER}=${stack.registryHost}/${SQUATTER}`,
+    ]);
+    await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    const contested = `${TEAM}/contested`;
+
+    // The squatter's Image names team's repository and finishes first.
+    const taken = await imageAndBuild('grab', {}, { namespace: SQUATTER, repository: contested });
+    await succeed(taken.build, `${taken.pushed.gun}@${taken.pushed.digest}`, SQUATTER);
+    const refused = await recorded(taken.build, 'kpack-trust.io/signing-error', SQUATTER);
+    assert.equal(refused['kpack-trust.io/signing-error-reason'], 'RepositoryNotAllowed');
+    assert.equal(refused['kpack-trust.io/signed-digest'], undefined);
+    assert.match(
+      refused['kpack-trust.io/signing-error'] ?? '',
+      /repository .*\/team\/contested is not under one the operator allows namespace "squatter"/,
+    );
+    assert.deepEqual(
+      (await eventsFor('Build', taken.build, SQUATTER)).map((e) => e.reason),
+      ['SigningFailed'],
+    );
+    assert.deepEqual(
+      (await eventsFor('Image', 'grab', SQUATTER)).map((e) => e.reason),
+      ['SigningFailed'],
+    );
+    assert.equal(await publishesOf(taken.pushed.gun), 0);
+    const made = await kubectl(['get', 'secrets', '-n', CONTROLLER_NS, '-o', 'name']);
+    assert.ok(!made.includes(`${SQUATTER}.`), `no key Secret for ${SQUATTER}: ${made}`);
+
+    // The namespace the repository belongs to still signs it: the squatter took nothing.
+    const owned = await imageAndBuild('contested', {});
+    assert.equal(owned.pushed.gun, taken.pushed.gun);
+    await succeed(owned.build, `${owned.pushed.gun}@${owned.pushed.digest}`);
+    const signed = await recorded(owned.build, 'kpack-trust.io/signed-digest');
+    assert.equal(signed['kpack-trust.io/signed-digest'], owned.pushed.digest);
+    assert.equal(await publishesOf(owned.pushed.gun), 1);
     await stopController(c, 'SIGTERM');
   });
 
