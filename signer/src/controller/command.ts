@@ -66,7 +66,7 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
                             PREFIX (registry.example.com/team-a; path-segment match, host without
                             case; repeatable); a Build outside its namespace's prefixes is not
                             signed (SigningFailed, reason RepositoryNotAllowed). A namespace with
-                            no entry signs any repository, unless:
+                            no entry signs any repository (see the next flag)
   --require-repository-allowlist
                             namespaces with no --allow-repository entry sign nothing
   --docker-config FILE      the controller's own registry/notary credentials (repeatable)
