@@ -589,10 +589,13 @@ describe('a Pod sent again under a new uid (the parse memo)', () => {
   const encoded = (review: Json, uid: string, token: string): string =>
     JSON.stringify(review).replace(JSON.stringify(uid), token);
 
-  function handlerOf(engine: ImagePolicyEngine) {
+  function handlerOf(
+    engine: ImagePolicyEngine,
+    metrics = new VerifierMetrics({ defaultMetrics: false }),
+  ) {
     return createAdmission({
       decider: engine,
-      metrics: new VerifierMetrics({ defaultMetrics: false }),
+      metrics,
       logger: createJsonLogger({ write: () => undefined }),
       maxImages: 1000,
     });
@@ -600,7 +603,8 @@ describe('a Pod sent again under a new uid (the parse memo)', () => {
 
   it('answers from the memo under the new uid, and the engine still decides each time', async () => {
     const { engine } = engineWith(pinnedConfig(repo, { rules: ALLOW_RULE }), fetcher);
-    const handler = handlerOf(engine);
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const handler = handlerOf(engine, metrics);
     const pod = podObject({ containers: [SIGNED] });
     const { uid, review } = admissionReview(pod);
     const text = JSON.stringify(review);
@@ -628,6 +632,20 @@ describe('a Pod sent again under a new uid (the parse memo)', () => {
       0,
     );
     assert.deepEqual((exempt?.body as Json)['response'], { uid: 'uid-3', allowed: true });
+    // Lookups: the first and the validate one missed; uid-2 and uid-3 hit.
+    const exposition = (await metrics.exposition()).body;
+    for (const [result, count] of [
+      ['hit', 2],
+      ['miss', 2],
+    ] as const) {
+      assert.match(
+        exposition,
+        new RegExp(
+          `^kpack_trust_verifier_review_parse_memo_lookups_total\\{review="AdmissionReview",result="${result}"\\} ${count}$`,
+          'm',
+        ),
+      );
+    }
     await engine.close();
   });
 

@@ -71,5 +71,14 @@ describe('POST / with a body sent again', () => {
     assert.equal(reviewer.calls[1], reviewer.calls[0]);
     assert.ok(Object.isFrozen(reviewer.calls[0]));
     assert.notEqual(reviewer.calls[2], reviewer.calls[0]);
+    const exposition = (await metrics.exposition()).body;
+    assert.match(
+      exposition,
+      /^kpack_trust_verifier_review_parse_memo_lookups_total\{review="ImageReview",result="hit"\} 1$/m,
+    );
+    assert.match(
+      exposition,
+      /^kpack_trust_verifier_review_parse_memo_lookups_total\{review="ImageReview",result="miss"\} 2$/m,
+    );
   });
 });

@@ -317,6 +317,7 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     answer,
     memoised(webhook, body, started) {
       const hit = memo.lookup(webhook, body);
+      metrics.parseMemoLookup('AdmissionReview', hit !== undefined);
       return hit === undefined ? undefined : decided(webhook, hit.uid, hit.plan, started);
     },
   };

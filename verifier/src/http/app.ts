@@ -283,7 +283,9 @@ export function createApp(options: AppOptions): VerifierApp {
       refuse(res, body, started);
       return;
     }
-    const spec = parsedReviews.specOf(body) ?? parseBody(res, body, started);
+    const known = parsedReviews.specOf(body);
+    metrics.parseMemoLookup('ImageReview', known !== undefined);
+    const spec = known ?? parseBody(res, body, started);
     if (spec === undefined) return;
     if (spec.containers.length > maxImages) {
       const reason =
