@@ -257,6 +257,41 @@ void describe('kube-apiserver admission webhooks → kpack-trust-verifier (real 
     assert.match(get.stderr, /NotFound/);
   });
 
+  void it("pins every pod kube-controller-manager creates for a signed Deployment's ReplicaSet", async () => {
+    const replicas = 6;
+    const created = await create({
+      apiVersion: 'apps/v1',
+      kind: 'Deployment',
+      metadata: { name: 'scaled', namespace: 'default' },
+      spec: {
+        replicas,
+        selector: { matchLabels: { app: 'scaled' } },
+        template: {
+          metadata: { labels: { app: 'scaled' } },
+          spec: { containers: [{ name: 'app', image: signed.reference }] },
+        },
+      },
+    });
+    assert.equal(created.code, 0, created.stderr);
+    // kube-controller-manager's ReplicaSet controller creates the pods (no scheduler: they stay
+    // Pending, stored as admitted).
+    const images = await eventually(60_000, `${replicas} pods of the ReplicaSet`, async () => {
+      const list = await cluster.kubectl([
+        'get',
+        'pods',
+        '-n',
+        'default',
+        '-l',
+        'app=scaled',
+        '-o',
+        'jsonpath={range .items[*]}{.spec.containers[0].image}{"\\n"}{end}',
+      ]);
+      const lines = list.stdout.split('\n').filter((l) => l !== '');
+      return lines.length === replicas ? lines : undefined;
+    });
+    assert.deepEqual(images, Array<string>(replicas).fill(pinned));
+  });
+
   void it('admits pods untouched in a namespace labelled kpack-trust.io/ignore=true', async () => {
     assert.equal((await cluster.kubectl(['create', 'namespace', 'escape'])).code, 0);
     const label = await cluster.kubectl([

@@ -6,16 +6,17 @@
  *   npm run build && npm run bench:verifier-admission
  *   node verifier/dist/bench/admission.js [--seconds 5] [--connections 16] [--rounds 5]
  *     [--pod kubectl-run|minimal]    (minimal: a Pod of one container and nothing else)
- *     [--pods same|distinct]         (distinct: no two Pods alike, so the parse memo never hits)
  *     [--only mutate|image-policy]   (one path, e.g. with BENCH_PROFILE_DIR=dir for a CPU profile)
  *
  * Each path gets what kube-apiserver sends it for one pod created with `kubectl run`: the
  * ImagePolicyWebhook plugin a small ImageReview of the image, the webhook dispatcher the whole
  * defaulted Pod (managedFields, the service-account token volume, tolerations, …) in an
- * AdmissionReview, each under a uid of its own as the apiserver makes them. The verifier answers
- * the ImageReview with its memoised reply bytes, and the AdmissionReview from its parse memo (the
- * same body but for the uid) and the pinning patch kept beside the memoised status; the engine
- * decides both each time. The server is the real stack (bench/
+ * AdmissionReview, each under a uid of its own and with a token volume of its own
+ * (`kube-api-access-<random>`, which the ServiceAccount admission plugin gives every Pod before the
+ * webhooks see it), so that no two AdmissionReviews are alike, as from a real apiserver. The
+ * verifier parses each AdmissionReview (the ImageReviews of one pod template are byte-identical and
+ * are parsed once), keeps the pinning patch beside the memoised status, and the engine decides
+ * both each time. The server is the real stack (bench/
  * fixture.ts: HTTPS listener, app, engine with a warm trust cache, metrics, a log line per
  * decision to /dev/null) in a child process; this process drives the load over raw TLS sockets
  * (bench/load.ts). Rounds alternate which path goes first; the result is the median of the
@@ -23,7 +24,7 @@
  * time per request (less sensitive to other load on the machine than req/s).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -48,7 +49,6 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '5' },
     only: { type: 'string' },
     pod: { type: 'string', default: 'kubectl-run' },
-    pods: { type: 'string', default: 'same' },
   },
 });
 
@@ -185,18 +185,12 @@ if (values.pod !== 'kubectl-run' && values.pod !== 'minimal') {
   throw new Error(`--pod must be kubectl-run or minimal, got ${values.pod ?? ''}`);
 }
 
-const SAME_POD = values.pods === 'same';
-if (!SAME_POD && values.pods !== 'distinct') {
-  throw new Error(`--pods must be same or distinct, got ${values.pods ?? ''}`);
-}
-
 /**
  * The AdmissionReview the dispatcher sends for that Pod, under `uid` (the apiserver makes a new
- * one per call); with `name`, the Pod is renamed so that no two bodies are alike but for the uid.
+ * one per call), with the Pod's token volume named `kube-api-access-<token>`.
  */
-function admissionReview(uid: string, name?: string): string {
-  const pod = values.pod === 'minimal' ? MINIMAL_POD : POD;
-  const object = name === undefined ? pod : { ...pod, metadata: { ...pod.metadata, name } };
+function admissionReview(uid: string, token = '7x2kq'): string {
+  const object = values.pod === 'minimal' ? MINIMAL_POD : POD;
   return JSON.stringify({
     kind: 'AdmissionReview',
     apiVersion: 'admission.k8s.io/v1',
@@ -218,15 +212,18 @@ function admissionReview(uid: string, name?: string): string {
       dryRun: false,
       options: { kind: 'CreateOptions', apiVersion: 'meta.k8s.io/v1', fieldManager: 'kubectl-run' },
     },
-  });
+  }).replaceAll('kube-api-access-7x2kq', `kube-api-access-${token}`);
 }
 
-/**
- * Requests sent in turn on /mutate, each under its own uid. `--pods distinct` sends more distinct
- * Pods than the verifier's parse memo holds (1,024), in a cycle, so that none is ever remembered.
- */
-const MUTATE_REQUESTS: readonly Buffer[] = Array.from({ length: SAME_POD ? 512 : 4096 }, (_, i) =>
-  jsonPost('/mutate', admissionReview(randomUUID(), SAME_POD ? undefined : `app-${i}`)),
+/** Five characters of the alphabet Kubernetes' generated name suffixes use. */
+function nameSuffix(): string {
+  const alphabet = 'bcdfghjklmnpqrstvwxz2456789';
+  return Array.from(randomBytes(5), (b) => alphabet[b % alphabet.length]).join('');
+}
+
+/** Requests sent in turn on /mutate, each under its own uid and with its own token volume. */
+const MUTATE_REQUESTS: readonly Buffer[] = Array.from({ length: 4096 }, () =>
+  jsonPost('/mutate', admissionReview(randomUUID(), nameSuffix())),
 );
 const ADMISSION_REVIEW = admissionReview(randomUUID());
 
@@ -366,7 +363,6 @@ async function main(): Promise<void> {
     loadAverage: loadavg().map((l) => round(l, 2)),
     ...options,
     pod: values.pod,
-    pods: values.pods,
     imageReviewBytes: Buffer.byteLength(IMAGE_REVIEW),
     admissionReviewBytes: Buffer.byteLength(ADMISSION_REVIEW),
   });

@@ -74,11 +74,11 @@ describe('POST / with a body sent again', () => {
     const exposition = (await metrics.exposition()).body;
     assert.match(
       exposition,
-      /^kpack_trust_verifier_review_parse_memo_lookups_total\{review="ImageReview",result="hit"\} 1$/m,
+      /^kpack_trust_verifier_image_review_parse_memo_lookups_total\{result="hit"\} 1$/m,
     );
     assert.match(
       exposition,
-      /^kpack_trust_verifier_review_parse_memo_lookups_total\{review="ImageReview",result="miss"\} 2$/m,
+      /^kpack_trust_verifier_image_review_parse_memo_lookups_total\{result="miss"\} 2$/m,
     );
   });
 });

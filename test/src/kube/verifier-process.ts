@@ -21,6 +21,8 @@ export interface VerifierProcess {
   readonly logFile: string;
   /** ImageReviews it has answered so far, from its own `kpack_trust_verifier_reviews_total`. */
   reviewCount(): Promise<number>;
+  /** Its `/metrics` exposition. */
+  metrics(): Promise<string>;
   /** POSTs one ImageReview itself and returns the status the verifier answers. */
   review(
     images: readonly string[],
@@ -106,15 +108,20 @@ export async function startVerifierProcess(
     probe: (port) => httpsOk(`https://127.0.0.1:${port}/readyz`, stack.caPem),
   });
   const url = `https://127.0.0.1:${daemon.port}`;
+  const metrics = async (): Promise<string> => {
+    const { status, text } = await httpsCall(`${url}/metrics`, stack.caPem, 'GET');
+    if (status !== 200) throw new Error(`GET ${url}/metrics answered ${status}`);
+    return text;
+  };
   return {
     url,
     port: daemon.port,
     caPem: stack.caPem,
     caFile: stack.caFile,
     logFile: daemon.logFile,
+    metrics,
     reviewCount: async () => {
-      const { status, text } = await httpsCall(`${url}/metrics`, stack.caPem, 'GET');
-      if (status !== 200) throw new Error(`GET ${url}/metrics answered ${status}`);
+      const text = await metrics();
       let total = 0;
       for (const [, value] of text.matchAll(
         /^kpack_trust_verifier_reviews_total\{[^}]*\} (\d+)$/gm,

@@ -11,6 +11,12 @@
  * Detection mode admits and returns the would-be denials as `warnings`, which kubectl prints.
  * The engine failing under `failure: error` is answered 500, so the webhook's failurePolicy
  * decides, as the ImagePolicyWebhook path leaves it to defaultAllow.
+ *
+ * Every body is parsed. A memo of the parse by the body's bytes with the uid cut out was tried and
+ * removed: kube-apiserver's ServiceAccount admission gives each Pod its own token volume
+ * (`kube-api-access-<random>`) before the webhooks see it, and managedFields carry the second it
+ * was made, so the Pods of one ReplicaSet never repeat (test/test/kube-admission-webhooks.e2e:
+ * 0 hits in 14 lookups for a Deployment of 6), and each miss cost ~17 µs of bookkeeping.
  */
 import { performance } from 'node:perf_hooks';
 import type { DecidedImage, ImageReviewSpec, PodDecider } from '../review.js';
@@ -22,7 +28,6 @@ import {
   refusal,
   type AdmissionResponse,
 } from './admission-review.js';
-import { AdmissionMemo, type AdmissionMemoLimits } from './admission-memo.js';
 import type { Logger } from './logger.js';
 import type { AdmissionOutcome, VerifierMetrics } from './metrics.js';
 import { DEFAULT_MAX_PATCH_BYTES, encodePatch, pinningPatch } from './mutate.js';
@@ -46,8 +51,6 @@ export interface AdmissionOptions {
   readonly maxImages: number;
   /** Largest patch sent; default DEFAULT_MAX_PATCH_BYTES. */
   readonly maxPatchBytes?: number;
-  /** Bounds of the parse memo; default DEFAULT_ADMISSION_MEMO_LIMITS. */
-  readonly memoLimits?: AdmissionMemoLimits;
 }
 
 /** The HTTP status and the body of an answer: a value to serialize, or JSON bytes already made. */
@@ -59,23 +62,13 @@ export interface AdmissionAnswer {
 /** Answers the AdmissionReviews of both paths; throws only on a bug. */
 export interface AdmissionHandler {
   /**
-   * The answer to `body` when its parse is memoised (the same bytes as a review answered before
-   * but for the uid; admission-memo.ts), else undefined: parse the body and call `answer`.
-   */
-  memoised(
-    webhook: Webhook,
-    body: Buffer,
-    started: number,
-  ): AdmissionAnswer | Promise<AdmissionAnswer> | undefined;
-  /**
-   * Answers one parsed request body (`undefined` for an empty body). With `body`, the bytes it was
-   * parsed from, a review that gets as far as a decision has its parse memoised.
+   * Answers one parsed request body (`undefined` for an empty body). Every body is parsed: no two
+   * Pods the apiserver sends are alike but for the uid (see the module comment).
    */
   answer(
     webhook: Webhook,
     document: unknown,
     started: number,
-    body?: Buffer,
   ): AdmissionAnswer | Promise<AdmissionAnswer>;
 }
 
@@ -139,9 +132,7 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     return ok(webhook, 'rejected', started, refusal(uid, 400, message));
   };
 
-  const memo = new AdmissionMemo<ReviewPlan>(options.memoLimits);
-
-  const answer: AdmissionHandler['answer'] = (webhook, document, started, body) => {
+  const answer: AdmissionHandler['answer'] = (webhook, document, started) => {
     const parsed = parseAdmissionReview(document);
     if (!parsed.ok) return rejected(webhook, parsed.uid, parsed.problem, started);
     const request = parsed.request;
@@ -194,7 +185,6 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     const annotations = forwardedAnnotations(template.metadata);
     if (!annotations.ok) return rejected(webhook, uid, annotations.problem, started);
     const plan = planOf(containers, annotations.annotations, request.namespace);
-    if (body !== undefined) memo.remember(webhook, body, uid, plan);
     return decided(webhook, uid, plan, started);
   };
 
@@ -313,14 +303,7 @@ export function createAdmission(options: AdmissionOptions): AdmissionHandler {
     return ok('mutate', 'patched', started, admissionReviewReply(response));
   }
 
-  return {
-    answer,
-    memoised(webhook, body, started) {
-      const hit = memo.lookup(webhook, body);
-      metrics.parseMemoLookup('AdmissionReview', hit !== undefined);
-      return hit === undefined ? undefined : decided(webhook, hit.uid, hit.plan, started);
-    },
-  };
+  return { answer };
 }
 
 /** The plan of a review, frozen so that the reviews sharing it through the memo cannot change it. */

@@ -284,7 +284,7 @@ export function createApp(options: AppOptions): VerifierApp {
       return;
     }
     const known = parsedReviews.specOf(body);
-    metrics.parseMemoLookup('ImageReview', known !== undefined);
+    metrics.imageReviewParseMemoLookup(known !== undefined);
     const spec = known ?? parseBody(res, body, started);
     if (spec === undefined) return;
     if (spec.containers.length > maxImages) {
@@ -384,22 +384,18 @@ export function createApp(options: AppOptions): VerifierApp {
           return;
         }
         const handler = admission as NonNullable<typeof admission>;
-        // A Pod sent again under a new uid: its parse is memoised, and the engine still decides.
-        let answer = handler.memoised(webhook, body, started);
-        if (answer === undefined) {
-          let document: unknown;
-          try {
-            document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
-          } catch {
-            refused({
-              status: 400,
-              error: 'BadRequest',
-              message: 'the request body is not valid JSON',
-            });
-            return;
-          }
-          answer = handler.answer(webhook, document, started, body);
+        let document: unknown;
+        try {
+          document = body.length === 0 ? undefined : JSON.parse(body.toString('utf8'));
+        } catch {
+          refused({
+            status: 400,
+            error: 'BadRequest',
+            message: 'the request body is not valid JSON',
+          });
+          return;
         }
+        const answer = handler.answer(webhook, document, started);
         if (!(answer instanceof Promise)) {
           send(answer.httpStatus, answer.body);
           return;

@@ -29,9 +29,6 @@ export type RouteLabel =
 /** How a whole review ended. */
 export type ReviewOutcome = 'allowed' | 'denied' | 'rejected' | 'error';
 
-/** The review bodies whose parse is memoised. */
-export type ParsedReviewKind = 'ImageReview' | 'AdmissionReview';
-
 /** How an AdmissionReview ended: `patched` is allowed with pins; `rejected` is malformed. */
 export type AdmissionOutcome = 'allowed' | 'patched' | 'denied' | 'rejected' | 'error';
 
@@ -159,12 +156,9 @@ export class VerifierMetrics implements DecisionObserver {
   private readonly reloads: Counter<'kind' | 'result'>;
   private readonly admissionReviews: Counter<'webhook' | 'outcome'>;
   private readonly admissionSeconds: LabelledHistogram<'webhook'>;
-  private readonly parseMemoLookups: Counter<'review' | 'result'>;
-  /** Parse memo lookups not yet added to `parseMemoLookups`, by review kind and hit or miss. */
-  private readonly parseMemoCounts: Record<ParsedReviewKind, { hit: number; miss: number }> = {
-    ImageReview: { hit: 0, miss: 0 },
-    AdmissionReview: { hit: 0, miss: 0 },
-  };
+  private readonly parseMemoLookups: Counter<'result'>;
+  /** ImageReview parse memo lookups not yet added to `parseMemoLookups`. */
+  private readonly parseMemoCounts = { hit: 0, miss: 0 };
   private readonly admissionCounts: Record<
     'mutate' | 'validate',
     Record<AdmissionOutcome, number>
@@ -293,24 +287,23 @@ export class VerifierMetrics implements DecisionObserver {
       registry: this.registry,
     });
     this.parseMemoLookups = new Counter({
-      name: `${METRIC_PREFIX}review_parse_memo_lookups_total`,
-      help: 'Review bodies looked up in the parse memo, by review kind (ImageReview, AdmissionReview) and result (hit: the body was parsed before; miss).',
-      labelNames: ['review', 'result'],
+      name: `${METRIC_PREFIX}image_review_parse_memo_lookups_total`,
+      help: 'ImageReview bodies looked up in the parse memo, by result (hit: the same bytes were parsed before; miss).',
+      labelNames: ['result'],
       registers,
       collect: () => {
-        for (const [review, counts] of Object.entries(this.parseMemoCounts)) {
-          for (const result of ['hit', 'miss'] as const) {
-            if (counts[result] > 0) this.parseMemoLookups.inc({ review, result }, counts[result]);
-            counts[result] = 0;
-          }
+        for (const result of ['hit', 'miss'] as const) {
+          const count = this.parseMemoCounts[result];
+          if (count > 0) this.parseMemoLookups.inc({ result }, count);
+          this.parseMemoCounts[result] = 0;
         }
       },
     });
   }
 
-  /** One review body looked up in its parse memo: `hit` when it was parsed before. */
-  parseMemoLookup(review: ParsedReviewKind, hit: boolean): void {
-    this.parseMemoCounts[review][hit ? 'hit' : 'miss'] += 1;
+  /** One ImageReview body looked up in the parse memo: `hit` when its bytes were parsed before. */
+  imageReviewParseMemoLookup(hit: boolean): void {
+    this.parseMemoCounts[hit ? 'hit' : 'miss'] += 1;
   }
 
   /** One answered AdmissionReview. */
