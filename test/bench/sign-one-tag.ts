@@ -22,13 +22,19 @@
  * the paired ratios, and the load average.
  */
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PublicKey, encodePrivateKeyPem, generateSigningKey } from '@kpack-trust/common';
-import { DEFAULT_PASSPHRASE, lookup, pushImage, runNotary, startStack } from '@kpack-trust/e2e';
+import {
+  DEFAULT_PASSPHRASE,
+  lookup,
+  pushImage,
+  runNotary,
+  signerImageEntrypoint,
+  startStack,
+} from '@kpack-trust/e2e';
 
 const UNBUNDLED = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
 const BUNDLED = fileURLToPath(
@@ -45,19 +51,7 @@ const runs = Number(process.argv[2] ?? 15);
 if (!Number.isSafeInteger(runs) || runs < 1)
   throw new Error(`runs must be a positive integer, got ${process.argv[2]}`);
 
-/** The Node flags between `node` and the script in the signer image's ENTRYPOINT. */
-function imageNodeFlags(): string[] {
-  const dockerfile = readFileSync(
-    fileURLToPath(new URL('../../../Dockerfile', import.meta.url)),
-    'utf8',
-  );
-  const line = /^ENTRYPOINT (\[.*"\/app\/signer\/dist\/bundle\/main\.js"\])$/m.exec(dockerfile);
-  if (line?.[1] === undefined)
-    throw new Error("no ENTRYPOINT for the signer's bundle in Dockerfile");
-  const argv = JSON.parse(line[1]) as string[];
-  return argv.slice(1, -1);
-}
-const NODE_FLAGS = imageNodeFlags();
+const NODE_FLAGS = signerImageEntrypoint().nodeFlags;
 
 // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of every signer process there (node --cpu-prof).
 const PROFILE_DIR = process.env['BENCH_PROFILE_DIR'];

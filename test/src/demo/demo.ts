@@ -13,7 +13,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
 import { join } from 'node:path';
@@ -22,6 +21,7 @@ import { startControlPlane, type ControlPlane, type KubectlResult } from '../kub
 import { startFakeApiserver, type FakeApiserver } from '../kube/fake-apiserver.js';
 import { pushImage, startStack, type NotaryStack } from '../stack/index.js';
 import { freePort } from '../stack/processes.js';
+import { repoRoot } from '../repo.js';
 
 /** One row of the demo's result table. */
 export interface DemoRow {
@@ -51,17 +51,6 @@ export interface DemoOutcome {
   readonly rows: DemoRow[];
   /** Present with `--cluster`. */
   readonly cluster?: ClusterAct;
-}
-
-/** The repository root: the directory holding the signer and verifier workspaces. */
-function repoRoot(): string {
-  let dir = fileURLToPath(new URL('.', import.meta.url));
-  while (!existsSync(join(dir, 'signer', 'package.json'))) {
-    const parent = join(dir, '..');
-    if (parent === dir) throw new Error('cannot find the kpack-trust repository root');
-    dir = parent;
-  }
-  return dir;
 }
 
 const log = (line: string): void => {

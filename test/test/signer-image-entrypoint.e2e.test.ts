@@ -1,0 +1,127 @@
+/**
+ * The signer as its image starts it: the bundle (scripts/bundle-signer.mjs) under the Node flags
+ * of the Dockerfile's ENTRYPOINT (`--use-openssl-ca`, which makes Node's own root store OpenSSL's),
+ * with nothing from this machine's environment, against the real notary stack and its private CA.
+ * The signer trusts `--notary-ca` first and Node's bundled roots only when a chain is refused
+ * (common/src/notary/tls-trust.ts): with the CA it signs, without it the stack's certificate stays
+ * refused.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { KeyObject } from 'node:crypto';
+import { PublicKey, encodePrivateKeyPem, generateSigningKey } from '@kpack-trust/common';
+import {
+  DEFAULT_PASSPHRASE,
+  lookup,
+  pushImage,
+  repoRoot,
+  signerImageEntrypoint,
+  startStack,
+  type NotaryStack,
+  type PushedImage,
+} from '@kpack-trust/e2e';
+
+interface Run {
+  readonly code: number | null;
+  readonly stderr: string;
+}
+
+void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", () => {
+  const entrypoint = signerImageEntrypoint();
+  let stack: NotaryStack;
+  let image: PushedImage;
+  let keysDir: string;
+  let rootDir: string;
+
+  /** `node <the image's flags> <bundle> sign …` with an environment of PATH and HOME alone. */
+  const sign = (args: readonly string[]): Promise<Run> =>
+    new Promise((resolve, reject) => {
+      const child = spawn(
+        process.execPath,
+        [...entrypoint.nodeFlags, entrypoint.script, 'sign', ...args],
+        {
+          env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent' },
+          stdio: ['ignore', 'ignore', 'pipe'],
+        },
+      );
+      let stderr = '';
+      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      child.on('error', reject);
+      child.on('close', (code) => {
+        resolve({ code, stderr });
+      });
+    });
+
+  const writeKey = async (dir: string, key: KeyObject, role: string): Promise<string> => {
+    await mkdir(dir, { recursive: true });
+    await writeFile(
+      join(dir, `${PublicKey.fromKeyObject(key).id}.key`),
+      encodePrivateKeyPem(key, DEFAULT_PASSPHRASE, { role }),
+    );
+    await writeFile(join(dir, 'password'), DEFAULT_PASSPHRASE);
+    return dir;
+  };
+
+  before(async () => {
+    // The image's build makes the bundle from the compiled program; so does this test.
+    execFileSync(process.execPath, [join(repoRoot(), 'scripts', 'bundle-signer.mjs')], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    stack = await startStack();
+    image = await pushImage(stack, 'team/entrypoint', 'v1');
+    const base = await stack.tempDir('entrypoint-keys');
+    keysDir = await writeKey(join(base, 'targets'), generateSigningKey(), 'targets');
+    rootDir = await writeKey(join(base, 'root'), generateSigningKey(), 'root');
+  });
+
+  after(async () => {
+    await stack?.stop();
+  });
+
+  void it('starts Node with --use-openssl-ca, the flag the TLS trust relies on for its speed', () => {
+    assert.ok(entrypoint.nodeFlags.includes('--use-openssl-ca'), entrypoint.nodeFlags.join(' '));
+  });
+
+  void it('signs with --notary-ca; notary lookup resolves the tag to the digest', async () => {
+    const run = await sign([
+      '--notary-url',
+      stack.notaryUrl,
+      '--notary-ca',
+      stack.caFile,
+      '--image',
+      `${image.gun}:v1`,
+      '--digest',
+      image.digest,
+      '--keys-dir',
+      keysDir,
+      '--root-keys-dir',
+      rootDir,
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    const found = await lookup(stack, image.gun, 'v1', await stack.tempDir('entrypoint-lookup'));
+    assert.equal(`sha256:${found.sha256Hex}`, image.digest);
+  });
+
+  void it("without --notary-ca the stack's private CA is refused, after the bundled roots too", async () => {
+    const run = await sign([
+      '--notary-url',
+      stack.notaryUrl,
+      '--image',
+      `${image.gun}:v2`,
+      '--digest',
+      image.digest,
+      '--keys-dir',
+      keysDir,
+      '--root-keys-dir',
+      rootDir,
+    ]);
+    assert.notEqual(run.code, 0);
+    assert.match(
+      run.stderr,
+      /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify the first certificate/,
+    );
+  });
+});
