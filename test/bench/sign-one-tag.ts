@@ -34,6 +34,7 @@ import {
   runNotary,
   signerImageEntrypoint,
   startStack,
+  writeKeysDir,
 } from '@kpack-trust/e2e';
 
 const UNBUNDLED = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
@@ -101,21 +102,8 @@ try {
   const root = generateSigningKey();
   const targets = generateSigningKey();
   const base = await stack.tempDir('bench-keys');
-  const write = async (
-    dir: string,
-    key: ReturnType<typeof generateSigningKey>,
-    role: string,
-  ): Promise<string> => {
-    await mkdir(dir, { recursive: true });
-    await writeFile(
-      join(dir, `${PublicKey.fromKeyObject(key).id}.key`),
-      encodePrivateKeyPem(key, DEFAULT_PASSPHRASE, { role }),
-    );
-    await writeFile(join(dir, 'password'), DEFAULT_PASSPHRASE);
-    return dir;
-  };
-  const keysDir = await write(join(base, 'targets'), targets, 'targets');
-  const rootDir = await write(join(base, 'root'), root, 'root');
+  const keysDir = await writeKeysDir(join(base, 'targets'), targets, 'targets');
+  const rootDir = await writeKeysDir(join(base, 'root'), root, 'root');
   const common = ['--notary-url', stack.notaryUrl, '--notary-ca', stack.caFile];
   await signer([
     ...common,

@@ -8,18 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import type { KeyObject } from 'node:crypto';
-import { PublicKey, encodePrivateKeyPem, generateSigningKey } from '@kpack-trust/common';
+import { generateSigningKey } from '@kpack-trust/common';
 import {
-  DEFAULT_PASSPHRASE,
   lookup,
   pushImage,
   repoRoot,
   signerImageEntrypoint,
   startStack,
+  writeKeysDir,
   type NotaryStack,
   type PushedImage,
 } from '@kpack-trust/e2e';
@@ -36,8 +34,23 @@ void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", (
   let keysDir: string;
   let rootDir: string;
 
-  /** `node <the image's flags> <bundle> sign …` with an environment of PATH and HOME alone. */
-  const sign = (args: readonly string[]): Promise<Run> =>
+  /**
+   * `node <the image's flags> <bundle> sign …` for `tag`, with the test's keys and an environment
+   * of PATH and HOME alone.
+   */
+  const sign = (tag: string, notaryArgs: readonly string[]): Promise<Run> =>
+    run([
+      ...notaryArgs,
+      '--image',
+      `${image.gun}:${tag}`,
+      '--digest',
+      image.digest,
+      '--keys-dir',
+      keysDir,
+      '--root-keys-dir',
+      rootDir,
+    ]);
+  const run = (args: readonly string[]): Promise<Run> =>
     new Promise((resolve, reject) => {
       const child = spawn(
         process.execPath,
@@ -55,16 +68,6 @@ void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", (
       });
     });
 
-  const writeKey = async (dir: string, key: KeyObject, role: string): Promise<string> => {
-    await mkdir(dir, { recursive: true });
-    await writeFile(
-      join(dir, `${PublicKey.fromKeyObject(key).id}.key`),
-      encodePrivateKeyPem(key, DEFAULT_PASSPHRASE, { role }),
-    );
-    await writeFile(join(dir, 'password'), DEFAULT_PASSPHRASE);
-    return dir;
-  };
-
   before(async () => {
     // The image's build makes the bundle from the compiled program; so does this test.
     execFileSync(process.execPath, [join(repoRoot(), 'scripts', 'bundle-signer.mjs')], {
@@ -73,8 +76,8 @@ void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", (
     stack = await startStack();
     image = await pushImage(stack, 'team/entrypoint', 'v1');
     const base = await stack.tempDir('entrypoint-keys');
-    keysDir = await writeKey(join(base, 'targets'), generateSigningKey(), 'targets');
-    rootDir = await writeKey(join(base, 'root'), generateSigningKey(), 'root');
+    keysDir = await writeKeysDir(join(base, 'targets'), generateSigningKey(), 'targets');
+    rootDir = await writeKeysDir(join(base, 'root'), generateSigningKey(), 'root');
   });
 
   after(async () => {
@@ -86,41 +89,17 @@ void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", (
   });
 
   void it('signs with --notary-ca; notary lookup resolves the tag to the digest', async () => {
-    const run = await sign([
-      '--notary-url',
-      stack.notaryUrl,
-      '--notary-ca',
-      stack.caFile,
-      '--image',
-      `${image.gun}:v1`,
-      '--digest',
-      image.digest,
-      '--keys-dir',
-      keysDir,
-      '--root-keys-dir',
-      rootDir,
-    ]);
-    assert.equal(run.code, 0, run.stderr);
+    const signed = await sign('v1', ['--notary-url', stack.notaryUrl, '--notary-ca', stack.caFile]);
+    assert.equal(signed.code, 0, signed.stderr);
     const found = await lookup(stack, image.gun, 'v1', await stack.tempDir('entrypoint-lookup'));
     assert.equal(`sha256:${found.sha256Hex}`, image.digest);
   });
 
   void it("without --notary-ca the stack's private CA is refused, after the bundled roots too", async () => {
-    const run = await sign([
-      '--notary-url',
-      stack.notaryUrl,
-      '--image',
-      `${image.gun}:v2`,
-      '--digest',
-      image.digest,
-      '--keys-dir',
-      keysDir,
-      '--root-keys-dir',
-      rootDir,
-    ]);
-    assert.notEqual(run.code, 0);
+    const refused = await sign('v2', ['--notary-url', stack.notaryUrl]);
+    assert.notEqual(refused.code, 0);
     assert.match(
-      run.stderr,
+      refused.stderr,
       /UNABLE_TO_VERIFY_LEAF_SIGNATURE|unable to verify the first certificate/,
     );
   });

@@ -65,3 +65,4 @@ export {
 } from './images.js';
 export { writeVerifierConfig, type StackVerifierConfig } from './verifier-config.js';
 export { rootKeyIds } from './root-key.js';
+export { writeKeysDir } from './keys-dir.js';
