@@ -14,6 +14,7 @@ import { parseAllDocuments } from 'yaml';
 import {
   addTarget,
   type ControlPlane,
+  eventually,
   initRepo,
   type NotaryStack,
   type PushedImage,
@@ -81,21 +82,6 @@ function pod(name: string, image: string, namespace = 'default'): Json {
   };
 }
 
-/** Polls `check` every 250 ms until it returns a value, for at most `ms`. */
-async function eventually<T>(
-  ms: number,
-  what: string,
-  check: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
 void describe('kube-apiserver admission webhooks → kpack-trust-verifier (real control plane)', () => {
   let stack: NotaryStack;
   let verifier: VerifierProcess;
@@ -150,15 +136,22 @@ void describe('kube-apiserver admission webhooks → kpack-trust-verifier (real 
     });
     assert.equal(apply.code, 0, apply.stderr);
     // The apiserver picks new webhook configurations up from its informer; wait until it calls.
-    await eventually(60_000, 'the mutating webhook taking effect', async () => {
-      const probe = await cluster.kubectl(['create', '--dry-run=server', '-f', '-', '-o', 'json'], {
-        input: JSON.stringify(pod('probe', signed.reference)),
-      });
-      if (probe.code !== 0) return undefined;
-      const image = (JSON.parse(probe.stdout) as { spec: { containers: { image: string }[] } }).spec
-        .containers[0]?.image;
-      return image === pinned ? true : undefined;
-    });
+    await eventually(
+      'the mutating webhook taking effect',
+      async () => {
+        const probe = await cluster.kubectl(
+          ['create', '--dry-run=server', '-f', '-', '-o', 'json'],
+          {
+            input: JSON.stringify(pod('probe', signed.reference)),
+          },
+        );
+        if (probe.code !== 0) return undefined;
+        const image = (JSON.parse(probe.stdout) as { spec: { containers: { image: string }[] } })
+          .spec.containers[0]?.image;
+        return image === pinned ? true : undefined;
+      },
+      60_000,
+    );
   });
 
   after(async () => {
@@ -275,20 +268,24 @@ void describe('kube-apiserver admission webhooks → kpack-trust-verifier (real 
     assert.equal(created.code, 0, created.stderr);
     // kube-controller-manager's ReplicaSet controller creates the pods (no scheduler: they stay
     // Pending, stored as admitted).
-    const images = await eventually(60_000, `${replicas} pods of the ReplicaSet`, async () => {
-      const list = await cluster.kubectl([
-        'get',
-        'pods',
-        '-n',
-        'default',
-        '-l',
-        'app=scaled',
-        '-o',
-        'jsonpath={range .items[*]}{.spec.containers[0].image}{"\\n"}{end}',
-      ]);
-      const lines = list.stdout.split('\n').filter((l) => l !== '');
-      return lines.length === replicas ? lines : undefined;
-    });
+    const images = await eventually(
+      `${replicas} pods of the ReplicaSet`,
+      async () => {
+        const list = await cluster.kubectl([
+          'get',
+          'pods',
+          '-n',
+          'default',
+          '-l',
+          'app=scaled',
+          '-o',
+          'jsonpath={range .items[*]}{.spec.containers[0].image}{"\\n"}{end}',
+        ]);
+        const lines = list.stdout.split('\n').filter((l) => l !== '');
+        return lines.length === replicas ? lines : undefined;
+      },
+      60_000,
+    );
     assert.deepEqual(images, Array<string>(replicas).fill(pinned));
   });
 
@@ -303,10 +300,13 @@ void describe('kube-apiserver admission webhooks → kpack-trust-verifier (real 
     assert.equal(label.code, 0, label.stderr);
     // The ServiceAccount admission plugin needs the namespace's default ServiceAccount, which
     // kube-controller-manager creates shortly after the namespace.
-    await eventually(60_000, 'the default ServiceAccount of "escape"', async () =>
-      (await cluster.kubectl(['get', 'serviceaccount', 'default', '-n', 'escape'])).code === 0
-        ? true
-        : undefined,
+    await eventually(
+      'the default ServiceAccount of "escape"',
+      async () =>
+        (await cluster.kubectl(['get', 'serviceaccount', 'default', '-n', 'escape'])).code === 0
+          ? true
+          : undefined,
+      60_000,
     );
     const signedPod = await create(pod('tagged', signed.reference, 'escape'));
     assert.equal(signedPod.code, 0, signedPod.stderr);

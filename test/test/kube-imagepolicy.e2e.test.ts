@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import {
   addTarget,
   type ControlPlane,
+  eventually,
   initRepo,
   type NotaryStack,
   type PushedImage,
@@ -101,21 +102,6 @@ async function writeAdminFiles(
   return flags;
 }
 
-/** Polls `check` every 250 ms until it returns a value, for at most `ms`. */
-async function eventually<T>(
-  ms: number,
-  what: string,
-  check: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`${what} did not happen within ${ms / 1000} s`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-}
-
 const sleep = (s: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, s * 1000));
 
 void describe('kube-apiserver ImagePolicyWebhook → kpack-trust-verifier (real control plane)', () => {
@@ -177,14 +163,17 @@ void describe('kube-apiserver ImagePolicyWebhook → kpack-trust-verifier (real 
     ]);
     assert.equal(image.stdout, signed.reference);
     // The verifier's audit annotations, under the prefix the apiserver adds.
-    const event = await eventually(10_000, 'the audit event of the create', async () =>
-      (await cluster.auditEvents()).find(
-        (e) =>
-          e.verb === 'create' &&
-          e.stage === 'ResponseComplete' &&
-          e.objectRef?.resource === 'pods' &&
-          e.objectRef.name === 'signed',
-      ),
+    const event = await eventually(
+      'the audit event of the create',
+      async () =>
+        (await cluster.auditEvents()).find(
+          (e) =>
+            e.verb === 'create' &&
+            e.stage === 'ResponseComplete' &&
+            e.objectRef?.resource === 'pods' &&
+            e.objectRef.name === 'signed',
+        ),
+      10_000,
     );
     assert.equal(
       event.annotations?.['imagepolicywebhook.image-policy.k8s.io/image-0-digest'],
@@ -234,24 +223,28 @@ void describe('kube-apiserver ImagePolicyWebhook → kpack-trust-verifier (real 
       }),
     });
     assert.equal(apply.code, 0, apply.stderr);
-    const message = await eventually(60_000, 'a FailedCreate event', async () => {
-      const events = await cluster.kubectl(['get', 'events', '-n', 'default', '-o', 'json']);
-      const items = (
-        JSON.parse(events.stdout || '{"items":[]}') as {
-          items: {
-            reason: string;
-            message: string;
-            involvedObject: { kind: string; name: string };
-          }[];
-        }
-      ).items;
-      return items.find(
-        (e) =>
-          e.reason === 'FailedCreate' &&
-          e.involvedObject.kind === 'ReplicaSet' &&
-          e.involvedObject.name.startsWith('unsigned-app-'),
-      )?.message;
-    });
+    const message = await eventually(
+      'a FailedCreate event',
+      async () => {
+        const events = await cluster.kubectl(['get', 'events', '-n', 'default', '-o', 'json']);
+        const items = (
+          JSON.parse(events.stdout || '{"items":[]}') as {
+            items: {
+              reason: string;
+              message: string;
+              involvedObject: { kind: string; name: string };
+            }[];
+          }
+        ).items;
+        return items.find(
+          (e) =>
+            e.reason === 'FailedCreate' &&
+            e.involvedObject.kind === 'ReplicaSet' &&
+            e.involvedObject.name.startsWith('unsigned-app-'),
+        )?.message;
+      },
+      60_000,
+    );
     assert.ok(message.includes(`${DENIED}${ours.reason ?? ''}`), message);
     // Deleting the Deployment stops its ReplicaSet's retries (the garbage collector removes it),
     // which would otherwise add reviews to the counts the next test makes.
@@ -342,14 +335,17 @@ void describe('kube-apiserver ImagePolicyWebhook → kpack-trust-verifier (real 
       'jsonpath={.metadata.annotations}',
     ]);
     assert.equal(stored.stdout, '');
-    const event = await eventually(10_000, 'the audit event of the fail-open create', async () =>
-      (await cluster.auditEvents()).find(
-        (e) =>
-          e.verb === 'create' &&
-          e.stage === 'ResponseComplete' &&
-          e.objectRef?.resource === 'pods' &&
-          e.objectRef.name === 'open',
-      ),
+    const event = await eventually(
+      'the audit event of the fail-open create',
+      async () =>
+        (await cluster.auditEvents()).find(
+          (e) =>
+            e.verb === 'create' &&
+            e.stage === 'ResponseComplete' &&
+            e.objectRef?.resource === 'pods' &&
+            e.objectRef.name === 'open',
+        ),
+      10_000,
     );
     assert.equal(event.annotations?.['imagepolicywebhook.image-policy.k8s.io/failed-open'], 'true');
   });

@@ -14,14 +14,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import {
+  type ControlPlane,
+  eventually,
   initRepo,
   lookup,
+  type NotaryStack,
+  type PushedImage,
   pushImage,
   startControlPlane,
   startStack,
-  type ControlPlane,
-  type NotaryStack,
-  type PushedImage,
 } from '../src/index.js';
 
 const MAIN = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
@@ -49,20 +50,6 @@ interface ControllerProcess {
   readonly child: ChildProcess;
   readonly logs: Record<string, unknown>[];
   readonly exited: Promise<number | null>;
-}
-
-async function until<T>(
-  what: string,
-  probe: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
 }
 
 describe('kpack-trust-signer controller against the real apiserver', () => {
@@ -249,7 +236,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     key: string,
     namespace = TEAM,
   ): Promise<Record<string, string>> =>
-    until(`${key} on Build ${build}`, async () => {
+    eventually(`${key} on Build ${build}`, async () => {
       const a = await annotationsOf(build, namespace);
       return a[key] === undefined ? undefined : a;
     });
@@ -316,7 +303,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
 
   it('signs a finished Build: annotations, Events on Build and Image, every tag resolvable by notary lookup', async () => {
     const c1 = startController('c1');
-    await until('c1 to lead', () => Promise.resolve(leader(c1) ? true : undefined));
+    await eventually('c1 to lead', () => Promise.resolve(leader(c1) ? true : undefined));
     const { build, pushed } = await imageAndBuild('app', {});
     await succeed(build, `${pushed.gun}@${pushed.digest}`);
 
@@ -394,7 +381,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
 
   it('bad input gets a SigningFailed Event and annotation and no publish', async () => {
     const c = startController('bad-input', ['--max-attempts', '2']);
-    await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    await eventually('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
     let publishedBefore = 0;
     const cases: {
       name: string;
@@ -510,7 +497,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   it('two replicas share one Lease: each Build signed once, and the standby takes over from a killed leader', async () => {
     const a = startController('replica-a');
     const b = startController('replica-b');
-    const first = await until('a leader', () => Promise.resolve([a, b].find(leader)));
+    const first = await eventually('a leader', () => Promise.resolve([a, b].find(leader)));
     const standby = first === a ? b : a;
     const builds: { build: string; pushed: PushedImage }[] = [];
     for (let i = 0; i < 4; i++) builds.push(await imageAndBuild(`ha-${i}`, {}));
@@ -525,7 +512,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     await Promise.all(
       builds.slice(2).map(({ build, pushed }) => succeed(build, `${pushed.gun}@${pushed.digest}`)),
     );
-    await until(
+    await eventually(
       'the standby to lead',
       () => Promise.resolve(leader(standby) ? true : undefined),
       30_000,
@@ -594,7 +581,9 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         '--allow-notary-url',
         authStack.notaryUrl,
       ]);
-      await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+      await eventually('the controller to lead', () =>
+        Promise.resolve(leader(c) ? true : undefined),
+      );
       const { build, pushed } = await imageAndBuild('sa-creds', {}, options);
       await succeed(build, `${pushed.gun}@${pushed.digest}`);
       const annotations = await recorded(build, 'kpack-trust.io/signed-digest');
@@ -629,7 +618,9 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
         '--max-attempts',
         '2',
       ]);
-      await until('the controller to lead', () => Promise.resolve(leader(own) ? true : undefined));
+      await eventually('the controller to lead', () =>
+        Promise.resolve(leader(own) ? true : undefined),
+      );
       const refused = await imageAndBuild('own-creds', {}, options);
       await succeed(refused.build, `${refused.pushed.gun}@${refused.pushed.digest}`);
       const failed = await recorded(refused.build, 'kpack-trust.io/signing-error');
@@ -650,7 +641,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     const TENANT = 'tenant-b';
     await kubectl(['create', 'namespace', TENANT]);
     const c = startController('quota', ['--max-key-secrets-per-namespace', '2']);
-    await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    await eventually('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
     const keySecrets = async (): Promise<Map<string, Record<string, string>>> => {
       const json = JSON.parse(
         await kubectl([
@@ -782,7 +773,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       '--allow-repository',
       `${SQUATTER}=${stack.registryHost}/${SQUATTER}`,
     ]);
-    await until('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
+    await eventually('the controller to lead', () => Promise.resolve(leader(c) ? true : undefined));
     const contested = `${TEAM}/contested`;
 
     // The squatter's Image names team's repository and finishes first.
@@ -819,7 +810,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
 
   it('a watch the apiserver ends with 410 Gone is re-listed and no finished Build is missed', async () => {
     const c = startController('relist');
-    await until('the first list', () =>
+    await eventually('the first list', () =>
       Promise.resolve(c.logs.some((l) => l['message'] === 'listed Builds') ? true : undefined),
     );
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -848,7 +839,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     // Until the watch cache is ready the apiserver serves old versions from etcd, which it
     // compacts every COMPACTION_S to the revision it saw one interval earlier: wait until a watch
     // from the frozen version is refused, whichever of the two answers it.
-    await until(
+    await eventually(
       'a watch from the frozen resourceVersion to be answered with 410 Gone',
       async () => {
         const watched = await cp.kubectl([
