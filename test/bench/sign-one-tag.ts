@@ -21,7 +21,7 @@
  * hits both sides of each ratio alike. Prints one JSON object: medians in milliseconds per series,
  * the paired ratios, and the load average.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
@@ -31,6 +31,7 @@ import {
   DEFAULT_PASSPHRASE,
   lookup,
   pushImage,
+  runBareNode,
   runNotary,
   signerImageEntrypoint,
   startStack,
@@ -62,20 +63,10 @@ function signer(args: readonly string[], main = MAIN): Promise<void> {
   return node([...NODE_FLAGS, ...PROFILE, main, 'sign', ...args]);
 }
 
-function node(args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, args, {
-      env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent' },
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    const err: Buffer[] = [];
-    child.stderr.on('data', (c: Buffer) => err.push(c));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`node exited ${code}: ${Buffer.concat(err).toString('utf8')}`));
-    });
-  });
+/** Node as the image starts it (bare environment); a failure ends the benchmark with its stderr. */
+async function node(args: readonly string[]): Promise<void> {
+  const { code, stderr } = await runBareNode(args);
+  if (code !== 0) throw new Error(`node exited ${code}: ${stderr}`);
 }
 
 async function timed(action: () => Promise<void>): Promise<number> {

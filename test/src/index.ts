@@ -5,4 +5,5 @@ export * from './kube/binaries.js';
 export * from './kube/control-plane.js';
 export { kubectlBinary } from './kube/kubectl.js';
 export { startVerifierProcess, type VerifierProcess } from './kube/verifier-process.js';
-export { repoRoot, signerImageEntrypoint } from './repo.js';
+export { repoRoot, runBareNode, signerImageEntrypoint } from './repo.js';
+export { eventually } from './eventually.js';

@@ -7,7 +7,7 @@
  * refused.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generateSigningKey } from '@kpack-trust/common';
@@ -15,17 +15,13 @@ import {
   lookup,
   pushImage,
   repoRoot,
+  runBareNode,
   signerImageEntrypoint,
   startStack,
   writeKeysDir,
   type NotaryStack,
   type PushedImage,
 } from '@kpack-trust/e2e';
-
-interface Run {
-  readonly code: number | null;
-  readonly stderr: string;
-}
 
 void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", () => {
   const entrypoint = signerImageEntrypoint();
@@ -38,8 +34,11 @@ void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", (
    * `node <the image's flags> <bundle> sign …` for `tag`, with the test's keys and an environment
    * of PATH and HOME alone.
    */
-  const sign = (tag: string, notaryArgs: readonly string[]): Promise<Run> =>
-    run([
+  const sign = (tag: string, notaryArgs: readonly string[]) =>
+    runBareNode([
+      ...entrypoint.nodeFlags,
+      entrypoint.script,
+      'sign',
       ...notaryArgs,
       '--image',
       `${image.gun}:${tag}`,
@@ -50,24 +49,6 @@ void describe("kpack-trust-signer as the signer image's ENTRYPOINT starts it", (
       '--root-keys-dir',
       rootDir,
     ]);
-  const run = (args: readonly string[]): Promise<Run> =>
-    new Promise((resolve, reject) => {
-      const child = spawn(
-        process.execPath,
-        [...entrypoint.nodeFlags, entrypoint.script, 'sign', ...args],
-        {
-          env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent' },
-          stdio: ['ignore', 'ignore', 'pipe'],
-        },
-      );
-      let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-      child.on('error', reject);
-      child.on('close', (code) => {
-        resolve({ code, stderr });
-      });
-    });
-
   before(async () => {
     // The image's build makes the bundle from the compiled program; so does this test.
     execFileSync(process.execPath, [join(repoRoot(), 'scripts', 'bundle-signer.mjs')], {
