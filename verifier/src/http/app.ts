@@ -249,10 +249,14 @@ export function createApp(options: AppOptions): VerifierApp {
   // The apiserver sends the same ImageReview again for each pod of a ReplicaSet and on every
   // retry: identical bytes are parsed once (ImageReviewParseMemo).
   const parsedReviews = new ImageReviewParseMemo();
-  /** Parses a body not seen before; answers 400 and gives undefined when it is no ImageReview. */
+  /**
+   * Parses a body not seen before and keeps its spec under `key`; answers 400 and gives undefined
+   * when it is no ImageReview.
+   */
   const parseBody = (
     res: ServerResponse,
     body: Buffer,
+    key: string | undefined,
     started: number,
   ): ImageReviewSpec | undefined => {
     let document: unknown;
@@ -275,7 +279,7 @@ export function createApp(options: AppOptions): VerifierApp {
       );
       return undefined;
     }
-    return parsedReviews.remember(body, parsed.spec);
+    return parsedReviews.remember(key, parsed.spec);
   };
 
   const decide = (res: ServerResponse, body: Buffer | Refusal, started: number): void => {
@@ -283,9 +287,10 @@ export function createApp(options: AppOptions): VerifierApp {
       refuse(res, body, started);
       return;
     }
-    const known = parsedReviews.specOf(body);
+    const key = parsedReviews.keyOf(body);
+    const known = parsedReviews.specOf(key);
     metrics.imageReviewParseMemoLookup(known !== undefined);
-    const spec = known ?? parseBody(res, body, started);
+    const spec = known ?? parseBody(res, body, key, started);
     if (spec === undefined) return;
     if (spec.containers.length > maxImages) {
       const reason =

@@ -39,19 +39,22 @@ export class ImageReviewParseMemo {
     });
   }
 
-  /** The spec parsed before from exactly these bytes, if it is still kept. */
-  specOf(body: Buffer): ImageReviewSpec | undefined {
+  /** The key of `body`'s bytes, or undefined for a body that is never kept (empty, too large). */
+  keyOf(body: Buffer): string | undefined {
     if (body.length === 0 || body.length > this.limits.maxBodyBytes) return undefined;
     // latin1 maps each byte to one character: equal keys are equal bytes.
-    return this.specs.get(body.toString('latin1'));
+    return body.toString('latin1');
   }
 
-  /** Keeps `spec`, freshly parsed from `body`, frozen; returns it. */
-  remember(body: Buffer, spec: ImageReviewSpec): ImageReviewSpec {
+  /** The spec parsed before from the bytes of `key`, if it is still kept. */
+  specOf(key: string | undefined): ImageReviewSpec | undefined {
+    return key === undefined ? undefined : this.specs.get(key);
+  }
+
+  /** Keeps `spec`, freshly parsed from the bytes of `key`, frozen; returns it. */
+  remember(key: string | undefined, spec: ImageReviewSpec): ImageReviewSpec {
     const frozen = freezeSpec(spec);
-    if (body.length > 0 && body.length <= this.limits.maxBodyBytes) {
-      this.specs.set(body.toString('latin1'), frozen);
-    }
+    if (key !== undefined) this.specs.set(key, frozen);
     return frozen;
   }
 
