@@ -297,11 +297,7 @@ export async function getKpackObject(
   namespace: string,
   name: string,
 ): Promise<unknown> {
-  const path = `${collection(api, resource, namespace)}/${encodeURIComponent(name)}`;
-  const { status, json } = await http.call('GET', path);
-  if (status === 404) return undefined;
-  if (status !== 200) throw apiError('GET', path, status, json);
-  return json;
+  return getObject(http, `${collection(api, resource, namespace)}/${encodeURIComponent(name)}`);
 }
 
 /**
@@ -314,10 +310,17 @@ export async function getCoreObject(
   namespace: string,
   name: string,
 ): Promise<unknown> {
-  const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/${resource}/${encodeURIComponent(name)}`;
+  // The Status of a failed Secret read names the Secret, never its data.
+  return getObject(
+    http,
+    `/api/v1/namespaces/${encodeURIComponent(namespace)}/${resource}/${encodeURIComponent(name)}`,
+  );
+}
+
+/** GET of one object: its JSON, undefined on 404, a KubeApiError for any other status. */
+async function getObject(http: KubeHttp, path: string): Promise<unknown> {
   const { status, json } = await http.call('GET', path);
   if (status === 404) return undefined;
-  // The Status of a failed Secret read names the Secret, never its data.
   if (status !== 200) throw apiError('GET', path, status, json);
   return json;
 }
