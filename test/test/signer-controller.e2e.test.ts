@@ -218,6 +218,14 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       }),
     ]);
   };
+  /** A new opted-in Image and its Build, which has succeeded with the image pushed for it. */
+  const finishedBuild = async (
+    ...args: Parameters<typeof imageAndBuild>
+  ): Promise<{ build: string; gun: string }> => {
+    const { build, pushed } = await imageAndBuild(...args);
+    await succeed(build, `${pushed.gun}@${pushed.digest}`);
+    return { build, gun: pushed.gun };
+  };
 
   const annotationsOf = async (
     build: string,
@@ -391,44 +399,35 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       {
         name: 'http notary URL',
         reason: 'ConfigInvalid',
-        setup: async () => {
-          const { build, pushed } = await imageAndBuild(
+        setup: () =>
+          finishedBuild(
             'plain-http',
             {},
             { notaryUrl: stack.notaryUrl.replace('https:', 'http:') },
-          );
-          await succeed(build, `${pushed.gun}@${pushed.digest}`);
-          return { build, gun: pushed.gun };
-        },
+          ),
       },
       {
         name: 'a notary server the operator did not allow',
         reason: 'ConfigInvalid',
-        setup: async () => {
+        setup: () =>
           // The stack's server under another name: it would answer, but is not on the list.
-          const { build, pushed } = await imageAndBuild(
+          finishedBuild(
             'not-allowed',
             {},
             { notaryUrl: stack.notaryUrl.replace('127.0.0.1', 'localhost') },
-          );
-          await succeed(build, `${pushed.gun}@${pushed.digest}`);
-          return { build, gun: pushed.gun };
-        },
+          ),
       },
       {
         name: 'tags in two repositories',
         reason: 'BuildInvalid',
-        setup: async () => {
-          const { build, pushed } = await imageAndBuild(
+        setup: () =>
+          finishedBuild(
             'two-repos',
             {},
             {
               tags: (p) => [`${p.gun}:v1`, `${stack.registryHost}/team/elsewhere:v1`],
             },
-          );
-          await succeed(build, `${pushed.gun}@${pushed.digest}`);
-          return { build, gun: pushed.gun };
-        },
+          ),
       },
       {
         name: "tags in another Image's repository",
@@ -463,15 +462,7 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       {
         name: 'notary unreachable',
         reason: 'Unavailable',
-        setup: async () => {
-          const { build, pushed } = await imageAndBuild(
-            'unreachable',
-            {},
-            { notaryUrl: 'https://127.0.0.1:1' },
-          );
-          await succeed(build, `${pushed.gun}@${pushed.digest}`);
-          return { build, gun: pushed.gun };
-        },
+        setup: () => finishedBuild('unreachable', {}, { notaryUrl: 'https://127.0.0.1:1' }),
       },
     ];
     for (const testCase of cases) {
