@@ -6,7 +6,8 @@
  *   npm run build && npm run bench:verifier-admission
  *   node verifier/dist/bench/admission.js [--seconds 5] [--connections 16] [--rounds 5]
  *     [--pod kubectl-run|minimal]    (minimal: a Pod of one container and nothing else)
- *     [--only mutate|image-policy]   (one path, e.g. with BENCH_PROFILE_DIR=dir for a CPU profile)
+ *     [--only mutate|image-policy]   (one path and its ceiling, e.g. with BENCH_PROFILE_DIR=dir
+ *                                     for a CPU profile)
  *
  * Each path gets what kube-apiserver sends it for one pod created with `kubectl run`: the
  * ImagePolicyWebhook plugin a small ImageReview of the image, the webhook dispatcher the whole
@@ -19,14 +20,21 @@
  * both each time. The server is the real stack (bench/
  * fixture.ts: HTTPS listener, app, engine with a warm trust cache, metrics, a log line per
  * decision to /dev/null) in a child process; this process drives the load over raw TLS sockets
- * (bench/load.ts). Rounds alternate which path goes first; the result is the median of the
- * per-round ratios, against the goal (≥ 0.9), with the same share computed from the server's CPU
- * time per request (less sensitive to other load on the machine than req/s).
+ * (bench/load.ts). The result is the median of the per-round ratios, against the goal (≥ 0.9),
+ * with the same share computed from the server's CPU time per request (less sensitive to other
+ * load on the machine than req/s).
+ *
+ * Beside it, in the same rounds (each round in another order), the ceiling: the same share between
+ * two paths of a bare server in the same child, which does only what every implementation must —
+ * it answers the repeated ImageReview unread (as the parse memo lets the verifier), and parses each
+ * AdmissionReview, reads its uid and images, and answers the verifier's own pinning reply under
+ * that uid. No implementation that reads the whole AdmissionReview can do better than that share.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { cpus, loadavg, totalmem } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import {
@@ -35,6 +43,7 @@ import {
   benchTls,
   memoryFetcher,
   signedRepository,
+  startBareServer,
   startVerifier,
   writeBenchConfig,
 } from './fixture.js';
@@ -264,14 +273,74 @@ async function serveChild(dir: string): Promise<void> {
     namespace: 'default',
   });
   if (!warm.allowed) throw new Error(`the fixture image is not admitted: ${warm.reason ?? ''}`);
+  // The ceiling beside it: what the verifier answers, from a server that does only what every
+  // implementation must. ImageReviews of one template repeat byte for byte, so it answers them
+  // unread (as the verifier's parse memo lets it); an AdmissionReview never repeats, so it parses
+  // each, reads the uid and the containers' images, and answers the verifier's pinning reply under
+  // that uid — no policy, no trust cache, no metrics, no log.
+  const tlsFiles = { cert: join(dir, 'tls.crt'), key: join(dir, 'tls.key') };
+  const ca = await readFile(join(dir, 'ca.crt'), 'utf8');
+  const imageReply = await post(listener.port, ca, '/', IMAGE_REVIEW);
+  const uid = randomUUID();
+  const mutateReply = await post(listener.port, ca, '/mutate', admissionReview(uid));
+  const [head, tail] = mutateReply.toString('utf8').split(JSON.stringify(uid));
+  if (head === undefined || tail === undefined) throw new Error('the /mutate reply has no uid');
+  const replyHead = Buffer.from(head);
+  const replyTail = Buffer.from(tail);
+  const bare = await startBareServer(tlsFiles, (path, body) => {
+    if (path !== '/mutate') return imageReply;
+    const review = JSON.parse(body.toString('utf8')) as AdmissionReviewShape;
+    const spec = review.request.object.spec;
+    let images = 0;
+    for (const list of [spec.containers, spec.initContainers, spec.ephemeralContainers]) {
+      for (const container of list ?? []) if (typeof container.image === 'string') images += 1;
+    }
+    if (images === 0) throw new Error('an AdmissionReview without images');
+    const uidBytes = Buffer.from(JSON.stringify(review.request.uid));
+    return Buffer.concat([replyHead, uidBytes, replyTail]);
+  });
   process.on('message', (message: { type?: string }) => {
     if (message.type === 'cpu') process.send?.({ type: 'cpu', usage: process.cpuUsage() });
   });
   process.on('disconnect', () => process.exit(0));
-  process.send?.({ type: 'ready', port: listener.port });
+  process.send?.({ type: 'ready', port: listener.port, barePort: bare.port });
 }
 
-function startChild(dir: string): Promise<{ child: ChildProcess; port: number }> {
+/** What the ceiling server reads of an AdmissionReview. */
+interface AdmissionReviewShape {
+  request: {
+    uid: string;
+    object: { spec: Partial<Record<string, { image?: unknown }[]>> };
+  };
+}
+
+/** POSTs `body` to the verifier and gives the reply's bytes. */
+async function post(port: number, ca: string, path: string, body: string): Promise<Buffer> {
+  const { request } = await import('node:https');
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        method: 'POST',
+        ca,
+        headers: { 'Content-Type': 'application/json' },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('end', () => {
+          resolve(Buffer.concat(chunks));
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+function startChild(dir: string): Promise<{ child: ChildProcess; port: number; barePort: number }> {
   // BENCH_PROFILE_DIR=dir writes a V8 CPU profile of the server process there.
   const profileDir = process.env['BENCH_PROFILE_DIR'];
   const child = fork(fileURLToPath(import.meta.url), ['--serve', 'verifier', '--dir', dir], {
@@ -282,8 +351,10 @@ function startChild(dir: string): Promise<{ child: ChildProcess; port: number }>
     ],
   });
   return new Promise((resolve, reject) => {
-    child.once('message', (message: { type?: string; port?: number }) => {
-      if (message.type === 'ready') resolve({ child, port: message.port ?? 0 });
+    child.once('message', (message: { type?: string; port?: number; barePort?: number }) => {
+      if (message.type === 'ready') {
+        resolve({ child, port: message.port ?? 0, barePort: message.barePort ?? 0 });
+      }
     });
     child.once('exit', (code) => {
       reject(new Error(`server child exited with ${String(code)}`));
@@ -306,36 +377,14 @@ function cpuOf(child: ChildProcess): Promise<NodeJS.CpuUsage> {
 
 /** One request on each path, checked: an admission, and on /mutate the pinning patch. */
 async function checkAnswers(port: number, ca: string): Promise<void> {
-  const { request } = await import('node:https');
-  const post = (path: string, body: string): Promise<unknown> =>
-    new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: '127.0.0.1',
-          port,
-          path,
-          method: 'POST',
-          ca,
-          headers: { 'Content-Type': 'application/json' },
-        },
-        (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (chunk: string) => (text += chunk));
-          res.on('end', () => {
-            resolve(JSON.parse(text));
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(body);
-    });
-  const review = (await post('/', IMAGE_REVIEW)) as { status?: { allowed?: boolean } };
+  const review = JSON.parse((await post(port, ca, '/', IMAGE_REVIEW)).toString('utf8')) as {
+    status?: { allowed?: boolean };
+  };
   if (review.status?.allowed !== true)
     throw new Error(`ImageReview not admitted: ${JSON.stringify(review)}`);
-  const admission = (await post('/mutate', ADMISSION_REVIEW)) as {
-    response?: { allowed?: boolean; patch?: string };
-  };
+  const admission = JSON.parse(
+    (await post(port, ca, '/mutate', ADMISSION_REVIEW)).toString('utf8'),
+  ) as { response?: { allowed?: boolean; patch?: string } };
   const patch = Buffer.from(admission.response?.patch ?? '', 'base64').toString('utf8');
   if (admission.response?.allowed !== true || !patch.includes('@sha256:')) {
     throw new Error(`AdmissionReview not admitted with a pin: ${JSON.stringify(admission)}`);
@@ -371,45 +420,57 @@ async function main(): Promise<void> {
   try {
     const started = await startChild(tls.dir);
     child = started.child;
-    const { port } = started;
+    const { port, barePort } = started;
     await checkAnswers(port, tls.caPem);
-    const paths = {
-      'image-policy': rotating([jsonPost('/', IMAGE_REVIEW)]),
-      mutate: rotating(MUTATE_REQUESTS),
-    } as const;
-    for (const request of Object.values(paths)) {
+    type Series = 'image-policy' | 'mutate' | 'ceiling-image-policy' | 'ceiling-mutate';
+    const imageReview = rotating([jsonPost('/', IMAGE_REVIEW)]);
+    const mutate = rotating(MUTATE_REQUESTS);
+    const series: Record<Series, LoadTarget> = {
+      'image-policy': target(port, tls.caPem, imageReview),
+      mutate: target(port, tls.caPem, mutate),
+      'ceiling-image-policy': target(barePort, tls.caPem, imageReview),
+      'ceiling-mutate': target(barePort, tls.caPem, mutate),
+    };
+    const all = Object.keys(series) as Series[];
+    const wanted = all.filter(
+      (name) =>
+        values.only === undefined || name === values.only || name === `ceiling-${values.only}`,
+    );
+    for (const name of wanted) {
       // JIT warm-up, not measured.
-      await closedLoop(target(port, tls.caPem, request), {
-        connections: options.connections,
-        seconds: 1,
-      });
+      await closedLoop(series[name], { connections: options.connections, seconds: 1 });
     }
-    const ratios: number[] = [];
-    const cpuRatios: number[] = [];
-    const perPath: Record<keyof typeof paths, number[]> = { 'image-policy': [], mutate: [] };
-    const cpuPerPath: Record<keyof typeof paths, number[]> = { 'image-policy': [], mutate: [] };
+    const perSeries = Object.fromEntries(all.map((name) => [name, [] as number[]])) as Record<
+      Series,
+      number[]
+    >;
+    const cpuPerSeries = Object.fromEntries(all.map((name) => [name, [] as number[]])) as Record<
+      Series,
+      number[]
+    >;
+    const shares = { verifier: [] as number[], ceiling: [] as number[] };
+    const cpuShares = { verifier: [] as number[], ceiling: [] as number[] };
     for (let r = 1; r <= options.rounds; r += 1) {
-      const both: (keyof typeof paths)[] =
-        r % 2 === 1 ? ['image-policy', 'mutate'] : ['mutate', 'image-policy'];
-      const order = both.filter((path) => values.only === undefined || path === values.only);
-      const measured: Partial<Record<keyof typeof paths, number>> = {};
-      const cpuMeasured: Partial<Record<keyof typeof paths, number>> = {};
-      for (const path of order) {
+      // The order rotates, so no series always runs on a machine the one before it warmed.
+      const order = wanted.map((_, i) => wanted[(i + r) % wanted.length] as Series);
+      const measured: Partial<Record<Series, number>> = {};
+      const cpuMeasured: Partial<Record<Series, number>> = {};
+      for (const name of order) {
         const before = await cpuOf(child);
-        const result = await closedLoop(target(port, tls.caPem, paths[path]), {
+        const result = await closedLoop(series[name], {
           connections: options.connections,
           seconds: options.seconds,
         });
         const after = await cpuOf(child);
         const cpuMicros = after.user - before.user + (after.system - before.system);
         const cpuPerRequest = cpuMicros / Math.max(1, result.requests);
-        measured[path] = rate(result);
-        cpuMeasured[path] = cpuPerRequest;
-        perPath[path].push(rate(result));
-        cpuPerPath[path].push(cpuPerRequest);
+        measured[name] = rate(result);
+        cpuMeasured[name] = cpuPerRequest;
+        perSeries[name].push(rate(result));
+        cpuPerSeries[name].push(cpuPerRequest);
         emit({
           bench: 'cached-admission',
-          path,
+          path: name,
           round: r,
           requests: result.requests,
           errors: result.errors,
@@ -419,23 +480,44 @@ async function main(): Promise<void> {
           serverCpuMicrosPerRequest: round(cpuPerRequest, 1),
         });
       }
-      ratios.push((measured.mutate ?? 0) / (measured['image-policy'] ?? Number.NaN));
-      cpuRatios.push((cpuMeasured['image-policy'] ?? 0) / (cpuMeasured.mutate ?? Number.NaN));
+      shares.verifier.push((measured.mutate ?? 0) / (measured['image-policy'] ?? Number.NaN));
+      shares.ceiling.push(
+        (measured['ceiling-mutate'] ?? 0) / (measured['ceiling-image-policy'] ?? Number.NaN),
+      );
+      cpuShares.verifier.push(
+        (cpuMeasured['image-policy'] ?? 0) / (cpuMeasured.mutate ?? Number.NaN),
+      );
+      cpuShares.ceiling.push(
+        (cpuMeasured['ceiling-image-policy'] ?? 0) / (cpuMeasured['ceiling-mutate'] ?? Number.NaN),
+      );
     }
-    const ratio = median(ratios);
+    const ratio = median(shares.verifier);
+    const medianOf = (name: Series): number => round(median(perSeries[name]), 1);
+    const cpuMedianOf = (name: Series): number => round(median(cpuPerSeries[name]), 1);
     emit({
       bench: 'cached-admission',
       result: 'comparison',
       rounds: options.rounds,
-      imagePolicyReqPerSecMedian: round(median(perPath['image-policy']), 1),
-      mutateReqPerSecMedian: round(median(perPath.mutate), 1),
+      imagePolicyReqPerSecMedian: medianOf('image-policy'),
+      mutateReqPerSecMedian: medianOf('mutate'),
       mutateShareOfImagePolicy: round(ratio),
-      mutateShareOfImagePolicyPerRound: ratios.map((x) => round(x)),
-      imagePolicyCpuMicrosPerRequestMedian: round(median(cpuPerPath['image-policy']), 1),
-      mutateCpuMicrosPerRequestMedian: round(median(cpuPerPath.mutate), 1),
+      mutateShareOfImagePolicyPerRound: shares.verifier.map((x) => round(x)),
+      imagePolicyCpuMicrosPerRequestMedian: cpuMedianOf('image-policy'),
+      mutateCpuMicrosPerRequestMedian: cpuMedianOf('mutate'),
       // The same share from server CPU per request: steadier than req/s on a busy machine.
-      mutateShareByCpu: round(median(cpuRatios)),
-      mutateShareByCpuPerRound: cpuRatios.map((x) => round(x)),
+      mutateShareByCpu: round(median(cpuShares.verifier)),
+      mutateShareByCpuPerRound: cpuShares.verifier.map((x) => round(x)),
+      // The share a server reaches that parses each AdmissionReview and does nothing else: the
+      // most any implementation that reads the whole review can reach against this ImageReview path.
+      ceilingImagePolicyReqPerSecMedian: medianOf('ceiling-image-policy'),
+      ceilingMutateReqPerSecMedian: medianOf('ceiling-mutate'),
+      ceilingShare: round(median(shares.ceiling)),
+      ceilingSharePerRound: shares.ceiling.map((x) => round(x)),
+      ceilingShareByCpu: round(median(cpuShares.ceiling)),
+      ceilingCpuMicrosPerRequestMedian: {
+        imagePolicy: cpuMedianOf('ceiling-image-policy'),
+        mutate: cpuMedianOf('ceiling-mutate'),
+      },
       goalShare: GOAL,
       meetsShareGoal: ratio >= GOAL,
     });

@@ -43,7 +43,12 @@ export async function benchTls(): Promise<{
   const key = join(dir, 'tls.key');
   const ca = createTestCa({ commonName: 'verifier bench CA' });
   const leaf = ca.issue({ commonName: 'localhost' });
-  await Promise.all([writeFile(cert, leaf.certPem), writeFile(key, leaf.keyPem, { mode: 0o600 })]);
+  await Promise.all([
+    writeFile(cert, leaf.certPem),
+    writeFile(key, leaf.keyPem, { mode: 0o600 }),
+    // For a benchmark's child process that talks to the servers it starts.
+    writeFile(join(dir, 'ca.crt'), ca.certPem),
+  ]);
   return { dir, cert, key, caPem: ca.certPem };
 }
 
@@ -123,13 +128,17 @@ export async function startVerifier(
   return { listener, engine };
 }
 
-/** The baseline: reads the body, answers `reply` — no parsing, no policy, no logging. */
+/**
+ * The baseline: reads the body, answers `reply` — no parsing, no policy, no logging. Given a
+ * function instead, answers what it makes of the request's path and whole body (a ceiling that
+ * does only the work every implementation must).
+ */
 export async function startBareServer(
   tls: { cert: string; key: string },
-  reply: string,
+  reply: string | ((path: string, body: Buffer) => Buffer),
 ): Promise<{ port: number; close(): Promise<void> }> {
   const { readFile } = await import('node:fs/promises');
-  const body = Buffer.from(reply);
+  const constant = typeof reply === 'string' ? Buffer.from(reply) : undefined;
   const server = createServer(
     {
       cert: await readFile(tls.cert),
@@ -137,8 +146,14 @@ export async function startBareServer(
       keepAliveTimeout: 120_000,
     },
     (req, res) => {
-      req.on('data', () => undefined);
+      const chunks: Buffer[] = [];
+      req.on('data', (chunk: Buffer) => {
+        if (constant === undefined) chunks.push(chunk);
+      });
       req.on('end', () => {
+        const body =
+          constant ??
+          (reply as (path: string, body: Buffer) => Buffer)(req.url ?? '/', Buffer.concat(chunks));
         res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': body.length });
         res.end(body);
       });
