@@ -6,7 +6,9 @@
  * Neither asks the registry (the CLI never does, so ours runs with `--size --no-registry-check`;
  * another series shows the registry check's cost). `node -e 0` is timed in every run too: what the
  * signer adds is its time minus Node's own start-up, and the goal is that this is at most the
- * notary CLI's whole time (ratio ≤ 1.0).
+ * notary CLI's whole time (ratio ≤ 1.0). A floor is timed too: sign-floor.cts, the same exchange
+ * and one signature from a one-file Node program that verifies nothing — what of that budget Node
+ * alone spends before a signer does anything it must.
  *
  *   npm run build && node test/dist/bench/sign-one-tag.js [runs]     (default 15 runs each)
  *   SIGNER_MAIN=path/to/main.js …    times another build of the signer's entry point
@@ -49,6 +51,8 @@ if (process.env['SIGNER_MAIN'] === undefined) {
   execFileSync(process.execPath, [script], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 const MAIN = process.env['SIGNER_MAIN'] ?? BUNDLED;
+/** The floor: the same exchange by a Node program that verifies nothing (sign-floor.cts). */
+const FLOOR = fileURLToPath(new URL('sign-floor.cjs', import.meta.url));
 const runs = Number(process.argv[2] ?? 15);
 if (!Number.isSafeInteger(runs) || runs < 1)
   throw new Error(`runs must be a positive integer, got ${process.argv[2]}`);
@@ -125,9 +129,16 @@ try {
 
   const ours = ['--keys-dir', keysDir, '--root-key-id', rootKeyId];
   type Series =
-    'node' | 'signerHelp' | 'signer' | 'signerUnbundled' | 'signerWithRegistryCheck' | 'notary';
+    | 'node'
+    | 'floor'
+    | 'signerHelp'
+    | 'signer'
+    | 'signerUnbundled'
+    | 'signerWithRegistryCheck'
+    | 'notary';
   const series: Record<Series, number[]> = {
     node: [],
+    floor: [],
     signerHelp: [],
     signer: [],
     signerUnbundled: [],
@@ -151,6 +162,19 @@ try {
     await cp(keyOnlyDir, cliDir, { recursive: true });
     const steps: [Series, () => Promise<void>][] = [
       ['node', () => node(['-e', '0'])],
+      [
+        'floor',
+        () =>
+          node([
+            ...NODE_FLAGS,
+            FLOOR,
+            stack.notaryUrl,
+            stack.caFile,
+            gun,
+            join(keysDir, `${PublicKey.fromKeyObject(targets).id}.key`),
+            join(keysDir, 'password'),
+          ]),
+      ],
       ['signerHelp', () => node([...NODE_FLAGS, MAIN, '--help'])],
       ['signer', () => signer(unchecked(`ours-${i}`))],
       ['signerUnbundled', () => signer(unchecked(`unbundled-${i}`), UNBUNDLED)],
@@ -207,6 +231,10 @@ try {
       addedBeyondNodeOverNotary: addedRatio,
       addedBeyondNodeOverNotaryUnbundled: ratio(paired('signerUnbundled')),
       addedBeyondNodeOverNotaryWithRegistryCheck: ratio(paired('signerWithRegistryCheck')),
+      // The same share for sign-floor.cts, which does the exchange and one signature and verifies
+      // nothing: what of the goal's budget Node 20 alone already spends.
+      floorBeyondNodeMs: median(series.floor.map((ms, i) => ms - (series.node[i] ?? 0))),
+      floorBeyondNodeOverNotary: ratio(paired('floor')),
       helpBeyondNodeMs: median(series.signerHelp.map((ms, i) => ms - (series.node[i] ?? 0))),
       goal: 'addedBeyondNodeOverNotary <= 1.0',
       meetsGoal: addedRatio <= 1,
