@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import {
   TrustError,
   compileAnchor,
+  generateSigningKey,
   resolveTarget,
   updateCollection,
   NOTARY_ROLE_ORDER,
@@ -241,6 +242,52 @@ describe('signBuild', () => {
     assert.deepEqual(notary.keyRequests, []);
     assert.deepEqual(notary.publishes, []);
     assert.deepEqual(store.loads, []);
+  });
+
+  it('refuses to create a repository it cannot create without asking the server for any key', async () => {
+    // Each GET <role>.key on a new GUN makes notary-signer generate a key that nothing will list.
+    const targetsOnly = new MemoryKeyStore({ keys: { targets: generateSigningKey() } });
+    const rootOnly = new MemoryKeyStore({ keys: { root: { privateKey: generateSigningKey() } } });
+    const both = new MemoryKeyStore({ generate: true });
+    const cases: [string, MemoryKeyStore, string | undefined, string, string][] = [
+      [
+        'no root key',
+        targetsOnly,
+        undefined,
+        'root',
+        'the repository does not exist yet and no root key is available to create it',
+      ],
+      [
+        'no targets key',
+        rootOnly,
+        undefined,
+        'targets',
+        'the repository does not exist yet and no targets key is available',
+      ],
+      [
+        'a delegation',
+        both,
+        'targets/releases',
+        'targets/releases',
+        'the repository does not exist yet, so it has no delegation targets/releases to sign into',
+      ],
+    ];
+    for (const [name, store, role, refusedRole, problem] of cases) {
+      const notary = new MemoryNotary(NOW);
+      await assert.rejects(
+        signBuild(
+          { image: build('one', ['v1'], 700), ...(role === undefined ? {} : { role }) },
+          deps(notary, store),
+        ),
+        {
+          code: 'SIGNING_KEY_UNUSABLE',
+          facts: { gun: GUN, role: refusedRole, keyId: '', problem },
+        },
+        name,
+      );
+      assert.deepEqual(notary.keyRequests, [], name);
+      assert.deepEqual(notary.publishes, [], name);
+    }
   });
 
   it('refuses a repository whose root is not signed by our root key', async () => {

@@ -91,22 +91,28 @@ export interface NewRepositoryInput extends TargetsChange {
   readonly now: Date;
 }
 
+/** The keys that can create a new GUN: the root and targets keys. */
+export type CreatingKeys = SigningKeys & {
+  readonly root: NonNullable<SigningKeys['root']>;
+  readonly targets: KeyObject;
+};
+
 /**
- * A new GUN, initialized as `docker trust sign` does it: root v1 with the root key in a certificate
- * for the GUN, targets v2 holding the tags, snapshot and timestamp server-managed (or a client
- * snapshot v2 when we hold a snapshot key, as plain `notary init` makes it).
+ * The keys to create a new GUN with, or the refusal — decided from the role and the keys alone, so
+ * a caller can refuse before `GET <role>.key`, which on a GUN without a root makes notary-signer
+ * generate a key that no root will ever list.
  */
-export async function planNewRepository(input: NewRepositoryInput): Promise<PublishPlan> {
-  const { gun, keys, now } = input;
-  if (input.role !== 'targets') {
+export function creatingKeys(gun: string, role: string, keys: SigningKeys): CreatingKeys {
+  if (role !== 'targets') {
     throw unusable(
       gun,
-      input.role,
+      role,
       '',
-      `the repository does not exist yet, so it has no delegation ${input.role} to sign into`,
+      `the repository does not exist yet, so it has no delegation ${role} to sign into`,
     );
   }
-  if (keys.root === undefined) {
+  const { root, targets } = keys;
+  if (root === undefined) {
     throw unusable(
       gun,
       'root',
@@ -114,7 +120,7 @@ export async function planNewRepository(input: NewRepositoryInput): Promise<Publ
       'the repository does not exist yet and no root key is available to create it',
     );
   }
-  if (keys.targets === undefined) {
+  if (targets === undefined) {
     throw unusable(
       gun,
       'targets',
@@ -122,6 +128,17 @@ export async function planNewRepository(input: NewRepositoryInput): Promise<Publ
       'the repository does not exist yet and no targets key is available',
     );
   }
+  return { ...keys, root, targets };
+}
+
+/**
+ * A new GUN, initialized as `docker trust sign` does it: root v1 with the root key in a certificate
+ * for the GUN, targets v2 holding the tags, snapshot and timestamp server-managed (or a client
+ * snapshot v2 when we hold a snapshot key, as plain `notary init` makes it).
+ */
+export async function planNewRepository(input: NewRepositoryInput): Promise<PublishPlan> {
+  const { gun, now } = input;
+  const keys = creatingKeys(gun, input.role, input.keys);
   const rootKey = await rootCertificateKey(gun, keys.root, now);
   const targetsKey = PublicKey.fromKeyObject(keys.targets);
   const snapshotKey =

@@ -23,7 +23,13 @@ import {
 import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
 import type { ManifestLookup } from '../registry/manifest-client.js';
 import type { BuildImage } from './build-image.js';
-import { planNewRepository, planUpdate, type PublishPlan, type SigningKeys } from './plan.js';
+import {
+  creatingKeys,
+  planNewRepository,
+  planUpdate,
+  type PublishPlan,
+  type SigningKeys,
+} from './plan.js';
 
 /** What to sign and how to anchor trust in the repository. */
 export interface SignBuildOptions {
@@ -236,8 +242,10 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
   const now = deps.now();
 
   if (rootBytes === undefined) {
-    const keys = await ctx.session.load(true);
-    // Until a published root lists them, each GET <role>.key makes a new key: ask exactly once.
+    // Refuse before any GET <role>.key: until a published root lists them, each one makes notary
+    // generate a new key, so a refused creation (kpack mounts no root key) must ask for none.
+    const keys = creatingKeys(gun, ctx.role, await ctx.session.load(true));
+    // Ask for each server key exactly once, for the same reason.
     const timestamp = await serverKey(deps.notary, gun, 'timestamp');
     const snapshot =
       keys.snapshot === undefined ? await serverKey(deps.notary, gun, 'snapshot') : undefined;
