@@ -895,6 +895,56 @@ void describe('NotaryHttpClient', () => {
       );
     });
 
+    /** The notary side challenges every request; the token service answers `status` with `body`. */
+    const tokenServiceAnswers = (status: number, body: string): void => {
+      reset((req, res) => {
+        if (req.url?.startsWith('/token') === true) {
+          reply(res, status, body, { 'Content-Type': 'application/json' });
+          return;
+        }
+        reply(res, 401, '', {
+          'Www-Authenticate': `Bearer realm="${server.url}/token",service="s",scope="repository:${GUN}:pull"`,
+        });
+      });
+    };
+    const tokenUrl = (): string =>
+      `${server.url}/token?service=s&scope=repository%3A127.0.0.1%3A5000%2Fdemo%2Fapp%3Apull`;
+
+    for (const status of [500, 502, 503, 429]) {
+      void it(`reports a token service answering ${status} as HTTP_STATUS, as a metadata GET would be, not AUTH_FAILED`, async () => {
+        tokenServiceAnswers(status, '{"errors":[{"code":"UNAVAILABLE"}]}');
+        const c = client({ credentials: staticCredentials('alice', 's3cret') });
+        await assert.rejects(
+          c.fetchMetadata(GUN, { role: 'root', maxBytes: 100 }),
+          (e: unknown) => {
+            assert.ok(isTrustError(e, 'HTTP_STATUS'), `expected HTTP_STATUS, got ${String(e)}`);
+            // The account name Docker's token client adds to the query stays out of the error.
+            assert.deepEqual(
+              { ...e.facts },
+              { url: tokenUrl(), status, serverCode: 'UNAVAILABLE' },
+            );
+            assert.doesNotMatch(`${e.message} ${JSON.stringify(e.facts)}`, /alice|s3cret/);
+            return true;
+          },
+        );
+        // Challenge and token request; no retry with a token that was never issued.
+        assert.equal(server.seen.length, 2);
+      });
+    }
+
+    void it('still reports a token service answering 403 as AUTH_FAILED', async () => {
+      tokenServiceAnswers(403, '{"details":"access denied"}');
+      const c = client({ credentials: staticCredentials('alice', 's3cret') });
+      await assert.rejects(
+        c.fetchMetadata(GUN, { role: 'root', maxBytes: 100 }),
+        expectTrustError('AUTH_FAILED', {
+          url: tokenUrl(),
+          status: 403,
+          problem: 'the token service rejected the credentials',
+        }),
+      );
+    });
+
     void it('fails AUTH_FAILED when the server refuses the token it was given, without leaking it', async () => {
       tokenMode({ refuseTokens: true });
       const c = client({ credentials: staticCredentials('alice', 's3cret') });

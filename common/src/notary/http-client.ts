@@ -392,7 +392,10 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       );
     }
     if (!isSuccess(reply.status)) {
-      throw authFailed(shown, reply.status, `the token service answered HTTP ${reply.status}`);
+      // Only 401/403 say the credentials are wrong. A 5xx or 429 is the token service being
+      // unavailable, classified as a 5xx on a metadata GET is (the signer's exit 4, the verifier's
+      // circuit breaker), not as "fix the credentials". The URL shown is the one without `account`.
+      throw statusError('GET', new URL(shown), reply);
     }
     let answer: unknown;
     try {
