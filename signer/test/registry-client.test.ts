@@ -7,7 +7,8 @@ import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { staticCredentials } from '@kpack-trust/common';
+import { isTrustError, staticCredentials } from '@kpack-trust/common';
+import { ExitCode, exitCodeFor } from '../src/cli/exit-codes.js';
 import { RegistryHttpClient, parseChallenge } from '../src/registry/manifest-client.js';
 
 const MANIFEST = Buffer.from(
@@ -177,6 +178,54 @@ describe('RegistryHttpClient', () => {
           url: `http://${host}/v2/a/manifests/${DIGEST}`,
           status: 401,
           problem: 'the registry refused the token',
+        },
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  it('fails HTTP_STATUS, as for a registry answering 5xx, when the token service is unavailable', async () => {
+    // A token service outage is the registry being unavailable (exit 4), not our credentials (exit 3).
+    const realm = `http://${host}/token`;
+    let tokenStatus = 503;
+    handler = (req, res) => {
+      if (req.url?.startsWith('/token')) {
+        res.writeHead(tokenStatus, { 'Content-Type': 'application/json' });
+        res.end('{}');
+        return;
+      }
+      if (req.url?.includes('/broken/')) {
+        res.writeHead(502);
+        res.end();
+        return;
+      }
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${realm}",service="registry"` });
+      res.end();
+    };
+    const c = client({ credentials: staticCredentials('u', 'pw') });
+    try {
+      const registryDown = await c
+        .manifestSize({ registry: host, path: 'broken/a' }, DIGEST)
+        .catch((err: unknown) => err);
+      assert.ok(isTrustError(registryDown, 'HTTP_STATUS'));
+      for (const status of [503, 500, 429]) {
+        tokenStatus = status;
+        const err = await c
+          .manifestSize({ registry: host, path: 'a' }, DIGEST)
+          .catch((e: unknown) => e);
+        assert.ok(isTrustError(err, 'HTTP_STATUS'), `token service ${status}: ${String(err)}`);
+        assert.deepEqual(err.facts, { url: realm, status, serverCode: '' });
+        assert.equal(exitCodeFor(err), ExitCode.UNAVAILABLE, `token service ${status}`);
+      }
+      assert.equal(exitCodeFor(registryDown), ExitCode.UNAVAILABLE);
+      tokenStatus = 403;
+      await assert.rejects(c.manifestSize({ registry: host, path: 'a' }, DIGEST), {
+        code: 'AUTH_FAILED',
+        facts: {
+          url: realm,
+          status: 403,
+          problem: 'the token service rejected the credentials (HTTP 403)',
         },
       });
     } finally {

@@ -14,7 +14,7 @@ export const ExitCode = {
   BAD_INPUT: 2,
   /** The notary server, its token service or the registry refused our credentials. */
   AUTH_FAILED: 3,
-  /** The notary server or the registry could not be reached, or answered 5xx. */
+  /** The notary server or the registry could not be reached, or answered 5xx or 429 (retry later). */
   UNAVAILABLE: 4,
   /** Concurrent writers kept changing the repository; every attempt was refused as out of date. */
   CONFLICT: 5,
@@ -46,7 +46,8 @@ export function exitCodeFor(error: unknown): ExitCodeValue {
     case 'HTTP_STATUS': {
       const status = (error.facts as { status: number }).status;
       if (status === 401 || status === 403) return ExitCode.AUTH_FAILED;
-      if (status >= 500) return ExitCode.UNAVAILABLE;
+      // 429 Too Many Requests is the server asking us to come back later, as a 503 does.
+      if (status >= 500 || status === 429) return ExitCode.UNAVAILABLE;
       return ExitCode.FAILED;
     }
     default:

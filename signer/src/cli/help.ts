@@ -81,6 +81,6 @@ Exit codes:
      docker configs, key directories), tags in two repositories, keys or passphrases; or later: a
      key that is not the repository's key, a digest the registry does not have
   3  authentication failed (notary server, token service or registry)
-  4  notary server or registry unreachable, or answering 5xx
+  4  notary server or registry unreachable, or answering 5xx or 429
   5  still conflicting with concurrent writers after all retries
 `;

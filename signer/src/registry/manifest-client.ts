@@ -188,6 +188,7 @@ export class RegistryHttpClient implements ManifestLookup {
     } catch {
       throw authFailed(realmText, 401, 'the Bearer challenge names no usable realm');
     }
+    const shown = realm.origin + realm.pathname;
     const service = params.get('service');
     if (service !== undefined) realm.searchParams.set('service', service);
     realm.searchParams.set('scope', params.get('scope') ?? `repository:${path}:pull`);
@@ -197,14 +198,20 @@ export class RegistryHttpClient implements ManifestLookup {
       headers['Authorization'] = basic(credentials);
     }
     const reply = await this.roundTrip('GET', realm, headers, SMALL_LIMIT);
-    if (reply.status !== 200) {
+    if (reply.status === 401 || reply.status === 403) {
       throw authFailed(
-        realm.origin + realm.pathname,
+        shown,
         reply.status,
         credentials === undefined
           ? `the token service refused anonymous access (HTTP ${reply.status})`
           : `the token service rejected the credentials (HTTP ${reply.status})`,
       );
+    }
+    // A token service that is down or throttling says nothing about our credentials: fail as a
+    // registry answering the manifest request with that status does (exit 4, not 3).
+    if (reply.status >= 500 || reply.status === 429) throw statusError('GET', shown, reply.status);
+    if (reply.status !== 200) {
+      throw authFailed(shown, reply.status, `the token service answered HTTP ${reply.status}`);
     }
     let answer: unknown;
     try {
@@ -220,7 +227,7 @@ export class RegistryHttpClient implements ManifestLookup {
           ? fields.access_token
           : '';
     if (token === '') {
-      throw authFailed(realm.origin + realm.pathname, 200, 'the token answer holds no token');
+      throw authFailed(shown, 200, 'the token answer holds no token');
     }
     return token;
   }
@@ -325,10 +332,11 @@ function authFailed(url: string, status: number, problem: string): TrustError {
   );
 }
 
-function statusError(method: string, url: URL, status: number): TrustError {
+function statusError(method: string, url: URL | string, status: number): TrustError {
+  const shown = typeof url === 'string' ? url : url.href;
   return new TrustError(
     'HTTP_STATUS',
-    { url: url.href, status, serverCode: '' },
-    `${method} ${url.href} answered HTTP ${status}.`,
+    { url: shown, status, serverCode: '' },
+    `${method} ${shown} answered HTTP ${status}.`,
   );
 }
