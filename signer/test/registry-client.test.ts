@@ -5,9 +5,11 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { isTrustError, staticCredentials } from '@kpack-trust/common';
+import { createTestCa } from '@kpack-trust/common/testing';
 import { ExitCode, exitCodeFor } from '../src/cli/exit-codes.js';
 import { RegistryHttpClient, parseChallenge } from '../src/registry/manifest-client.js';
 
@@ -230,6 +232,56 @@ describe('RegistryHttpClient', () => {
       });
     } finally {
       c.close();
+    }
+  });
+
+  it('refuses, sending it nothing, a plain http token realm named by an https registry', async () => {
+    const ca = createTestCa();
+    const leaf = ca.issue({ commonName: '127.0.0.1' });
+    let realmRequests = 0;
+    const realmServer = createServer((_req, res) => {
+      realmRequests++;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{"token":"t"}');
+    });
+    await new Promise<void>((resolve) => realmServer.listen(0, '127.0.0.1', resolve));
+    const realm = `http://127.0.0.1:${(realmServer.address() as AddressInfo).port}/token`;
+    let named = realm;
+    let registryRequests = 0;
+    const registry = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, (_req, res) => {
+      registryRequests++;
+      res.writeHead(401, { 'WWW-Authenticate': `Bearer realm="${named}",service="registry"` });
+      res.end();
+    });
+    await new Promise<void>((resolve) => registry.listen(0, '127.0.0.1', resolve));
+    const registryHost = `127.0.0.1:${(registry.address() as AddressInfo).port}`;
+    const c = client({ ca: ca.certPem, credentials: staticCredentials('u', 'secret') });
+    try {
+      await assert.rejects(c.manifestSize({ registry: registryHost, path: 'a' }, DIGEST), {
+        code: 'AUTH_FAILED',
+        facts: {
+          url: realm,
+          status: 401,
+          problem: 'the Bearer challenge sends an https registry to a plain http token service',
+        },
+      });
+      assert.equal(registryRequests, 1);
+      assert.equal(realmRequests, 0);
+      named = 'ftp://127.0.0.1/token';
+      await assert.rejects(c.manifestSize({ registry: registryHost, path: 'a' }, DIGEST), {
+        code: 'AUTH_FAILED',
+        facts: {
+          url: 'ftp://127.0.0.1/token',
+          status: 401,
+          problem: 'the Bearer challenge realm is not an http(s) URL',
+        },
+      });
+    } finally {
+      c.close();
+      for (const s of [registry, realmServer]) {
+        s.closeAllConnections();
+        s.close();
+      }
     }
   });
 

@@ -4,9 +4,10 @@
  * falling back to a capped `GET` whose bytes are hashed when a registry omits Content-Length.
  *
  * Auth as Docker does it: anonymous first; on a 401 `Bearer` challenge a token from the realm
- * (`GET realm?service=…&scope=repository:<path>:pull`, Basic credentials when configured), on a
- * `Basic` challenge the credentials themselves. Insecure registries (loopback, as dockerd's default
- * `127.0.0.0/8`, and any named) are tried over HTTPS first and then over plain HTTP.
+ * (`GET realm?service=…&scope=repository:<path>:pull`, Basic credentials when configured; never a
+ * plain http realm named by an https registry), on a `Basic` challenge the credentials themselves.
+ * Insecure registries (loopback, as dockerd's default `127.0.0.0/8`, and any named) are tried over
+ * HTTPS first and then over plain HTTP.
  */
 import { createHash } from 'node:crypto';
 import * as http from 'node:http';
@@ -148,7 +149,7 @@ export class RegistryHttpClient implements ManifestLookup {
     const credentials = await this.options.credentials?.credentialsFor(image.registry);
     let authorization: string;
     if (challenge?.scheme === 'bearer') {
-      authorization = `Bearer ${await this.token(challenge.params, image.path, credentials)}`;
+      authorization = `Bearer ${await this.token(url, challenge.params, image.path, credentials)}`;
     } else if (challenge?.scheme === 'basic' && credentials !== undefined) {
       authorization = basic(credentials);
     } else {
@@ -177,6 +178,7 @@ export class RegistryHttpClient implements ManifestLookup {
 
   /** The distribution token protocol: `GET realm?service&scope` → `{"token"}` or `{"access_token"}`. */
   private async token(
+    challenged: URL,
     params: ReadonlyMap<string, string>,
     path: string,
     credentials: Credentials | undefined,
@@ -189,6 +191,19 @@ export class RegistryHttpClient implements ManifestLookup {
       throw authFailed(realmText, 401, 'the Bearer challenge names no usable realm');
     }
     const shown = realm.origin + realm.pathname;
+    if (realm.protocol !== 'https:' && realm.protocol !== 'http:') {
+      throw authFailed(shown, 401, 'the Bearer challenge realm is not an http(s) URL');
+    }
+    // The realm is the registry's word, as for the notary client (common/src/notary/http-client.ts):
+    // an https registry may not send us to plain http, where the Basic credentials below would
+    // travel in the clear. Over an insecure registry's plain http, there is nothing left to protect.
+    if (challenged.protocol === 'https:' && realm.protocol !== 'https:') {
+      throw authFailed(
+        shown,
+        401,
+        'the Bearer challenge sends an https registry to a plain http token service',
+      );
+    }
     const service = params.get('service');
     if (service !== undefined) realm.searchParams.set('service', service);
     realm.searchParams.set('scope', params.get('scope') ?? `repository:${path}:pull`);
