@@ -236,4 +236,52 @@ describe('runKpackCompletion', () => {
       /^.*error: \/var\/report\/report\.toml does not exist.*kpack's completion was not run$/,
     );
   });
+
+  // One bad setting each: kpack-trust's variables concern Notary only.
+  const BAD_SETTINGS: [string, string, string][] = [
+    ['KPACK_TRUST_ROOT_KEY_ID', 'abc', '"abc" is not a 64-hex-digit key id'],
+    ['KPACK_TRUST_ROOT_TRUST_ON_FIRST_USE', 'yes', '"yes" is neither true nor false'],
+    [
+      'KPACK_TRUST_DELEGATION',
+      'releases',
+      '"releases" is not a delegation role such as targets/releases',
+    ],
+  ];
+
+  it("hands a build not asking for Notary to kpack's binary even when a setting is bad", async () => {
+    for (const [variable, value] of BAD_SETTINGS) {
+      const { environment, runs, stderr } = offline({
+        [variable]: value,
+        KPACK_TRUST_KPACK_COMPLETION: '/opt/kpack/completion',
+        KPACK_TRUST_KPACK_COMPLETION_ARGV0: 'completion',
+      });
+      const argv = KPACK_ARGV.slice(1);
+      assert.equal(await runKpackCompletion(argv, environment), 0, variable);
+      assert.deepEqual(
+        runs,
+        [{ file: '/opt/kpack/completion', argv0: 'completion', args: argv }],
+        variable,
+      );
+      assert.deepEqual(stderr, [], variable);
+    }
+  });
+
+  it("fails a build asking for Notary on a bad setting, without running kpack's binary", async () => {
+    for (const [variable, value, problem] of BAD_SETTINGS) {
+      const { environment, runs, stderr } = offline({
+        [variable]: value,
+        KPACK_TRUST_ROOT_KEY_ID: 'a'.repeat(64),
+        ...(variable === 'KPACK_TRUST_ROOT_KEY_ID' ? { [variable]: value } : {}),
+      });
+      assert.equal(await runKpackCompletion(KPACK_ARGV, environment), 2, variable);
+      assert.deepEqual(runs, [], variable);
+      assert.deepEqual(
+        stderr,
+        [
+          `kpack-trust-signer kpack-completion: error: ${variable}: ${problem}. [CONFIG_INVALID]; kpack's completion was not run`,
+        ],
+        variable,
+      );
+    }
+  });
 });

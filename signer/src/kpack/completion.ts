@@ -18,7 +18,7 @@ import { mentionsNotary, parseCompletionArguments, type CompletionArguments } fr
 import { buildSecretCredentials } from './build-secrets.js';
 import { KpackNotaryKeyStore } from './notary-key.js';
 import { chooseKpackRoles } from './roles.js';
-import { completionSettings, type CompletionSettings } from './settings.js';
+import { completionSettings, kpackCompletionProgram, type CompletionSettings } from './settings.js';
 
 /** Everything the step touches outside itself; main wires the real ones. */
 export interface CompletionEnvironment {
@@ -47,10 +47,12 @@ export async function runKpackCompletion(
   const say = (line: string): void => {
     environment.stderr(PREFIX + line);
   };
-  let settings: CompletionSettings;
+  // kpack's binary is found without reading the Notary settings: those are read (and a bad one
+  // fails the build) only when the build asks for Notary, so a cluster-wide mistake in them never
+  // fails the builds that do not — they are handed to kpack untouched.
+  const program = kpackCompletionProgram(environment.env);
   let args: CompletionArguments | undefined;
   try {
-    settings = completionSettings(environment.env);
     try {
       args = parseCompletionArguments(argv);
     } catch (err) {
@@ -58,6 +60,7 @@ export async function runKpackCompletion(
       if (mentionsNotary(argv)) throw err;
     }
     if (args?.notaryUrl !== undefined) {
+      const settings = completionSettings(environment.env);
       const summary = await signWithNotary(args, args.notaryUrl, settings, environment, say);
       environment.stdout(JSON.stringify(summary));
     }
@@ -67,13 +70,9 @@ export async function runKpackCompletion(
   }
   const forwarded = args?.forwarded ?? argv;
   try {
-    return await environment.runProgram(
-      settings.kpackCompletion,
-      settings.kpackCompletionArgv0,
-      forwarded,
-    );
+    return await environment.runProgram(program.file, program.argv0, forwarded);
   } catch (err) {
-    say(`error: cannot run kpack's completion ${settings.kpackCompletion}: ${describe(err)}`);
+    say(`error: cannot run kpack's completion ${program.file}: ${describe(err)}`);
     return ExitCode.FAILED;
   }
 }

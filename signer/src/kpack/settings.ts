@@ -66,15 +66,33 @@ function invalid(variable: string, problem: string): TrustError {
   );
 }
 
+/** A variable's trimmed value; undefined when unset or blank. */
+function setting(
+  env: Readonly<Record<string, string | undefined>>,
+  name: string,
+): string | undefined {
+  const value = env[name]?.trim();
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** kpack's own completion binary and its argv[0]: all a build not asking for Notary needs, and never invalid. */
+export function kpackCompletionProgram(env: Readonly<Record<string, string | undefined>>): {
+  readonly file: string;
+  readonly argv0: string;
+} {
+  const V = COMPLETION_VARIABLES;
+  return {
+    file: setting(env, V.kpackCompletion) ?? KPACK_PATHS.kpackCompletion,
+    argv0: setting(env, V.kpackCompletionArgv0) ?? KPACK_PATHS.completionCommand,
+  };
+}
+
 /** Reads the settings; throws CONFIG_INVALID naming the variable at fault. */
 export function completionSettings(
   env: Readonly<Record<string, string | undefined>>,
 ): CompletionSettings {
   const V = COMPLETION_VARIABLES;
-  const get = (name: string): string | undefined => {
-    const value = env[name]?.trim();
-    return value === undefined || value === '' ? undefined : value;
-  };
+  const get = (name: string): string | undefined => setting(env, name);
   const list = (name: string): string[] =>
     (get(name) ?? '').split(/[\s,]+/).filter((item) => item !== '');
 
@@ -93,12 +111,13 @@ export function completionSettings(
   const notaryCaFile = get(V.notaryCa);
   const registryCaFile = get(V.registryCa);
   const reportDir = get(V.reportDir) ?? KPACK_PATHS.reportDir;
+  const program = kpackCompletionProgram(env);
   return Object.freeze({
     reportFile: `${reportDir.replace(/\/+$/, '')}/report.toml`,
     notaryKeysDir: get(V.notaryKeysDir) ?? KPACK_PATHS.notaryKeysDir,
     buildSecretsDir: get(V.buildSecretsDir) ?? KPACK_PATHS.buildSecretsDir,
-    kpackCompletion: get(V.kpackCompletion) ?? KPACK_PATHS.kpackCompletion,
-    kpackCompletionArgv0: get(V.kpackCompletionArgv0) ?? KPACK_PATHS.completionCommand,
+    kpackCompletion: program.file,
+    kpackCompletionArgv0: program.argv0,
     ...(notaryCaFile === undefined ? {} : { notaryCaFile }),
     rootKeyIds,
     trustOnFirstUse: tofuText === 'true',
