@@ -158,7 +158,10 @@ describe("kpack's notary key directory", () => {
 });
 
 /** An environment with no network: records what kpack's binary would have been given. */
-function offline(env: Record<string, string> = {}): {
+function offline(
+  env: Record<string, string> = {},
+  files: Record<string, string> = {},
+): {
   environment: CompletionEnvironment;
   runs: { file: string; argv0: string; args: readonly string[] }[];
   stderr: string[];
@@ -175,7 +178,7 @@ function offline(env: Record<string, string> = {}): {
       env,
       stdout: () => undefined,
       stderr: (line) => stderr.push(line),
-      readTextFile: () => Promise.resolve(undefined),
+      readTextFile: (path) => Promise.resolve(files[path]),
       connectNotary: unreachable,
       connectRegistry: unreachable,
       now: () => new Date(),
@@ -282,6 +285,30 @@ describe('runKpackCompletion', () => {
         ],
         variable,
       );
+    }
+  });
+
+  it('refuses a notary or registry CA file that holds no usable PEM certificate, naming the variable', async () => {
+    const report = `[image]\ntags = ["registry.example:5000/team/app:v1"]\ndigest = "sha256:${'c'.repeat(64)}"\n`;
+    const garbled =
+      '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n';
+    const cases: [string, string, string][] = [
+      ['KPACK_TRUST_NOTARY_CA', '', 'the file holds no PEM certificate'],
+      ['KPACK_TRUST_NOTARY_CA', 'not a certificate\n', 'the file holds no PEM certificate'],
+      ['KPACK_TRUST_NOTARY_CA', garbled, 'a PEM certificate in the file does not parse'],
+      ['KPACK_TRUST_REGISTRY_CA', '', 'the file holds no PEM certificate'],
+    ];
+    for (const [variable, text, problem] of cases) {
+      const { environment, runs, stderr } = offline(
+        { KPACK_TRUST_ROOT_KEY_ID: 'a'.repeat(64), [variable]: '/etc/ca.pem' },
+        { '/var/report/report.toml': report, '/etc/ca.pem': text },
+      );
+      const argv = ['-notary-v1-url=https://notary.example:4443'];
+      assert.equal(await runKpackCompletion(argv, environment), 2, `${variable} ${text}`);
+      assert.deepEqual(runs, []);
+      assert.deepEqual(stderr, [
+        `kpack-trust-signer kpack-completion: error: ${variable} /etc/ca.pem: ${problem}. [CONFIG_INVALID]; kpack's completion was not run`,
+      ]);
     }
   });
 });

@@ -3,12 +3,10 @@
  * on stdout and progress on stderr, return the exit code. Every edge (files, network clients, key
  * store, clock) arrives through {@link CliEnvironment}, so main.ts alone touches the real ones.
  */
-import { X509Certificate } from 'node:crypto';
 import {
   TrustError,
   dockerConfigCredentials,
   isTrustError,
-  splitPemCertificates,
   firstCredentials,
   type CredentialSource,
   type MetadataFetcher,
@@ -23,6 +21,7 @@ import { signBuild } from '../publish/sign-build.js';
 import type { ManifestLookup, RegistryClientOptions } from '../registry/manifest-client.js';
 import { parseLifecycleReport } from '../report/lifecycle-report.js';
 import { parseArguments, type ParsedCommand, type SignCommand } from './args.js';
+import { caBundleProblem } from './ca-bundle.js';
 import { ExitCode, exitCodeFor } from './exit-codes.js';
 import { HELP_TEXT } from './help.js';
 
@@ -217,13 +216,7 @@ async function requireCaFile(
   flag: string,
 ): Promise<string> {
   const text = await requireFile(path, environment, flag);
-  const certificates = splitPemCertificates(text);
-  const problem =
-    certificates.length === 0
-      ? 'the file holds no PEM certificate'
-      : certificates.every(parsesAsCertificate)
-        ? undefined
-        : 'a PEM certificate in the file does not parse';
+  const problem = caBundleProblem(text);
   if (problem !== undefined) {
     throw new TrustError(
       'INPUT_INVALID',
@@ -232,15 +225,6 @@ async function requireCaFile(
     );
   }
   return text;
-}
-
-function parsesAsCertificate(pem: string): boolean {
-  try {
-    new X509Certificate(pem);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**

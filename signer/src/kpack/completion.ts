@@ -8,6 +8,7 @@
  */
 import { TrustError, isTrustError, type CredentialSource } from '@kpack-trust/common';
 import type { MetadataFetcher, MetadataPublisher, NotaryClientOptions } from '@kpack-trust/common';
+import { caBundleProblem } from '../cli/ca-bundle.js';
 import { ExitCode, exitCodeFor } from '../cli/exit-codes.js';
 import { notaryUrlProblem, type NotaryUrlProblem } from '../cli/notary-url.js';
 import { buildImageOf } from '../publish/build-image.js';
@@ -113,8 +114,12 @@ async function signWithNotary(
     settings.buildSecretsDir,
     environment.readTextFile,
   );
-  const notaryCa = await optionalFile(settings.notaryCaFile, 'KPACK_TRUST_NOTARY_CA', environment);
-  const registryCa = await optionalFile(
+  const notaryCa = await optionalCaFile(
+    settings.notaryCaFile,
+    'KPACK_TRUST_NOTARY_CA',
+    environment,
+  );
+  const registryCa = await optionalCaFile(
     settings.registryCaFile,
     'KPACK_TRUST_REGISTRY_CA',
     environment,
@@ -160,7 +165,8 @@ async function signWithNotary(
   }
 }
 
-async function optionalFile(
+/** A CA bundle a variable names, checked by `sign --notary-ca`'s rule; the refusal names the variable. */
+async function optionalCaFile(
   path: string | undefined,
   variable: string,
   environment: CompletionEnvironment,
@@ -172,6 +178,14 @@ async function optionalFile(
       'CONFIG_INVALID',
       { source: 'environment', path: variable, problem: `${path} does not exist` },
       `${variable}: ${path} does not exist.`,
+    );
+  }
+  const problem = caBundleProblem(text);
+  if (problem !== undefined) {
+    throw new TrustError(
+      'CONFIG_INVALID',
+      { source: 'environment', path: variable, problem: `${path}: ${problem}` },
+      `${variable} ${path}: ${problem}.`,
     );
   }
   return text;
