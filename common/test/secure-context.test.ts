@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer } from 'node:http';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { createServer as createHttpsServer, get, type Agent } from 'node:https';
+import { createServer as createHttpsServer, get, request, type Agent } from 'node:https';
 import {
   connect,
   createSecureContext,
@@ -14,6 +15,7 @@ import {
   nodeRootStore,
   secureContextTrusting,
   type AgentTrust,
+  type TrustingRequestOptions,
 } from '../src/notary/tls-trust.js';
 import { createTestCa, type TestCa } from '../src/testing/tls.js';
 
@@ -255,5 +257,150 @@ describe('nodeRootStore', () => {
     assert.equal(nodeRootStore(['--use-bundled-ca'], ''), 'bundled');
     assert.equal(nodeRootStore([], '--use-openssl-ca-x'), 'bundled');
     assert.equal(nodeRootStore([], ''), 'bundled');
+  });
+});
+
+describe('agentTrusting: a handshake the server never answers', () => {
+  /** A TCP server that accepts, reads the ClientHello and never writes back. */
+  async function stalledServer(): Promise<{
+    url: string;
+    accepted: () => number;
+    allClosed: () => Promise<void>;
+    close: () => void;
+  }> {
+    const closed: Promise<void>[] = [];
+    const sockets = new Set<Socket>();
+    const stalled = createNetServer((socket) => {
+      socket.resume();
+      sockets.add(socket);
+      closed.push(
+        new Promise((resolve) =>
+          socket.once('close', () => {
+            resolve();
+          }),
+        ),
+      );
+    });
+    await new Promise<void>((resolve) => stalled.listen(0, '127.0.0.1', resolve));
+    const address = stalled.address();
+    assert.ok(address !== null && typeof address === 'object');
+    return {
+      url: `https://localhost:${address.port}/`,
+      accepted: () => closed.length,
+      allClosed: () =>
+        Promise.race([
+          Promise.all(closed).then(() => undefined),
+          new Promise<never>((_, reject) =>
+            setTimeout(() => {
+              reject(new Error('a stalled connection was left open'));
+            }, 2_000).unref(),
+          ),
+        ]),
+      close: () => {
+        for (const socket of sockets) socket.destroy();
+        stalled.close();
+      },
+    };
+  }
+
+  /** The error code a GET through `agent` failed with (`answered` if it did not). */
+  function failedGet(
+    agent: Agent,
+    url: string,
+    options: TrustingRequestOptions = {},
+  ): Promise<string> {
+    return new Promise((resolve) => {
+      request(url, { agent, ...options }, () => {
+        resolve('answered');
+      })
+        .on('error', (error: NodeJS.ErrnoException) => {
+          resolve(error.code ?? error.message);
+        })
+        .end();
+    });
+  }
+
+  /** `outcome`, or a failure naming `what` after 3 s: the old agent left such requests hanging. */
+  function within<T>(outcome: Promise<T>, what: string): Promise<T> {
+    return Promise.race([
+      outcome,
+      new Promise<never>((_, reject) =>
+        setTimeout(() => {
+          reject(new Error(`${what} still pending after 3 s`));
+        }, 3_000).unref(),
+      ),
+    ]);
+  }
+
+  /** Resolves once `server` has accepted a connection. */
+  async function accepted(server: { accepted: () => number }): Promise<void> {
+    while (server.accepted() === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+
+  const STALLED = {
+    ca: createTestCa({ commonName: 'private CA' }).certPem,
+    nodeStore: 'openssl',
+  } as const;
+
+  it('destroy() closes a connection still handshaking and fails its request', async () => {
+    const server = await stalledServer();
+    const agent = agentTrusting({ ...STALLED, handshakeTimeoutMs: 60_000 });
+    try {
+      const outcome = failedGet(agent, server.url);
+      await accepted(server);
+      agent.destroy();
+      assert.equal(await within(outcome, 'the request'), 'ABORT_ERR');
+      await server.allClosed();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('the request giving up (its handshakeSignal) closes its connection, never trying the wide store', async () => {
+    const server = await stalledServer();
+    let wideBuilt = 0;
+    const agent = agentTrusting({
+      ...STALLED,
+      handshakeTimeoutMs: 60_000,
+      wideContext: () => {
+        wideBuilt++;
+        return createSecureContext({});
+      },
+    });
+    try {
+      const gaveUp = new AbortController();
+      const outcome = failedGet(agent, server.url, { handshakeSignal: gaveUp.signal });
+      await accepted(server);
+      gaveUp.abort();
+      assert.equal(await within(outcome, 'the request'), 'ABORT_ERR');
+      await server.allClosed();
+      assert.equal(wideBuilt, 0);
+      assert.equal(server.accepted(), 1);
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('a caller that passes no signal is bounded by handshakeTimeoutMs', async () => {
+    const server = await stalledServer();
+    const agent = agentTrusting({ ...STALLED, handshakeTimeoutMs: 200 });
+    try {
+      const started = Date.now();
+      assert.equal(
+        await within(failedGet(agent, server.url), 'the request'),
+        'ERR_TLS_HANDSHAKE_TIMEOUT',
+      );
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed >= 150 && elapsed < 2_000, `took ${elapsed} ms`);
+      await server.allClosed();
+    } finally {
+      agent.destroy();
+      server.close();
+    }
+  });
+
+  it('refuses a non-positive handshake deadline', () => {
+    assert.throws(() => agentTrusting({ ...STALLED, handshakeTimeoutMs: 0 }), RangeError);
   });
 });

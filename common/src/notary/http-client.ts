@@ -14,7 +14,7 @@ import { TrustError, isTrustError } from '../errors.js';
 import type { PublicKeyJson } from '../keys/public-key.js';
 import type { CredentialSource, Credentials } from './credentials.js';
 import type { MetadataFetcher, MetadataPublisher, MetadataRequest, PublishFile } from './remote.js';
-import { agentTrusting } from './tls-trust.js';
+import { agentTrusting, type TrustingRequestOptions } from './tls-trust.js';
 
 /** How to reach one notary server. */
 export interface NotaryClientOptions {
@@ -130,7 +130,11 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     this.now = options.now ?? Date.now;
     // One TLS context for every connection: given only `ca`, Node builds a new context (parsing
     // each CA certificate) per connection, which showed in profiles of 20 cold GUNs at once.
-    this.httpsAgent = agentTrusting({ ca: options.ca, exclusive: options.exclusiveCa === true });
+    this.httpsAgent = agentTrusting({
+      ca: options.ca,
+      exclusive: options.exclusiveCa === true,
+      handshakeTimeoutMs: timeoutMs,
+    });
     this.httpAgent = new http.Agent({ keepAlive: true });
   }
 
@@ -456,6 +460,8 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
     return new Promise<Reply>((resolve, reject) => {
       let settled = false;
       const signal = exchange.signal;
+      // Closes a connection still in its TLS handshake, which request.destroy() cannot reach.
+      const handshake = new AbortController();
       const settle = (outcome: Reply | TrustError): void => {
         if (settled) return;
         settled = true;
@@ -463,6 +469,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
         signal?.removeEventListener('abort', onAbort);
         if (outcome instanceof TrustError) {
           request.destroy();
+          handshake.abort();
           reject(outcome);
         } else {
           resolve(outcome);
@@ -483,19 +490,23 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
         );
 
       const secure = exchange.url.protocol === 'https:';
-      const options: http.RequestOptions = {
+      const options: http.RequestOptions & TrustingRequestOptions = {
         method: exchange.method,
         // URL keeps IPv6 literals bracketed; the socket layer wants them bare.
         hostname: exchange.url.hostname.replace(/^\[(.*)\]$/, '$1'),
         path: exchange.url.pathname + exchange.url.search,
         headers: exchange.headers,
         agent: secure ? this.httpsAgent : this.httpAgent,
+        ...(secure ? { handshakeSignal: handshake.signal } : {}),
       };
       if (exchange.url.port !== '') options.port = Number(exchange.url.port);
-      const request = (secure ? https : http).request(options);
+      // Armed before the request opens its connection, so that this deadline fires before the
+      // agent's handshake deadline of the same length (timers of one duration fire in order) and a
+      // stalled handshake is reported as the request's deadline.
       const timer = setTimeout(() => {
         settle(unreachable(`no complete answer within ${this.timeoutMs} ms`));
       }, this.timeoutMs);
+      const request = (secure ? https : http).request(options);
       // Destroys the socket mid-connect or mid-body: the server sees the request go away.
       const onAbort = (): void => {
         settle(abortedError(signal, shown));

@@ -68,11 +68,34 @@ export interface AgentTrust {
   readonly nodeStore?: NodeRootStore;
   /** The wide context (public roots + `ca`); tests inject a stand-in for the public roots. */
   readonly wideContext?: () => SecureContext;
+  /**
+   * A TLS handshake not done within this fails with ERR_TLS_HANDSHAKE_TIMEOUT; default 10 000 ms,
+   * Go's `http.DefaultTransport` TLSHandshakeTimeout. Bounds callers that pass no handshakeSignal;
+   * applies where the handshake runs before the request holds the socket (`--use-openssl-ca`).
+   */
+  readonly handshakeTimeoutMs?: number;
 }
+
+/** Request options an {@link agentTrusting} agent reads besides Node's own. */
+export interface TrustingRequestOptions {
+  /**
+   * Abort it when the request gives up (its deadline, its caller's abort): a connection still in
+   * its TLS handshake is closed then. Node's `request.destroy()` cannot reach that socket, since
+   * the agent hands it to the request only once the handshake is done.
+   */
+  readonly handshakeSignal?: AbortSignal;
+}
+
+/** Go's `http.DefaultTransport` TLSHandshakeTimeout. */
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** Keep-alive HTTPS agent whose connections trust `trust`; see the module comment for the order. */
 export function agentTrusting(trust: AgentTrust): https.Agent {
   const ca = trust.ca;
+  const handshakeTimeoutMs = trust.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+  if (!Number.isFinite(handshakeTimeoutMs) || handshakeTimeoutMs <= 0) {
+    throw new RangeError(`handshakeTimeoutMs must be a positive number, got ${handshakeTimeoutMs}`);
+  }
   if (ca !== undefined && trust.exclusive === true) {
     // One context for every connection: an agent given only `ca` parses it again per connection.
     return new https.Agent({ keepAlive: true, secureContext: createSecureContext({ ca }) });
@@ -95,11 +118,18 @@ export function agentTrusting(trust: AgentTrust): https.Agent {
   return new TrustingAgent(
     ca === undefined ? () => createSecureContext({}) : () => createSecureContext({ ca }),
     wide,
+    handshakeTimeoutMs,
   );
 }
 
 type ConnectionCallback = (err: Error | null, stream: Duplex) => void;
-type ConnectionOptions = https.RequestOptions & { secureContext?: SecureContext };
+type ConnectionOptions = https.RequestOptions &
+  TrustingRequestOptions & { secureContext?: SecureContext };
+
+/** The error a connection is destroyed with when it is given up on mid-handshake. */
+function handshakeAbandoned(code: string, problem: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`TLS handshake abandoned: ${problem}`), { code });
+}
 
 /**
  * Connects trusting the narrow context (the private CA, or Node's own store); a chain that does not
@@ -107,17 +137,39 @@ type ConnectionOptions = https.RequestOptions & { secureContext?: SecureContext 
  * anyway) is tried again once, on a new connection, with the wide context, which every later
  * connection then uses. Both contexts are built on first use, so a client that never connects
  * costs nothing.
+ *
+ * Node's Agent neither sees nor tracks a connection until createConnection answers, and this one
+ * answers only after the handshake: so every connection still handshaking is kept here, and closed
+ * by the request's handshakeSignal, by the handshake deadline and by destroy(). Otherwise a server
+ * that accepts TCP and never answers the handshake keeps the socket, and the process, alive forever.
  */
 class TrustingAgent extends https.Agent {
   private narrow: SecureContext | undefined;
   private wide: SecureContext | undefined;
   private readonly makeNarrow: () => SecureContext;
   private readonly makeWide: () => SecureContext;
+  private readonly handshakeTimeoutMs: number;
+  /** Connections whose handshake has not finished; at most one per request in flight. */
+  private readonly handshaking = new Set<TLSSocket>();
 
-  constructor(makeNarrow: () => SecureContext, makeWide: () => SecureContext) {
+  constructor(
+    makeNarrow: () => SecureContext,
+    makeWide: () => SecureContext,
+    handshakeTimeoutMs: number,
+  ) {
     super({ keepAlive: true });
     this.makeNarrow = makeNarrow;
     this.makeWide = makeWide;
+    this.handshakeTimeoutMs = handshakeTimeoutMs;
+  }
+
+  /** Also closes connections still handshaking, which Node's Agent does not know of yet. */
+  override destroy(): void {
+    for (const socket of this.handshaking) {
+      socket.destroy(handshakeAbandoned('ABORT_ERR', 'the agent was destroyed'));
+    }
+    this.handshaking.clear();
+    super.destroy();
   }
 
   /** Node's Agent accepts an asynchronous createConnection that answers through `callback`. */
@@ -125,11 +177,15 @@ class TrustingAgent extends https.Agent {
     options: ConnectionOptions,
     callback?: ConnectionCallback,
   ): Duplex | undefined {
+    const { handshakeSignal, ...connectOptions } = options;
     const connect = (secureContext: SecureContext): TLSSocket =>
-      (super.createConnection as (o: ConnectionOptions) => TLSSocket)({
-        ...options,
-        secureContext,
-      });
+      this.bounded(
+        (super.createConnection as (o: ConnectionOptions) => TLSSocket)({
+          ...connectOptions,
+          secureContext,
+        }),
+        handshakeSignal,
+      );
     if (this.wide !== undefined || callback === undefined) {
       this.wide ??= this.makeWide();
       return connect(this.wide);
@@ -143,13 +199,13 @@ class TrustingAgent extends https.Agent {
     const onError = (error: NodeJS.ErrnoException): void => {
       first.off('secureConnect', onSecure);
       // Node records why it refused the peer's certificate (null until it verified one); a
-      // host-name mismatch stays refused.
+      // host-name mismatch stays refused, and so does a connection given up on.
       const refusedFor = (first as { authorizationError?: unknown }).authorizationError;
       const chainRefused =
         typeof refusedFor === 'string' &&
         refusedFor !== 'ERR_TLS_CERT_ALTNAME_INVALID' &&
         error.code !== 'ERR_TLS_CERT_ALTNAME_INVALID';
-      if (!chainRefused) {
+      if (!chainRefused || handshakeSignal?.aborted === true) {
         // Node's Agent takes (error) alone here; its type insists on a stream argument.
         (callback as (err: Error) => void)(error);
         return;
@@ -160,5 +216,38 @@ class TrustingAgent extends https.Agent {
     first.once('secureConnect', onSecure);
     first.once('error', onError);
     return undefined;
+  }
+
+  /**
+   * Keeps `socket` in `handshaking` until its handshake is done or it closes, and closes it when
+   * `signal` fires or the handshake deadline passes, whoever holds it by then.
+   */
+  private bounded(socket: TLSSocket, signal: AbortSignal | undefined): TLSSocket {
+    const timer = setTimeout(() => {
+      socket.destroy(
+        handshakeAbandoned(
+          'ERR_TLS_HANDSHAKE_TIMEOUT',
+          `no TLS handshake within ${this.handshakeTimeoutMs} ms`,
+        ),
+      );
+    }, this.handshakeTimeoutMs);
+    // The socket keeps the process alive while it lives; the timer need not.
+    timer.unref();
+    const onAbort = (): void => {
+      socket.destroy(handshakeAbandoned('ABORT_ERR', 'the request gave up'));
+    };
+    const release = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      this.handshaking.delete(socket);
+      socket.off('secureConnect', release);
+      socket.off('close', release);
+    };
+    this.handshaking.add(socket);
+    socket.once('secureConnect', release);
+    socket.once('close', release);
+    if (signal?.aborted === true) onAbort();
+    else signal?.addEventListener('abort', onAbort, { once: true });
+    return socket;
   }
 }
