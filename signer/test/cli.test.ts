@@ -4,7 +4,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
 import {
@@ -584,6 +586,21 @@ describe('the kpack-trust-signer program', () => {
       /keys dir \/nonexistent-kpack-trust-keys .*\[KEY_STORE_INVALID\]\n$/,
     );
     assert.doesNotMatch(child.stderr, /HTTP_UNREACHABLE|ECONNREFUSED/);
+  });
+
+  it('controller: refuses an empty --notary-ca at start, before the kubeconfig or any server', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'controller-ca-'));
+    try {
+      const ca = join(dir, 'ca.pem');
+      writeFileSync(ca, '');
+      const child = run(['controller', '--notary-ca', ca, '--kubeconfig', join(dir, 'none')]);
+      assert.equal(child.status, 1, child.stderr);
+      const line = JSON.parse(child.stdout.trim()) as { message?: string; error?: string };
+      assert.equal(line.message, 'controller failed');
+      assert.equal(line.error, `--notary-ca ${ca}: the file holds no PEM certificate`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('runs through the bin/ entry npm links (mode 755, shebang)', () => {

@@ -18,6 +18,7 @@ import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadKubeConfig } from '../keys/kubernetes-client.js';
 import { KubernetesSecretStore, SECRET_METADATA } from '../keys/kubernetes-secret-store.js';
+import { caBundleProblem } from '../cli/ca-bundle.js';
 import { notaryUrlProblem } from '../cli/notary-url.js';
 import { passphrasesFromEnv } from '../keys/passphrases.js';
 import { RegistryHttpClient } from '../registry/manifest-client.js';
@@ -176,6 +177,10 @@ export async function runControllerCommand(
       values['allow-repository'] ?? [],
       values['require-repository-allowlist'] === true,
     );
+    // Checked before anything reaches the network, by sign --notary-ca's rule: Node's TLS would
+    // ignore an empty or mistaken file, and every Build would then fail on a misleading TLS error.
+    const notaryCa = readCaBundle('--notary-ca', values['notary-ca']);
+    const registryCa = readCaBundle('--registry-ca', values['registry-ca']);
     const loaded = loadKubeConfig(
       values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig },
     );
@@ -202,10 +207,6 @@ export async function runControllerCommand(
             log,
             now: Date.now,
           });
-    const notaryCa =
-      values['notary-ca'] === undefined ? undefined : readFileSync(values['notary-ca'], 'utf8');
-    const registryCa =
-      values['registry-ca'] === undefined ? undefined : readFileSync(values['registry-ca'], 'utf8');
     // One registry client and notary clients per credential set: the notary client caches tokens,
     // which must never serve a Build whose service account did not log in for them.
     const clientSets = new Map<string, ClientSet>();
@@ -436,6 +437,15 @@ export async function runControllerCommand(
     log('error', 'controller failed', { error: err instanceof Error ? err.message : String(err) });
     return 1;
   }
+}
+
+/** The text of a CA bundle flag's file, refused unless it holds PEM certificates that parse. */
+function readCaBundle(flag: string, path: string | undefined): string | undefined {
+  if (path === undefined) return undefined;
+  const text = readFileSync(path, 'utf8');
+  const problem = caBundleProblem(text);
+  if (problem !== undefined) throw new Error(`${flag} ${path}: ${problem}`);
+  return text;
 }
 
 /** The clients that present one credential set. */
