@@ -1074,6 +1074,101 @@ void describe('NotaryHttpClient', () => {
       await read(big);
       assert.equal(requested.get(`repository:${gun(big)}:pull`), 2, 'a huge token is not kept');
     });
+    /**
+     * The notary side challenges every request without a token and answers `metadata` to one; the
+     * token service holds each request open until `release` is called, and records when the client
+     * closes the connection.
+     */
+    const stalledTokenService = (): {
+      readonly requests: number;
+      readonly closed: number;
+      release(): void;
+    } => {
+      const held: ServerResponse[] = [];
+      const state = { requests: 0, closed: 0 };
+      reset((req, res) => {
+        if (req.url?.startsWith('/token') === true) {
+          state.requests++;
+          held.push(res);
+          res.on('close', () => {
+            if (!res.writableFinished) state.closed++;
+          });
+          return;
+        }
+        if (req.headers.authorization === 'Bearer late') {
+          reply(res, 200, 'metadata');
+          return;
+        }
+        reply(res, 401, '', {
+          'Www-Authenticate': `Bearer realm="${server.url}/token",service="s",scope="repository:${GUN}:pull"`,
+        });
+      });
+      return {
+        get requests() {
+          return state.requests;
+        },
+        get closed() {
+          return state.closed;
+        },
+        release: () => {
+          for (const res of held.splice(0)) {
+            if (!res.destroyed) reply(res, 200, JSON.stringify({ token: 'late' }));
+          }
+        },
+      };
+    };
+
+    const until = async (done: () => boolean): Promise<void> => {
+      for (let i = 0; i < 250 && !done(); i++) await new Promise((r) => setTimeout(r, 20));
+    };
+
+    void it('stops the token request when the caller aborts, with the abort reason', async () => {
+      const tokens = stalledTokenService();
+      const controller = new AbortController();
+      const deadline = new TrustError(
+        'HTTP_UNREACHABLE',
+        { url: 'caller', problem: 'the caller gave up' },
+        'the caller gave up',
+      );
+      const c = client({ timeoutMs: 5_000 });
+      const read = c.fetchMetadata(GUN, { role: 'root', maxBytes: 100, signal: controller.signal });
+      await until(() => tokens.requests === 1);
+      assert.equal(tokens.requests, 1, 'the token request went out');
+      const started = Date.now();
+      controller.abort(deadline);
+      await assert.rejects(read, (e: unknown) => e === deadline);
+      const elapsed = Date.now() - started;
+      assert.ok(elapsed < 1_000, `rejected ${elapsed} ms after the abort`);
+      await until(() => tokens.closed === 1);
+      assert.equal(tokens.closed, 1, 'the token service saw the connection go');
+      assert.equal(tokens.requests, 1, 'no second token request (stale-socket retry)');
+      tokens.release();
+    });
+
+    void it('keeps a token request another caller still waits for when one caller aborts', async () => {
+      const tokens = stalledTokenService();
+      const controller = new AbortController();
+      const c = client({ timeoutMs: 5_000 });
+      const aborted = c.fetchMetadata(GUN, {
+        role: 'root',
+        maxBytes: 100,
+        signal: controller.signal,
+      });
+      const waiting = c.fetchMetadata(GUN, { role: 'timestamp', maxBytes: 100 });
+      await until(() => tokens.requests === 1 && server.seen.length >= 3);
+      controller.abort();
+      await assert.rejects(
+        aborted,
+        expectTrustError('HTTP_UNREACHABLE', {
+          url: `${server.url}${TUF}/root.json`,
+          problem: 'the request was aborted',
+        }),
+      );
+      tokens.release();
+      assert.equal(Buffer.from(await waiting).toString(), 'metadata');
+      assert.equal(tokens.requests, 1, 'one token request served both callers');
+      assert.equal(tokens.closed, 0);
+    });
   });
 
   void describe('basic auth', () => {

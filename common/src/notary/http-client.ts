@@ -105,6 +105,19 @@ interface CachedToken {
   readonly expiresAt: number;
 }
 
+/**
+ * One token request shared by every caller that needs the same (realm, service, scopes). It runs
+ * under its own signal, fired when the last caller still waiting gives up: one caller's deadline
+ * may not cut off another's token, and an abandoned request may not hold a connection.
+ */
+interface PendingToken {
+  readonly answer: Promise<CachedToken>;
+  readonly controller: AbortController;
+  /** Callers waiting that may still give up; a caller without a signal pins the request. */
+  waiters: number;
+  pinned: boolean;
+}
+
 /** Reads and publishes Notary v1 metadata on one notary server. Call `close()` when done. */
 export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
   private readonly base: URL;
@@ -116,7 +129,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
   private readonly httpAgent: http.Agent;
   private readonly plans = new Map<string, AuthPlan>();
   private readonly tokens = new Map<string, CachedToken>();
-  private readonly pendingTokens = new Map<string, Promise<CachedToken>>();
+  private readonly pendingTokens = new Map<string, PendingToken>();
 
   constructor(options: NotaryClientOptions) {
     this.base = parseBaseUrl(options.baseUrl);
@@ -283,7 +296,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       };
       // A token that was just refused is stale (revoked, or its scope changed): never reuse it.
       if (known?.kind === 'bearer' && presented !== undefined) this.tokens.delete(known.cacheKey);
-      presented = `Bearer ${(await this.token(plan, gun)).token}`;
+      presented = `Bearer ${(await this.token(plan, gun, build(undefined).signal, url)).token}`;
     } else if (basic !== undefined) {
       if (known?.kind === 'basic' && presented !== undefined) {
         throw authFailed(url, 401, 'the server refused the Basic credentials');
@@ -331,23 +344,83 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       : undefined;
   }
 
-  /** A token for the plan's (realm, service, scopes): cached until shortly before it expires. */
-  private token(plan: AuthPlan & { kind: 'bearer' }, gun: string): Promise<CachedToken> {
+  /**
+   * A token for the plan's (realm, service, scopes): cached until shortly before it expires.
+   * `signal` is the caller's: when it fires the caller stops waiting at once (rejecting as a
+   * request it cut off would, naming `url`), and the token request itself is cut off when no
+   * other caller still waits for it.
+   */
+  private token(
+    plan: AuthPlan & { kind: 'bearer' },
+    gun: string,
+    signal: AbortSignal | undefined,
+    url: string,
+  ): Promise<CachedToken> {
     const cached = this.tokens.get(plan.cacheKey);
     if (cached !== undefined && cached.expiresAt > this.now()) return Promise.resolve(cached);
-    const pending = this.pendingTokens.get(plan.cacheKey);
-    if (pending !== undefined) return pending;
-    const request = this.requestToken(plan, gun).finally(() => {
-      this.pendingTokens.delete(plan.cacheKey);
+    if (signal?.aborted === true) return Promise.reject(abortedError(signal, url));
+    let pending = this.pendingTokens.get(plan.cacheKey);
+    if (pending === undefined) {
+      const controller = new AbortController();
+      const started: PendingToken = {
+        answer: this.requestToken(plan, gun, controller.signal).finally(() => {
+          if (this.pendingTokens.get(plan.cacheKey) === started) {
+            this.pendingTokens.delete(plan.cacheKey);
+          }
+        }),
+        controller,
+        waiters: 0,
+        pinned: false,
+      };
+      // Whoever waits handles the outcome; with every waiter gone nobody does, and need not.
+      started.answer.catch(() => undefined);
+      pending = started;
+      this.pendingTokens.set(plan.cacheKey, pending);
+    }
+    if (signal === undefined) {
+      pending.pinned = true;
+      return pending.answer;
+    }
+    return this.awaitToken(plan.cacheKey, pending, signal, url);
+  }
+
+  /** Waits for a shared token request until `signal` fires; the last waiter to leave aborts it. */
+  private awaitToken(
+    cacheKey: string,
+    pending: PendingToken,
+    signal: AbortSignal,
+    url: string,
+  ): Promise<CachedToken> {
+    pending.waiters++;
+    return new Promise<CachedToken>((resolve, reject) => {
+      const onAbort = (): void => {
+        pending.waiters--;
+        if (pending.waiters === 0 && !pending.pinned) {
+          // A new caller must not join a request that is being cut off.
+          if (this.pendingTokens.get(cacheKey) === pending) this.pendingTokens.delete(cacheKey);
+          pending.controller.abort(signal.reason);
+        }
+        reject(abortedError(signal, url));
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      pending.answer.then(
+        (token) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(token);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
     });
-    this.pendingTokens.set(plan.cacheKey, request);
-    return request;
   }
 
   /** GET `realm?service=…&scope=…` with Basic credentials (anonymous without), per the token spec. */
   private async requestToken(
     plan: AuthPlan & { kind: 'bearer' },
     gun: string,
+    signal: AbortSignal,
   ): Promise<CachedToken> {
     let realm: URL;
     try {
@@ -385,6 +458,7 @@ export class NotaryHttpClient implements MetadataFetcher, MetadataPublisher {
       headers,
       maxBytes: TOKEN_LIMIT,
       role: 'token',
+      signal,
     });
     if (reply.status === 401 || reply.status === 403) {
       throw authFailed(
