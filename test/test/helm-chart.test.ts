@@ -1050,6 +1050,48 @@ describe('kpack-trust Helm chart', () => {
       assert.equal(objects.filter((o) => o.kind === 'Secret').length, 0);
     });
 
+    it('leave cert-manager’s namespace out of both webhooks, as the verifier exempts it', () => {
+      // A verifier that cannot be reached exempts nothing: cert-manager must still start, or the
+      // certificate the webhooks are called with is never renewed.
+      for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+        const configuration = findClusterScoped(objects, kind, VERIFIER);
+        assert.deepEqual(
+          at(configuration, 'webhooks', 0, 'namespaceSelector', 'matchExpressions', 1),
+          {
+            key: 'kubernetes.io/metadata.name',
+            operator: 'NotIn',
+            values: ['kube-system', NAMESPACE, 'cert-manager'],
+          },
+        );
+      }
+      assert.deepEqual([...loadRenderedConfig(objects).exemptNamespaces].sort(), [
+        'cert-manager',
+        'kube-system',
+        NAMESPACE,
+      ]);
+    });
+
+    it('mirror every exact exempt namespace into the webhooks, never a glob', () => {
+      const withGlobs = render('admission-both-values.yaml', [
+        '--set',
+        'verifier.config.exemptNamespaces={kube-system,ci-*,monitoring}',
+        '--set',
+        'admission.webhooks.excludeNamespaces={logging}',
+      ]);
+      const validating = findClusterScoped(withGlobs, 'ValidatingWebhookConfiguration', VERIFIER);
+      assert.deepEqual(
+        at(validating, 'webhooks', 0, 'namespaceSelector', 'matchExpressions', 1, 'values'),
+        ['kube-system', NAMESPACE, 'monitoring', 'cert-manager', 'logging'],
+      );
+      assert.match(
+        notes('admission-both-values.yaml', [
+          '--set',
+          'verifier.config.exemptNamespaces={kube-system,ci-*}',
+        ]),
+        /the exempt globs ci-\* are\nstill sent to them/,
+      );
+    });
+
     it('send only pods to /validate when validateWorkloads is false', () => {
       const validating = findClusterScoped(objects, 'ValidatingWebhookConfiguration', VERIFIER);
       const rules = at(validating, 'webhooks', 0, 'rules') as { resources: string[] }[];

@@ -158,6 +158,32 @@ verifier, so these are what must be able to start while the verifier is being (r
 {{- toYaml $exempt }}
 {{- end }}
 
+{{/*
+The namespaces the admission webhooks are never called for: kube-system and the release namespace
+(the verifier's own pods cannot wait for the verifier), every exact name the verifier exempts
+(kpack-trust.verifier.exemptNamespaces, cert-manager's namespace included) and
+admission.webhooks.excludeNamespaces. The exemptions must be mirrored here because they live in the
+verifier: with failurePolicy Fail, a verifier that cannot be reached refuses every namespace the
+selector sends it, so cert-manager could not recreate the cainjector that renews the verifier's
+certificate. A namespaceSelector matches names exactly; globs are left to the verifier (NOTES.txt
+names them).
+*/}}
+{{- define "kpack-trust.webhook.excludedNamespaces" -}}
+{{- $excluded := list "kube-system" .Release.Namespace }}
+{{- $exempt := include "kpack-trust.verifier.exemptNamespaces" . | fromYamlArray }}
+{{- range concat $exempt (default (list) .Values.admission.webhooks.excludeNamespaces) }}
+{{- if and (include "kpack-trust.isNamespaceName" .) (not (has . $excluded)) }}
+{{- $excluded = append $excluded . }}
+{{- end }}
+{{- end }}
+{{- toYaml $excluded }}
+{{- end }}
+
+{{/* True ("true") when . is a namespace name (a DNS label), not a glob. */}}
+{{- define "kpack-trust.isNamespaceName" -}}
+{{- if and (le (len .) 63) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .) }}true{{ end }}
+{{- end }}
+
 {{/* True ("true") when namespace .ns matches one of the globs in .globs (the verifier's * and ?). */}}
 {{- define "kpack-trust.matchesNamespaceGlob" -}}
 {{- $ns := .ns }}
