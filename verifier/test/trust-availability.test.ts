@@ -78,7 +78,7 @@ function cacheWith(
 }
 
 function source(fetcher: MetadataFetcher, timeoutMs = 5_000): NotarySource {
-  return { server: NOTARY, fetcher, timeoutMs };
+  return { server: NOTARY, key: NOTARY, fetcher, timeoutMs };
 }
 
 /** Fails every request for the roles in `down` with `error`; serves the others from `inner`. */
@@ -431,6 +431,7 @@ describe('trust cache availability', () => {
         const { cache } = cacheWith(clock, { staleIfErrorMs: 0 });
         const slow: NotarySource = {
           server: `http://127.0.0.1:${port}`,
+          key: `http://127.0.0.1:${port}`,
           fetcher: client,
           timeoutMs: 50,
         };

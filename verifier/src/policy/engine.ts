@@ -532,7 +532,7 @@ export class ImagePolicyEngine implements ImageReviewer {
           rule,
           source,
           gun,
-          key: collectionKey(source.server, gun, rule.trust.anchor),
+          key: collectionKey(source.key, gun, rule.trust.anchor),
           last: undefined,
         };
       }

@@ -51,7 +51,7 @@ export interface VerifyRoute {
   readonly rule: Extract<PolicyRule, { action: 'verify' }>;
   readonly source: PooledNotarySource;
   readonly gun: string;
-  /** The trust-cache key of (server, GUN, anchor). */
+  /** The trust-cache key of (source key, GUN, anchor). */
   readonly key: string;
   /**
    * The verdict last resolved, and the collection object it was resolved from — held weakly, so

@@ -1,5 +1,5 @@
 /**
- * The trust cache: fully verified collections per (notary server, GUN, trust anchor), and beside
+ * The trust cache: fully verified collections per (notary source, GUN, trust anchor), and beside
  * them the trust state every later update resumes from — the trusted root bytes and the highest
  * versions seen (rollback floors).
  *
@@ -28,7 +28,8 @@
  *   dropped, even if a later step of the same update fails. Its keys are superseded — the rotation
  *   may be what revokes a compromised targets key — so it answers nothing more, stale or fresh: an
  *   outage after a rotation fails with the outage's own error (HTTP_STATUS, HTTP_UNREACHABLE).
- * - Requests go through a circuit breaker per server (circuit-breaker.ts) and carry an AbortSignal:
+ * - Requests go through a circuit breaker per source (circuit-breaker.ts; NotarySource.key, never
+ *   the bare URL) and carry an AbortSignal:
  *   at the deadline the update is aborted, not only abandoned, and its in-flight slot is kept until
  *   the work has settled, so reviews meanwhile join it (and fail at once) instead of starting more.
  * - Refresh-ahead: a hit on a collection within `refreshAheadMs` of its TTL end (or expiry) starts
@@ -64,8 +65,16 @@ import {
 
 /** A notary server as the cache sees it. */
 export interface NotarySource {
-  /** The server's URL: part of the cache key and of messages. */
+  /** The server's URL, for messages and events. */
   readonly server: string;
+  /**
+   * Who the source is: the key of its circuit breaker, in-flight updates, cached collections and
+   * trust states. Not the URL: a registry the config does not name maps to `https://<registry>`,
+   * which the pod's author can make equal a configured server's URL while the source has none of
+   * its CA or credentials; sharing that state would let the author open the configured server's
+   * circuit (or resume its trust states) with requests of their own.
+   */
+  readonly key: string;
   readonly fetcher: MetadataFetcher;
   /** Deadline of one whole collection update. */
   readonly timeoutMs: number;
@@ -228,7 +237,7 @@ export class TrustCache {
    * verified collection stands in for it (see the module comment).
    */
   lookup(source: NotarySource, gun: string, anchor: CompiledAnchor): Promise<CollectionLookup> {
-    const key = collectionKey(source.server, gun, anchor);
+    const key = collectionKey(source.key, gun, anchor);
     const cached = this.collections.get(key);
     const now = this.options.now().getTime();
     if (cached !== undefined && this.fresh(cached, now)) {
@@ -246,7 +255,7 @@ export class TrustCache {
     if (pending?.expired !== undefined)
       return this.fallback(key, source.server, gun, pending.expired);
     const update = pending ?? this.start(key, source, gun, anchor);
-    if (cached !== undefined && this.breakers.state(source.server) !== 'closed') {
+    if (cached !== undefined && this.breakers.state(source.key) !== 'closed') {
       // The server is known to be down: the update (at most the half-open probe) goes on in the
       // background, and this review answers from stale data at once rather than waiting for it.
       const down = circuitNotClosed(source.server);
@@ -281,14 +290,14 @@ export class TrustCache {
     return cached.collection;
   }
 
-  /** The trust state kept for a key (tests and diagnostics). */
-  trustState(server: string, gun: string, anchor: CompiledAnchor): TrustState | undefined {
-    return this.states.peek(collectionKey(server, gun, anchor));
+  /** The trust state kept for a source's key (NotarySource.key), GUN and anchor (tests and diagnostics). */
+  trustState(sourceKey: string, gun: string, anchor: CompiledAnchor): TrustState | undefined {
+    return this.states.peek(collectionKey(sourceKey, gun, anchor));
   }
 
-  /** The state of a notary server's circuit breaker (tests and diagnostics). */
-  breakerState(server: string): BreakerState {
-    return this.breakers.state(server);
+  /** The state of a source's circuit breaker, by NotarySource.key (tests and diagnostics). */
+  breakerState(sourceKey: string): BreakerState {
+    return this.breakers.state(sourceKey);
   }
 
   /** Drops cached collections but keeps trust states (floors), as an eviction would. */
@@ -407,7 +416,7 @@ export class TrustCache {
     const fetcher: MetadataFetcher = {
       fetchMetadata: (g, request) =>
         breakers.call(
-          source.server,
+          source.key,
           () => source.fetcher.fetchMetadata(g, { ...request, signal }),
           // A request cut off by our deadline counts against the server only when it alone
           // waited half of it: a hung server does, a long chain of quick answers does not.
@@ -526,9 +535,9 @@ export function trustCacheSettings(config: VerifierConfig): Required<TrustCacheS
   };
 }
 
-/** Key of a (server, GUN, anchor) triple; the anchor by a fingerprint of what it pins. */
-export function collectionKey(server: string, gun: string, anchor: CompiledAnchor): string {
-  return `${server}\n${gun}\n${anchorFingerprint(anchor)}`;
+/** Key of a (source, GUN, anchor) triple: the source by NotarySource.key, the anchor by a fingerprint of what it pins. */
+export function collectionKey(sourceKey: string, gun: string, anchor: CompiledAnchor): string {
+  return `${sourceKey}\n${gun}\n${anchorFingerprint(anchor)}`;
 }
 
 const fingerprints = new WeakMap<CompiledAnchor, string>();

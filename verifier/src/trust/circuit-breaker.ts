@@ -1,6 +1,8 @@
 /**
- * A circuit breaker per notary server, so that reviews during an outage answer in milliseconds
- * instead of each waiting out the deadline.
+ * A circuit breaker per notary source, so that reviews during an outage answer in milliseconds
+ * instead of each waiting out the deadline. The caller names the source by a key of its identity
+ * (NotarySource.key in cache.ts), never by URL alone: a pod-chosen source can share a configured
+ * server's URL, and its failures must not open that server's circuit.
  *
  * - closed: requests go through; `failureThreshold` consecutive *unavailability* failures (transport
  *   errors, timeouts, 5xx — see isUnavailable) open the circuit. Any answer from the server (a 404, a
@@ -9,6 +11,9 @@
  *   `cooldownMs` has passed since it opened.
  * - half-open: exactly one request (the probe) goes through; the others still fail at once. The
  *   probe's success closes the circuit, its failure opens it for another cool-down.
+ *
+ * - a failure marked by notAsked() (a local limit refused the request before it left the process)
+ *   says nothing about the server and counts neither way.
  *
  * Breakers live in an LRU of `maxServers`, so attacker-chosen host names cannot grow the map; an
  * evicted breaker starts closed again, which costs at most `failureThreshold` slow requests.
@@ -21,6 +26,7 @@ export type BreakerState = 'closed' | 'open' | 'half-open';
 
 /** A state change, for metrics and logs. */
 export interface BreakerEvent {
+  /** The key the breaker was called with: a configured server's URL, or a pod-chosen source's key. */
   readonly server: string;
   readonly state: BreakerState;
   /** Consecutive unavailability failures counted when the change happened. */
@@ -60,6 +66,18 @@ export function isUnavailable(error: unknown): boolean {
   return isTrustError(error, 'HTTP_STATUS') && error.facts.status >= 500;
 }
 
+const refusedLocally = new WeakSet<object>();
+
+/**
+ * Marks `error` as raised before the request reached the network (a full request pool, a closed
+ * client), so that no breaker counts it: otherwise anyone able to fill a shared limit could open
+ * the circuit of a server that never saw a request. Returns `error`.
+ */
+export function notAsked<E extends Error>(error: E): E {
+  refusedLocally.add(error);
+  return error;
+}
+
 /** The breakers of every notary server; see the module comment. */
 export class CircuitBreakers {
   private options: CircuitBreakerOptions;
@@ -75,13 +93,13 @@ export class CircuitBreakers {
     this.options = { ...this.options, ...options };
   }
 
-  /** The state of `server`'s breaker (closed when it has none). */
+  /** The state of the breaker keyed `server` (closed when it has none). */
   state(server: string): BreakerState {
     return this.breakers.peek(server)?.state ?? 'closed';
   }
 
   /**
-   * Runs one request to `server` through its breaker. `cutOff` names the caller's own deadline: a
+   * Runs one request through the breaker keyed `server` (the source's identity, see above). `cutOff` names the caller's own deadline: a
    * request that it aborted before `afterMs` had passed says nothing about the server (the chain
    * it belonged to was long, not the server slow), so it counts neither way. Otherwise one tenant
    * whose repository takes many requests could open a shared server's circuit for everyone.
@@ -116,7 +134,7 @@ export class CircuitBreakers {
         cutOff !== undefined &&
         cutOff.signal.aborted &&
         this.options.now() - started < cutOff.afterMs;
-      if (ours) throw error;
+      if (ours || (error instanceof Error && refusedLocally.has(error))) throw error;
       if (isUnavailable(error)) this.failed(server);
       else this.succeeded(server);
       throw error;

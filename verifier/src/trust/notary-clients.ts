@@ -12,6 +12,13 @@
  * clients still busy are bounded too: at most `maxImplicitRequests` requests to such servers are
  * under way at once, and one more fails at once (a denial) rather than holding another socket
  * open until the deadline — a host that accepts and never answers costs one slot for `timeoutMs`.
+ * That refusal is the verifier's own limit, not the server's failure: no circuit breaker counts it.
+ *
+ * A source's `key` says who it is: a configured entry's server URL, or for a registry without an
+ * entry the registry it was made for. The pod's author can name a configured notary server's host
+ * as a registry (`notary.corp.com/x/a1`), whose implicit URL `https://notary.corp.com` equals the
+ * entry's; keyed by URL, its failures (public CAs against a private one, a full request pool) would
+ * open the configured server's circuit for every image of that registry.
  */
 import { LRUCache } from 'lru-cache';
 import {
@@ -23,6 +30,7 @@ import {
 import { CONFIG_DEFAULTS } from '../config/parse.js';
 import type { NotaryEndpointConfig } from '../config/types.js';
 import type { NotarySource } from './cache.js';
+import { notAsked } from './circuit-breaker.js';
 
 /** A fetcher the pool can close when its server's settings change. */
 export type ClosableFetcher = MetadataFetcher & { close?(): void };
@@ -70,8 +78,6 @@ export interface NotarySourcesOptions {
 export class NotarySources {
   private readonly factory: FetcherFactory;
   private byRegistry = new Map<string, PooledSource>();
-  /** Configured servers' URLs: their failures may be outages (see PooledNotarySource). */
-  private configuredServers = new Set<string>();
   /** Sources of registries without an entry, created on first use; evicting one retires it. */
   private readonly implicit: LRUCache<string, PooledSource>;
   /** Implicit clients made and not yet closed (evicted ones still busy count), requests under way. */
@@ -118,7 +124,6 @@ export class NotarySources {
       previous.delete(identity);
     }
     this.byRegistry = next;
-    this.configuredServers = new Set([...next.values()].map((s) => s.server));
     // Implicit sources stay unless an explicit entry now covers their registry (deleting one
     // retires its client once idle).
     for (const registry of [...this.implicit.keys()]) {
@@ -141,6 +146,7 @@ export class NotarySources {
       };
       source = {
         identity: identityOf(endpoint),
+        key: implicitKey(endpoint),
         server: endpoint.server,
         timeoutMs: endpoint.timeoutMs,
         implicit: true,
@@ -151,11 +157,6 @@ export class NotarySources {
       this.implicit.set(registry, source);
     }
     return source;
-  }
-
-  /** True when `server` is the URL of a configured notary entry. */
-  isConfigured(server: string): boolean {
-    return this.configuredServers.has(server);
   }
 
   /** Every fetcher in use, for shutdown. */
@@ -171,6 +172,9 @@ export class NotarySources {
   private create(endpoint: NotaryEndpointConfig, identity: string): PooledSource {
     return {
       identity,
+      // The URL, so that breaker and trust states survive a reload that changes only the CA,
+      // credentials or deadline. Entries sharing a server share its breaker: it is one server.
+      key: endpoint.server,
       server: endpoint.server,
       timeoutMs: endpoint.timeoutMs,
       implicit: false,
@@ -210,20 +214,24 @@ class ImplicitFetcher implements ClosableFetcher {
     if (current !== this) return current.fetchMetadata(...args);
     if (this.retired) {
       // Closed while still pooled: the engine is shutting down.
-      throw new TrustError(
-        'HTTP_UNREACHABLE',
-        { url: this.endpoint.server, problem: 'the notary client is closed' },
-        `notary ${this.endpoint.server}: the notary client is closed.`,
+      throw notAsked(
+        new TrustError(
+          'HTTP_UNREACHABLE',
+          { url: this.endpoint.server, problem: 'the notary client is closed' },
+          `notary ${this.endpoint.server}: the notary client is closed.`,
+        ),
       );
     }
     if (this.clients.requests >= this.clients.maxRequests) {
-      throw new TrustError(
-        'HTTP_UNREACHABLE',
-        {
-          url: this.endpoint.server,
-          problem: `${this.clients.maxRequests} requests to notary servers not named in the config are already under way`,
-        },
-        `notary ${this.endpoint.server}: ${this.clients.maxRequests} requests to notary servers not named in the config are already under way.`,
+      throw notAsked(
+        new TrustError(
+          'HTTP_UNREACHABLE',
+          {
+            url: this.endpoint.server,
+            problem: `${this.clients.maxRequests} requests to notary servers not named in the config are already under way`,
+          },
+          `notary ${this.endpoint.server}: ${this.clients.maxRequests} requests to notary servers not named in the config are already under way.`,
+        ),
       );
     }
     this.busy += 1;
@@ -253,6 +261,14 @@ class ImplicitFetcher implements ClosableFetcher {
     this.clients.open -= 1;
     client.close?.();
   }
+}
+
+/**
+ * The key of a registry without an entry: never a bare URL, so never a configured source's key
+ * (see the module comment); per registry, as each is its own pod-chosen source.
+ */
+function implicitKey(endpoint: NotaryEndpointConfig): string {
+  return `${endpoint.server} (registry ${endpoint.registry}, not in the config)`;
 }
 
 const credentialIds = new WeakMap<object, number>();
