@@ -7,7 +7,7 @@ import { runInformer, type ListWatchClient } from './informer.js';
 import { ANNOTATIONS, buildKey, readBuild } from './kpack.js';
 import type { ControllerMetrics } from './metrics.js';
 import { reconcileBuild, type ReconcileDependencies } from './reconcile.js';
-import { WorkQueue, type WorkQueueOptions } from './work-queue.js';
+import { WorkQueue, type WorkQueueOptions, type WorkResult } from './work-queue.js';
 
 /** One structured log line's fields (never secret material). */
 export type LogFields = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -101,7 +101,7 @@ async function work(queue: WorkQueue, options: ControllerOptions): Promise<void>
     const item = await queue.next();
     if (item === undefined) return;
     const [namespace = '', name = ''] = item.key.split('/');
-    let result: 'forget' | 'retry' = 'forget';
+    let result: WorkResult = 'forget';
     try {
       const outcome = await reconcileBuild(namespace, name, item, options.reconcile);
       switch (outcome.kind) {
@@ -119,6 +119,9 @@ async function work(queue: WorkQueue, options: ControllerOptions): Promise<void>
           });
           break;
         case 'failed':
+          // Recorded as final, but a touch of the Build (its record removed) waits out a backoff
+          // before the next attempt, so touching cannot buy attempts faster than retries get them.
+          result = 'give-up';
           metrics.fail(outcome.reason);
           log('warn', 'not signed', {
             build: item.key,
@@ -142,7 +145,7 @@ async function work(queue: WorkQueue, options: ControllerOptions): Promise<void>
     } catch (err) {
       // The apiserver could not be read or written: the record is missing, so try again later.
       metrics.retries++;
-      result = item.last ? 'forget' : 'retry';
+      result = item.last ? 'give-up' : 'retry';
       log('error', 'reconcile failed', {
         build: item.key,
         attempt: item.attempt,
