@@ -1523,6 +1523,17 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
+    it('reject mutual TLS with the admission webhooks, which kube-apiserver calls without a client certificate', () => {
+      for (const mode of ['admissionWebhooks', 'both']) {
+        assert.match(
+          rejection(['-f', join(CI_DIR, 'mtls-values.yaml'), '--set', `admission.mode=${mode}`]),
+          new RegExp(
+            `: verifier\\.tls\\.clientCA \\(mutual TLS\\) cannot be used with admission\\.mode ${mode}: kube-apiserver sends admission webhooks no client certificate`,
+          ),
+        );
+      }
+    });
+
     it('reject a NetworkPolicy that would keep Prometheus out of /metrics', () => {
       assert.match(
         rejection([

@@ -13,6 +13,13 @@ to change.
 {{- if and $v.podDisruptionBudget.enabled (ne (toString $v.podDisruptionBudget.minAvailable) "") (ne (toString $v.podDisruptionBudget.maxUnavailable) "") }}
 {{- fail "verifier.podDisruptionBudget: set minAvailable or maxUnavailable, not both" }}
 {{- end }}
+{{- /* kube-apiserver presents a client certificate to admission webhooks only when each control-plane
+host has a WebhookAdmissionConfiguration kubeconfig for it, which managed clusters do not offer:
+under mutual TLS every /mutate and /validate call would fail its handshake, and failurePolicy Fail
+would refuse every pod. */}}
+{{- if and $v.tls.clientCA (ne .Values.admission.mode "imagePolicyWebhook") }}
+{{- fail (printf "verifier.tls.clientCA (mutual TLS) cannot be used with admission.mode %s: kube-apiserver sends admission webhooks no client certificate unless every control-plane host configures one (a WebhookAdmissionConfiguration kubeconfig, which managed clusters do not offer), so every pod would be refused; unset verifier.tls.clientCA, or use admission.mode imagePolicyWebhook" .Values.admission.mode) }}
+{{- end }}
 {{- if ge (int $v.drainSeconds) (int $v.terminationGracePeriodSeconds) }}
 {{- fail "verifier.drainSeconds must be less than verifier.terminationGracePeriodSeconds, or the pod is killed while draining" }}
 {{- end }}
