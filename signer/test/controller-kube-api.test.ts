@@ -9,7 +9,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
-import { GoneError, type WatchEvent } from '../src/controller/informer.js';
+import { GoneError, PageTooLargeError, type WatchEvent } from '../src/controller/informer.js';
 import {
   KubeHttp,
   annotateBuild,
@@ -45,13 +45,14 @@ describe('controller Kubernetes API calls', () => {
     });
   });
   let http: KubeHttp;
+  let config: KubeConfig;
   const api: KpackApi = { groupVersion: 'kpack.io/v1alpha2' };
 
   before(async () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
     // Plain HTTP on loopback: the client allows it only with skipTLSVerify (no TLS to verify).
-    const config = new KubeConfig();
+    config = new KubeConfig();
     config.loadFromOptions({
       clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
       users: [{ name: 'u' }],
@@ -103,6 +104,19 @@ describe('controller Kubernetes API calls', () => {
     assert.equal(query.get('watch'), 'true');
     assert.equal(query.get('resourceVersion'), '42');
     assert.equal(query.get('allowWatchBookmarks'), 'true');
+  });
+
+  it('a list page larger than the response cap is a PageTooLargeError naming the cap, not a bare failure', async () => {
+    const items = Array.from({ length: 8 }, (_, i) => ({ metadata: { name: `b${i}` } }));
+    answer = json(200, { items, metadata: { resourceVersion: '9' } });
+    const size = JSON.stringify({ items, metadata: { resourceVersion: '9' } }).length;
+    const capped = buildListWatch(new KubeHttp(config, { maxResponseBytes: size - 1 }), api);
+    const refused = await capped.list({ limit: 8 }).catch((err: unknown) => err);
+    assert.ok(refused instanceof PageTooLargeError);
+    assert.equal(refused.maxBytes, size - 1);
+    // The same answer within the cap is read whole.
+    const fits = buildListWatch(new KubeHttp(config, { maxResponseBytes: size }), api);
+    assert.equal((await fits.list({ limit: 8 })).items.length, 8);
   });
 
   it('an HTTP 410 on a watch is a GoneError', async () => {

@@ -43,6 +43,17 @@ export class GoneError extends Error {
   override readonly name = 'GoneError';
 }
 
+/** A list page was refused unread: its answer exceeds the client's response cap (`maxBytes`). */
+export class PageTooLargeError extends Error {
+  override readonly name = 'PageTooLargeError';
+  constructor(
+    readonly maxBytes: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /** Settings and hooks of an informer. */
 export interface InformerOptions {
   readonly client: ListWatchClient;
@@ -50,8 +61,15 @@ export interface InformerOptions {
   readonly onObject: (object: unknown) => void;
   /** After each complete list: the informer has seen everything up to that point. */
   readonly onSynced?: () => void;
-  /** `list` after 410 / periodic resync / start, `watch-error` after a failed watch. */
-  readonly onEvent?: (what: 'list' | 'gone' | 'watch-error' | 'bookmark', detail?: string) => void;
+  /**
+   * `list` after 410 / periodic resync / start, `watch-error` after a failed watch, `page-shrunk`
+   * when a page was too large and is asked for again with a smaller limit.
+   */
+  readonly onEvent?: (
+    what: 'list' | 'gone' | 'watch-error' | 'bookmark' | 'page-shrunk',
+    detail?: string,
+  ) => void;
+  /** Objects asked for per list page (default 500, as client-go's reflector). */
   readonly pageSize?: number;
   /** Full re-list at least this often (default 10 minutes). */
   readonly resyncMs?: number;
@@ -127,14 +145,47 @@ export async function runInformer(options: InformerOptions, signal: AbortSignal)
   }
 }
 
+/**
+ * Lists every object, page by page. Objects of up to ~1.5 MiB each (etcd's request limit; one Build
+ * may carry 256 KiB of annotations alone) let a tenant make one page of the default size exceed any
+ * response cap the client keeps, which would fail every list — and with it every Build in the
+ * watched scope. So a page refused as too large is asked for again from the same continue token
+ * with half the limit, down to 1. The smaller limit is kept for the rest of this list (large objects
+ * sit together: the apiserver lists in namespace/name order, and they are one tenant's) and
+ * forgotten at the next list, so a burst of them that is deleted slows no later list; each refused
+ * page costs up to the cap in bytes, so growing back within one list could pay that again and again.
+ * A single object over the cap fails the list: skipping it would hide a Build from signing.
+ */
 async function listAll(options: InformerOptions): Promise<string> {
   let continueToken: string | undefined;
   let resourceVersion = '';
-  for (let page = 0; page < MAX_PAGES; page++) {
-    const result = await options.client.list({
-      limit: options.pageSize ?? 500,
-      ...(continueToken === undefined ? {} : { continueToken }),
-    });
+  let limit = Math.max(1, Math.floor(options.pageSize ?? 500));
+  let listed = 0;
+  // Bounded: every refusal at least halves `limit`, so at most log2(pageSize) + 1 of them.
+  for (let page = 0; page < MAX_PAGES;) {
+    let result: ListPage;
+    try {
+      result = await options.client.list({
+        limit,
+        ...(continueToken === undefined ? {} : { continueToken }),
+      });
+    } catch (err) {
+      if (!(err instanceof PageTooLargeError)) throw err;
+      if (limit === 1) {
+        throw new Error(
+          `list failed after ${listed} objects: the next object alone exceeds the ${err.maxBytes}-byte response cap (page limit 1); not skipped, as that would hide it`,
+        );
+      }
+      const smaller = Math.max(1, Math.floor(limit / 2));
+      options.onEvent?.(
+        'page-shrunk',
+        `a page of ${limit} exceeds the ${err.maxBytes}-byte response cap after ${listed} objects; asking for ${smaller}`,
+      );
+      limit = smaller;
+      continue;
+    }
+    page++;
+    listed += result.items.length;
     for (const item of result.items) options.onObject(item);
     // The first page's version is the list's snapshot; later pages repeat it.
     if (resourceVersion === '') resourceVersion = result.resourceVersion;

@@ -14,7 +14,13 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import { GoneError, type ListPage, type ListWatchClient, type WatchEvent } from './informer.js';
+import {
+  GoneError,
+  PageTooLargeError,
+  type ListPage,
+  type ListWatchClient,
+  type WatchEvent,
+} from './informer.js';
 import {
   LeaseConflictError,
   type LeaseClient,
@@ -26,6 +32,20 @@ import type { ControllerEvent } from './reconcile.js';
 const REQUEST_TIMEOUT_MS = 30_000;
 const MAX_RESPONSE_BYTES = 32 << 20;
 const MAX_WATCH_LINE = 4 << 20;
+
+/** Limits of one {@link KubeHttp}; the defaults are what the controller runs with. */
+export interface KubeHttpOptions {
+  /** Largest answer read, in bytes (default 32 MiB); a larger one fails unread. */
+  readonly maxResponseBytes?: number;
+}
+
+/** An answer larger than the client reads ({@link KubeHttpOptions.maxResponseBytes}). */
+export class ResponseTooLargeError extends Error {
+  override readonly name = 'ResponseTooLargeError';
+  constructor(readonly maxBytes: number) {
+    super(`the apiserver's answer exceeds ${maxBytes} bytes`);
+  }
+}
 
 /** A failed API call: HTTP status and the Status object's reason. */
 export class KubeApiError extends Error {
@@ -43,12 +63,14 @@ export class KubeApiError extends Error {
 export class KubeHttp {
   readonly server: URL;
   readonly #config: KubeConfig;
+  readonly #maxResponseBytes: number;
 
-  constructor(config: KubeConfig) {
+  constructor(config: KubeConfig, options: KubeHttpOptions = {}) {
     const cluster = config.getCurrentCluster();
     if (cluster === null) throw new Error('the kubeconfig names no current cluster');
     this.server = new URL(cluster.server);
     this.#config = config;
+    this.#maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
   }
 
   /** One request; resolves with the status and parsed JSON body (undefined for an empty body). */
@@ -59,7 +81,7 @@ export class KubeHttp {
     accept?: string,
   ): Promise<{ status: number; json: unknown }> {
     const response = await this.#open(method, path, body, REQUEST_TIMEOUT_MS, undefined, accept);
-    const text = await readBounded(response, MAX_RESPONSE_BYTES);
+    const text = await readBounded(response, this.#maxResponseBytes);
     let json: unknown;
     if (text !== '') {
       try {
@@ -202,7 +224,7 @@ function readBounded(response: IncomingMessage, max: number): Promise<string> {
       size += chunk.length;
       if (size > max) {
         response.destroy();
-        reject(new Error(`the apiserver's answer exceeds ${max} bytes`));
+        reject(new ResponseTooLargeError(max));
         return;
       }
       chunks.push(chunk);
@@ -258,7 +280,18 @@ export function buildListWatch(http: KubeHttp, api: KpackApi, namespace?: string
     async list({ limit, continueToken }): Promise<ListPage> {
       const query = new URLSearchParams({ limit: String(limit) });
       if (continueToken !== undefined) query.set('continue', continueToken);
-      const { status, json } = await http.call('GET', `${base}?${query.toString()}`);
+      let answer: { status: number; json: unknown };
+      try {
+        answer = await http.call('GET', `${base}?${query.toString()}`);
+      } catch (err) {
+        // The informer asks again with a smaller limit: one tenant's large Builds must not make
+        // every list (and so every Build in the scope) fail.
+        if (err instanceof ResponseTooLargeError) {
+          throw new PageTooLargeError(err.maxBytes, `GET ${base} (limit ${limit}): ${err.message}`);
+        }
+        throw err;
+      }
+      const { status, json } = answer;
       if (status === 410) throw new GoneError('the list continue token expired');
       if (status !== 200) throw apiError('GET', base, status, json);
       const list = json as {
