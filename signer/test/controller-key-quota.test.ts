@@ -191,6 +191,11 @@ describe('a first Build past the cap', () => {
           return Promise.resolve();
         },
         sign,
+        // The only Build of its Image: no newer Build holds any of its tags.
+        succeededBuilds: {
+          newerThan: () => Promise.resolve({ kind: 'known', builds: [] }),
+          forget: () => undefined,
+        },
         defaults: { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },
         now: () => new Date('2026-03-01T12:00:00Z'),
       },

@@ -9,6 +9,7 @@ import { TrustError } from '@kpack-trust/common';
 import { fakeManifest } from '@kpack-trust/common/testing';
 import {
   ANNOTATIONS,
+  readBuild,
   signingDecision,
   type ImageState,
   type SigningDecision,
@@ -21,6 +22,7 @@ import {
 } from '../src/controller/reconcile.js';
 import { parseRepositoryAllowlist } from '../src/controller/repository-allowlist.js';
 import { controllerSigner, withImageSettings } from '../src/controller/signing.js';
+import { SucceededBuilds, type SucceededBuildIndex } from '../src/controller/succeeded-builds.js';
 import type { SignSummary } from '../src/publish/sign-build.js';
 import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
 import { MemoryNotary } from './support/memory-notary.js';
@@ -56,6 +58,8 @@ function buildObject(
     latestImage?: string;
     succeeded?: string;
     annotations?: Record<string, string>;
+    /** creationTimestamp, the apiserver's: the order of an Image's Builds. */
+    created?: string;
   } = {},
 ): Record<string, unknown> {
   return {
@@ -65,6 +69,7 @@ function buildObject(
       namespace: 'team',
       name,
       uid: `uid-${name}`,
+      creationTimestamp: options.created ?? '2026-03-01T11:00:00Z',
       annotations: options.annotations ?? {},
       labels: { 'image.kpack.io/image': 'app' },
       ownerReferences: [{ kind: 'Image', name: 'app', uid: 'uid-image-app', controller: true }],
@@ -114,8 +119,26 @@ function deps(
       return Promise.resolve();
     },
     sign,
+    succeededBuilds: indexOf(c),
     defaults: { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },
     now: () => NOW,
+  };
+}
+
+/** The real index, fed with the cluster's Builds as they are at each question (one complete list). */
+function indexOf(c: Cluster): SucceededBuildIndex {
+  return {
+    newerThan: (build) => {
+      const index = new SucceededBuilds();
+      for (const object of c.builds.values()) {
+        const state = readBuild(object);
+        if (state !== undefined) index.observe(state, 0);
+      }
+      index.listed(0);
+      index.synced();
+      return index.newerThan(build);
+    },
+    forget: () => undefined,
   };
 }
 
@@ -204,13 +227,17 @@ describe('reconciling a finished Build', () => {
 
   it('a second Build of the Image reuses its keys (same root key id)', async () => {
     const second = fakeManifest('controller-build-2');
-    const c = cluster(
-      imageObject(OPTED_IN),
-      buildObject('b1'),
-      buildObject('b2', { latestImage: `${REPO}@sha256:${second.digestHex}` }),
-    );
+    const c = cluster(imageObject(OPTED_IN), buildObject('b1'));
     const { sign } = realSigning();
     await reconcileBuild('team', 'b1', FIRST, deps(c, sign));
+    // kpack creates the next Build once the last has finished (it is then the newer one).
+    c.builds.set(
+      'b2',
+      buildObject('b2', {
+        latestImage: `${REPO}@sha256:${second.digestHex}`,
+        created: '2026-03-01T11:30:00Z',
+      }),
+    );
     await reconcileBuild('team', 'b2', FIRST, deps(c, sign));
 
     const root1 = annotationsOf(c, 'b1')[ANNOTATIONS.signedRootKeyId];

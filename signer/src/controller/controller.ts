@@ -7,6 +7,7 @@ import { runInformer, type ListWatchClient } from './informer.js';
 import { ANNOTATIONS, buildKey, readBuild } from './kpack.js';
 import type { ControllerMetrics } from './metrics.js';
 import { reconcileBuild, type ReconcileDependencies } from './reconcile.js';
+import { SucceededBuilds } from './succeeded-builds.js';
 import { WorkQueue, type WorkQueueOptions, type WorkResult } from './work-queue.js';
 
 /** One structured log line's fields (never secret material). */
@@ -23,7 +24,8 @@ export type Logger = (
 export interface ControllerOptions {
   /** One per watched scope (cluster-wide, or one per listed namespace). */
   readonly sources: readonly ListWatchClient[];
-  readonly reconcile: ReconcileDependencies;
+  /** The reconcile's edges; the index of succeeded Builds is the informers' own (runController makes it). */
+  readonly reconcile: Omit<ReconcileDependencies, 'succeededBuilds'>;
   readonly metrics: ControllerMetrics;
   readonly log: Logger;
   readonly workers: number;
@@ -43,13 +45,18 @@ export async function runController(
   const queue = new WorkQueue(options.queue);
   options.onQueue?.(queue);
   const listed = new Set<number>();
+  // Fed by the same informers, so a Build can tell whether a newer Build of its Image succeeded.
+  const succeeded = new SucceededBuilds();
+  const reconcile: ReconcileDependencies = { ...options.reconcile, succeededBuilds: succeeded };
   const informers = options.sources.map((client, index) =>
     runInformer(
       {
         client,
         onObject: (object) => {
           const build = readBuild(object);
-          if (build === undefined || !worthQueueing(build)) return;
+          if (build === undefined) return;
+          succeeded.observe(build, index);
+          if (!worthQueueing(build)) return;
           if (!queue.add(buildKey(build.namespace, build.name))) {
             log('warn', 'work queue full; the Build waits for the next re-list', {
               build: buildKey(build.namespace, build.name),
@@ -58,7 +65,11 @@ export async function runController(
         },
         onSynced: () => {
           listed.add(index);
-          if (listed.size === options.sources.length) options.onSynced?.(true);
+          succeeded.listed(index);
+          if (listed.size === options.sources.length) {
+            succeeded.synced();
+            options.onSynced?.(true);
+          }
         },
         onEvent: (what, detail) => {
           if (what === 'list') {
@@ -75,10 +86,13 @@ export async function runController(
   );
   const stop = (): void => {
     queue.shutDown();
+    succeeded.stop();
   };
   signal.addEventListener('abort', stop, { once: true });
   if (signal.aborted) stop();
-  const workers = Array.from({ length: Math.max(1, options.workers) }, () => work(queue, options));
+  const workers = Array.from({ length: Math.max(1, options.workers) }, () =>
+    work(queue, options, reconcile),
+  );
   await Promise.all([...informers, ...workers]);
   signal.removeEventListener('abort', stop);
   options.onSynced?.(false);
@@ -91,11 +105,16 @@ function worthQueueing(build: ReturnType<typeof readBuild> & object): boolean {
   const digest = build.latestImage.slice(build.latestImage.lastIndexOf('@') + 1);
   return (
     build.annotations[ANNOTATIONS.signedDigest] !== digest &&
-    build.annotations[ANNOTATIONS.failedDigest] !== digest
+    build.annotations[ANNOTATIONS.failedDigest] !== digest &&
+    build.annotations[ANNOTATIONS.supersededDigest] !== digest
   );
 }
 
-async function work(queue: WorkQueue, options: ControllerOptions): Promise<void> {
+async function work(
+  queue: WorkQueue,
+  options: ControllerOptions,
+  reconcile: ReconcileDependencies,
+): Promise<void> {
   const { log, metrics } = options;
   for (;;) {
     const item = await queue.next();
@@ -103,7 +122,7 @@ async function work(queue: WorkQueue, options: ControllerOptions): Promise<void>
     const [namespace = '', name = ''] = item.key.split('/');
     let result: WorkResult = 'forget';
     try {
-      const outcome = await reconcileBuild(namespace, name, item, options.reconcile);
+      const outcome = await reconcileBuild(namespace, name, item, reconcile);
       switch (outcome.kind) {
         case 'signed':
           metrics.buildsSigned++;

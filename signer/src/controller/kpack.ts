@@ -30,6 +30,15 @@ export const ANNOTATIONS = {
   signedRoles: 'kpack-trust.io/signed-roles',
   signedRootKeyId: 'kpack-trust.io/signed-root-key-id',
   signedAt: 'kpack-trust.io/signed-at',
+  /**
+   * Build: tags a newer succeeded Build of the same Image signs instead (`gun:tag`, comma-separated),
+   * and those Builds' names; written beside signed-digest, or beside superseded-digest when every
+   * tag was left (succeeded-builds.ts).
+   */
+  supersededTags: 'kpack-trust.io/superseded-tags',
+  supersededBy: 'kpack-trust.io/superseded-by',
+  /** Build: the digest of a Build that signed nothing, every tag being a newer Build's to sign. */
+  supersededDigest: 'kpack-trust.io/superseded-digest',
   /** Build: the final error, and the digest it is final for. */
   signingError: 'kpack-trust.io/signing-error',
   signingErrorReason: 'kpack-trust.io/signing-error-reason',
@@ -37,7 +46,12 @@ export const ANNOTATIONS = {
 } as const;
 
 /** Event reasons, as `kubectl describe` shows them. */
-export const EVENT_REASONS = { signed: 'Signed', failed: 'SigningFailed' } as const;
+export const EVENT_REASONS = {
+  signed: 'Signed',
+  failed: 'SigningFailed',
+  /** Every tag of the Build was left to a newer Build of its Image; nothing was published. */
+  superseded: 'SigningSuperseded',
+} as const;
 
 /** The parts of a kpack Build the controller acts on. */
 export interface BuildState {
@@ -45,6 +59,8 @@ export interface BuildState {
   readonly name: string;
   readonly uid: string;
   readonly apiVersion: string;
+  /** `metadata.creationTimestamp`, set by the apiserver: the order of an Image's Builds (succeeded-builds.ts). */
+  readonly createdAt?: string;
   /** The owning Image's name (controller owner reference, else kpack's `image.kpack.io/image` label). */
   readonly imageName?: string;
   readonly imageUid?: string;
@@ -92,6 +108,7 @@ export function readBuild(object: unknown): BuildState | undefined {
     .slice(0, MAX_TAGS + 1)
     .filter((t): t is string => typeof t === 'string');
   const latestImage = str(status['latestImage']);
+  const createdAt = str(metadata['creationTimestamp']);
   const serviceAccountName =
     str(spec['serviceAccountName']) ?? str(spec['serviceAccount']) ?? 'default';
   return {
@@ -99,6 +116,7 @@ export function readBuild(object: unknown): BuildState | undefined {
     name,
     uid: str(metadata['uid']) ?? '',
     apiVersion: str(root['apiVersion']) ?? 'kpack.io/v1alpha2',
+    ...(createdAt === undefined ? {} : { createdAt }),
     ...(imageName === undefined ? {} : { imageName }),
     ...(imageUid === undefined ? {} : { imageUid }),
     tags,

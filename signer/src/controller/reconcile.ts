@@ -4,15 +4,26 @@
  * outcome on the Build (annotations) and as Events on the Build and its Image. Every edge is
  * injected, so this file is the controller's behaviour and its unit tests need no apiserver.
  *
- * Idempotent by construction: a Build whose `signed-digest` (or `signing-failed-digest`) annotation
- * names its digest is done; and if a replica died between publishing and annotating, signing again
- * publishes nothing (`signBuild` finds every tag already at the digest) and only writes the record.
+ * Idempotent by construction: a Build whose `signed-digest` (or `signing-failed-digest`, or
+ * `superseded-digest`) annotation names its digest is done; and if a replica died between publishing
+ * and annotating, signing again publishes nothing (`signBuild` finds every tag already at the
+ * digest) and only writes the record.
+ *
+ * A tag that a newer succeeded Build of the same Image also lists is that Build's to sign, not this
+ * one's (succeeded-builds.ts): an Image's Builds share `spec.tag` and `additionalTags`, and signing
+ * them at an older digest after the newer one would roll the tag back.
  */
 import { isTrustError, parseImageReference } from '@kpack-trust/common';
 import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
 import { buildImageOf, type BuildImage } from '../publish/build-image.js';
 import { KeyQuotaError } from './key-quota.js';
 import { repositoryVerdict } from './repository-allowlist.js';
+import {
+  tagKey,
+  tagsLeftToNewer,
+  type SucceededBuild,
+  type SucceededBuildIndex,
+} from './succeeded-builds.js';
 import type { SignSummary } from '../publish/sign-build.js';
 import {
   ANNOTATIONS,
@@ -63,6 +74,8 @@ export interface ReconcileDependencies {
   ) => Promise<void>;
   readonly recordEvent: (event: ControllerEvent) => Promise<void>;
   readonly sign: (request: SignRequest) => Promise<SignSummary>;
+  /** The succeeded Builds the controller has seen, to leave shared tags to the newest. */
+  readonly succeededBuilds: SucceededBuildIndex;
   readonly defaults: SigningDefaults;
   readonly now: () => Date;
 }
@@ -74,6 +87,8 @@ export type ReconcileOutcome =
   | { readonly kind: 'not-opted-in' }
   | { readonly kind: 'already-done'; readonly digest: string }
   | { readonly kind: 'signed'; readonly summary: SignSummary; readonly latencyMs: number }
+  /** Every tag was a newer Build's to sign; nothing was published. */
+  | { readonly kind: 'superseded'; readonly digest: string; readonly by: readonly string[] }
   | { readonly kind: 'failed'; readonly reason: FailureReason; readonly message: string }
   | { readonly kind: 'retry'; readonly reason: FailureReason; readonly message: string };
 
@@ -101,6 +116,8 @@ export interface AttemptInfo {
 }
 
 const MAX_ERROR_ANNOTATION = 1_000;
+/** Fresh reads of the Builds named as newer, per reconcile; past it the index's word stands (withholding). */
+const MAX_NEWER_READS = 8;
 
 /** Reconciles the Build `namespace/name`. Throws only when the apiserver cannot be talked to. */
 export async function reconcileBuild(
@@ -118,9 +135,12 @@ export async function reconcileBuild(
   if (latest === undefined) return { kind: 'waiting', why: 'no status.latestImage yet' };
 
   const digest = digestOf(latest);
-  const done =
-    build.annotations[ANNOTATIONS.signedDigest] ?? build.annotations[ANNOTATIONS.failedDigest];
-  if (digest !== undefined && done === digest) return { kind: 'already-done', digest };
+  const done = [
+    build.annotations[ANNOTATIONS.signedDigest],
+    build.annotations[ANNOTATIONS.failedDigest],
+    build.annotations[ANNOTATIONS.supersededDigest],
+  ];
+  if (digest !== undefined && done.includes(digest)) return { kind: 'already-done', digest };
 
   if (build.imageName === undefined) {
     // A Build without an Image (created by hand) has no place for settings: not ours to sign.
@@ -178,6 +198,21 @@ export async function reconcileBuild(
     }
   }
 
+  const left = await leftToNewerBuilds(build, deps);
+  if (left === undefined) {
+    return { kind: 'waiting', why: 'the controller stopped before it had listed every Build' };
+  }
+  const own = build.tags.filter((tag) => !left.tags.has(tag));
+  if (own.length === 0) return superseded(build, image, buildImage, left, deps);
+  if (left.tags.size > 0) {
+    buildImage = buildImageOf(
+      own,
+      buildImage.digest,
+      undefined,
+      `Build ${build.namespace}/${build.name}`,
+    );
+  }
+
   const started = deps.now().getTime();
   let summary: SignSummary;
   try {
@@ -204,10 +239,13 @@ export async function reconcileBuild(
     [ANNOTATIONS.signingError]: null,
     [ANNOTATIONS.signingErrorReason]: null,
     [ANNOTATIONS.failedDigest]: null,
+    ...supersededRecord(left),
+    [ANNOTATIONS.supersededDigest]: null,
   });
   const message =
     `Signed ${summary.tags.map((t) => `${summary.gun}:${t}`).join(', ')} at ${summary.digest} into ` +
-    `${summary.role} (root key ${summary.rootCanonicalKeyId}${summary.keysCreated ? ', keys generated' : ''})`;
+    `${summary.role} (root key ${summary.rootCanonicalKeyId}${summary.keysCreated ? ', keys generated' : ''})` +
+    (left.tags.size === 0 ? '' : `; ${leftPhrase(left)}`);
   await recordBoth(build, image, 'Normal', EVENT_REASONS.signed, message, deps);
   return { kind: 'signed', summary, latencyMs };
 }
@@ -259,6 +297,104 @@ export function imageOf(
     );
   }
   return signed;
+}
+
+/** Tags of this Build that newer Builds sign, each with the newest such Build; `unknown` when the index could not tell. */
+interface LeftToNewer {
+  readonly tags: ReadonlyMap<string, string>;
+  readonly unknown?: string;
+}
+
+/**
+ * Asks the index which tags newer Builds hold, and re-reads each Build it names before believing
+ * it: the informer passes no deletions, and a Build deleted since the last list must not keep a
+ * tag from the Build that is now the newest. Undefined when the controller stopped first.
+ */
+async function leftToNewerBuilds(
+  build: BuildState,
+  deps: ReconcileDependencies,
+): Promise<LeftToNewer | undefined> {
+  const answer = await deps.succeededBuilds.newerThan(build);
+  if (answer.kind === 'stopped') return undefined;
+  if (answer.kind === 'unknown') {
+    // Fail closed: without the full picture no tag is known to be this Build's alone.
+    return { tags: new Map(build.tags.map((tag) => [tag, ''])), unknown: answer.why };
+  }
+  let newer: SucceededBuild[] = [...answer.builds];
+  const confirmed = new Set<string>();
+  for (let reads = 0; ;) {
+    const left = tagsLeftToNewer(build, newer);
+    const unconfirmed = [...new Set(left.values())].filter((name) => !confirmed.has(name));
+    if (unconfirmed.length === 0 || reads >= MAX_NEWER_READS) return { tags: left };
+    for (const name of unconfirmed.slice(0, MAX_NEWER_READS - reads)) {
+      reads++;
+      const fresh = readBuild(await deps.getBuild(build.namespace, name));
+      const known = newer.find((other) => other.name === name);
+      if (
+        fresh === undefined ||
+        known === undefined ||
+        fresh.uid !== known.uid ||
+        fresh.succeeded !== 'True' ||
+        fresh.latestImage === undefined ||
+        fresh.imageUid !== build.imageUid
+      ) {
+        deps.succeededBuilds.forget(build.namespace, name);
+        newer = newer.filter((other) => other.name !== name);
+        continue;
+      }
+      confirmed.add(name);
+      // Its tags as they are now, not as the informer last saw them.
+      const tags = fresh.tags.map(tagKey).filter((t): t is string => t !== undefined);
+      newer = newer.map((other) => (other.name === name ? { ...other, tags } : other));
+    }
+  }
+}
+
+/** The superseded-tags/-by annotations for what was left; null (removed) when nothing was. */
+function supersededRecord(left: LeftToNewer): Record<string, string | null> {
+  if (left.tags.size === 0) {
+    return { [ANNOTATIONS.supersededTags]: null, [ANNOTATIONS.supersededBy]: null };
+  }
+  return {
+    [ANNOTATIONS.supersededTags]: clip([...left.tags.keys()].join(','), MAX_ERROR_ANNOTATION),
+    [ANNOTATIONS.supersededBy]: clip(holdersOf(left), MAX_ERROR_ANNOTATION),
+  };
+}
+
+function holdersOf(left: LeftToNewer): string {
+  if (left.unknown !== undefined) return `unknown: ${left.unknown}`;
+  return [...new Set(left.tags.values())].join(',');
+}
+
+function leftPhrase(left: LeftToNewer): string {
+  const tags = [...left.tags.keys()].join(', ');
+  return left.unknown !== undefined
+    ? `left ${tags} unsigned: ${left.unknown}, so a newer Build may hold them`
+    : `left ${tags} to the newer Build ${[...new Set(left.tags.values())].join(', ')}`;
+}
+
+/** Every tag was a newer Build's: record that on the Build (a final record, like a failure's) and publish nothing. */
+async function superseded(
+  build: BuildState,
+  image: ImageState,
+  buildImage: BuildImage,
+  left: LeftToNewer,
+  deps: ReconcileDependencies,
+): Promise<ReconcileOutcome> {
+  await deps.annotateBuild(build, {
+    [ANNOTATIONS.supersededDigest]: buildImage.digest,
+    ...supersededRecord(left),
+    [ANNOTATIONS.signingError]: null,
+    [ANNOTATIONS.signingErrorReason]: null,
+    [ANNOTATIONS.failedDigest]: null,
+  });
+  const message = clip(
+    `Nothing signed at ${buildImage.digest}: ${leftPhrase(left)}`,
+    MAX_ERROR_ANNOTATION,
+  );
+  await recordBoth(build, image, 'Normal', EVENT_REASONS.superseded, message, deps);
+  const by = left.unknown === undefined ? [...new Set(left.tags.values())] : [];
+  return { kind: 'superseded', digest: buildImage.digest, by };
 }
 
 async function fail(
