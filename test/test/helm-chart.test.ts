@@ -496,6 +496,18 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
+    it('tell the operator to create the TLS Secret with the ca.crt the kubeconfig step extracts', () => {
+      const text = notes();
+      // `kubectl create secret tls` writes no ca.crt: the extracted CA file would be empty, and
+      // kube-apiserver could verify no verifier certificate.
+      assert.doesNotMatch(text, /^\s*kubectl .*create secret tls/m);
+      assert.ok(
+        text.includes(
+          `  kubectl -n ${NAMESPACE} create secret generic ${VERIFIER}-tls --type=kubernetes.io/tls \\\n    --from-file=tls.crt --from-file=tls.key --from-file=ca.crt\n`,
+        ),
+      );
+    });
+
     it('print the completion image an operator builds and hands kpack, not a container kpack has no place for', () => {
       const text = notes();
       assert.ok(!text.includes('- name: sign'));
@@ -1231,6 +1243,29 @@ describe('kpack-trust Helm chart', () => {
     it('is left out when configCheck.enabled is false', () => {
       const objects = render(undefined, ['--set', 'verifier.configCheck.enabled=false']);
       assert.equal(objects.filter((o) => o.metadata.name === CHECK).length, 0);
+    });
+  });
+
+  describe('a ServiceMonitor in the release namespace with tls.caBundle', () => {
+    it('verify against tls.caBundle, since an existing TLS Secret may hold no ca.crt', () => {
+      const caPem = at(ciValues('mtls-values.yaml'), 'verifier', 'tls', 'caBundle') as string;
+      const objects = render(undefined, [
+        '--set',
+        'verifier.serviceMonitor.enabled=true',
+        '--set',
+        'verifier.tls.existingSecret=verifier-tls',
+        '--set-string',
+        `verifier.tls.caBundle=${caPem}`,
+      ]);
+      validateAll(objects);
+      const monitor = find(objects, 'ServiceMonitor', VERIFIER);
+      assert.deepEqual(at(monitor, 'spec', 'endpoints', 0, 'tlsConfig', 'ca'), {
+        configMap: { name: `${VERIFIER}-metrics-ca`, key: 'ca.crt' },
+      });
+      assert.equal(
+        at(find(objects, 'ConfigMap', `${VERIFIER}-metrics-ca`), 'data', 'ca.crt'),
+        caPem,
+      );
     });
   });
 
