@@ -21,6 +21,7 @@ import {
 import { compileImageGlob, imagePatternProblem, namespacePatternProblem } from '../policy/glob.js';
 import { ConfigNode, configError, type ObjectNode } from './fields.js';
 import { imagePatternNeverMatches } from './pattern-warnings.js';
+import { canonicalImagePattern, canonicalRegistry } from './registry.js';
 import type {
   BreakGlassConfig,
   CacheConfig,
@@ -142,8 +143,10 @@ function parseNotary(node: ConfigNode, files: FileAccess): NotaryEndpointConfig[
   return node.array().map((item) => {
     const entry = item.object(['registry', 'server', 'ca', 'timeoutMs', 'credentials']);
     const registryNode = entry.required('registry');
-    const registry = registryNode.string();
-    if (!REGISTRY.test(registry)) registryNode.fail('must be a registry host[:port]');
+    const written = registryNode.string();
+    if (!REGISTRY.test(written)) registryNode.fail('must be a registry host[:port]');
+    // Images are matched in the canonical spelling (registry.ts), so entries are kept in it too.
+    const registry = canonicalRegistry(written);
     if (seen.has(registry)) registryNode.fail(`names ${registry} a second time`);
     seen.add(registry);
     const server = parseServerUrl(entry.required('server'));
@@ -226,17 +229,20 @@ function parseRule(
     'detectionMode',
   ]);
   const imagesNode = rule.required('images');
-  const images = imagesNode.stringList();
-  if (images.length === 0) imagesNode.fail('must name at least one image pattern');
-  images.forEach((pattern, i) => {
+  const written = imagesNode.stringList();
+  if (written.length === 0) imagesNode.fail('must name at least one image pattern');
+  // Matched against canonical names (registry.ts): `REGISTRY.corp.com:443/**` means registry.corp.com.
+  const images = written.map((pattern, i) => {
     const at =
       (typeof imagesNode.value === 'string' ? imagesNode : imagesNode.array()[i]) ?? imagesNode;
     const problem = imagePatternProblem(pattern);
     if (problem !== undefined) at.fail(`"${pattern}" ${problem}`);
-    compileImageGlob(pattern);
+    const canonical = canonicalImagePattern(pattern);
+    compileImageGlob(canonical);
     // Valid but matching nothing: a warning, not an error, since such a rule still fails closed.
-    const never = imagePatternNeverMatches(pattern);
+    const never = imagePatternNeverMatches(canonical);
     if (never !== undefined) warnings.push(`${node.source}: ${at.path} "${pattern}" ${never}`);
+    return canonical;
   });
 
   const allow = rule.field('allow').absent ? false : rule.field('allow').boolean();
@@ -251,7 +257,7 @@ function parseRule(
 
   const namespaces = rule.field('namespaces');
   const base = {
-    name: rule.field('name').absent ? images.join(',') : rule.field('name').string(),
+    name: rule.field('name').absent ? written.join(',') : rule.field('name').string(),
     index,
     images,
     ...(namespaces.absent ? {} : { namespaces: namespaceGlobs(namespaces) }),

@@ -29,7 +29,7 @@ export interface ListenConfig {
 
 /** One registry's notary server. */
 export interface NotaryEndpointConfig {
-  /** Registry host[:port] as it appears in normalized image names (`127.0.0.1:5000`, `docker.io`). */
+  /** Registry host[:port] in canonical spelling (registry.ts), as in normalized image names (`127.0.0.1:5000`, `docker.io`). */
   readonly registry: string;
   /** `https://host[:port][/prefix]`, without a trailing slash. */
   readonly server: string;
@@ -71,7 +71,7 @@ interface RuleBase {
   readonly name: string;
   /** Position in the file, the last tie-breaker between equally specific rules. */
   readonly index: number;
-  /** Globs over normalized `registry/path` names. */
+  /** Globs over normalized `registry/path` names, the registry segment in canonical spelling (registry.ts). */
   readonly images: readonly string[];
   /** When set, the rule applies only in namespaces matching one of these globs. */
   readonly namespaces?: readonly string[];

@@ -4,7 +4,7 @@
  * Per pod, in order: a namespace in `exemptNamespaces` admits everything ('exempt'); an enabled
  * break-glass annotation admits everything and is audited ('break-glass'). Otherwise each distinct
  * image string is decided once (distinct GUNs concurrently):
- *   parse and normalize → the most specific rule (none: denied) → `requireDigest` → `allow` /
+ *   parse and normalize (registry in its canonical spelling) → the most specific rule (none: denied) → `requireDigest` → `allow` /
  *   `deny` / verify: the collection from the trust cache, then resolveImage.
  * A rule (or the global setting) in detection mode turns its denials into 'would-deny': admitted,
  * reported in the audit annotations and to the observer.
@@ -53,6 +53,7 @@ import {
   type ImageReference,
   type TrustedCollection,
 } from '@kpack-trust/common';
+import { canonicalReference } from '../config/registry.js';
 import type { PolicyRule, VerifierConfig } from '../config/types.js';
 import type {
   DecisionObserver,
@@ -476,7 +477,9 @@ export class ImagePolicyEngine implements ImageReviewer {
     });
     let ref: ImageReference;
     try {
-      ref = parseImageReference(image);
+      // The registry in its canonical spelling (config/registry.ts): rules, notary entry and GUN
+      // then see `REGISTRY.corp.com:443/app` as the registry.corp.com/app the runtime pulls.
+      ref = canonicalReference(parseImageReference(image));
     } catch (error) {
       if (!isTrustError(error, 'REFERENCE_INVALID')) throw error;
       return settled(

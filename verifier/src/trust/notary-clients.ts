@@ -28,6 +28,7 @@ import {
   type MetadataFetcher,
 } from '@kpack-trust/common';
 import { CONFIG_DEFAULTS } from '../config/parse.js';
+import { canonicalRegistry } from '../config/registry.js';
 import type { NotaryEndpointConfig } from '../config/types.js';
 import type { NotarySource } from './cache.js';
 import { notAsked } from './circuit-breaker.js';
@@ -120,7 +121,8 @@ export class NotarySources {
     for (const endpoint of endpoints) {
       const identity = identityOf(endpoint);
       const reused = previous.get(identity);
-      next.set(endpoint.registry, reused ?? this.create(endpoint, identity));
+      // Canonical, as forRegistry looks it up (parseConfig already stores it so).
+      next.set(canonicalRegistry(endpoint.registry), reused ?? this.create(endpoint, identity));
       previous.delete(identity);
     }
     this.byRegistry = next;
@@ -133,8 +135,12 @@ export class NotarySources {
     return [...previous.values()].filter((s) => !kept.has(s.identity)).map((s) => s.fetcher);
   }
 
-  /** The source for an image's registry. */
-  forRegistry(registry: string): PooledNotarySource {
+  /**
+   * The source for an image's registry, in any spelling: `REGISTRY.corp.com:443` is the entry of
+   * `registry.corp.com` (config/registry.ts), never a server of the pod's choosing.
+   */
+  forRegistry(written: string): PooledNotarySource {
+    const registry = canonicalRegistry(written);
     const configured = this.byRegistry.get(registry);
     if (configured !== undefined) return configured;
     let source = this.implicit.get(registry);
