@@ -232,15 +232,50 @@ export function parseRoot(signed: JsonValue, role = 'root', work?: WorkMeter): R
   };
 }
 
+/** How parseTargets treats the keys a role delegates to. */
+export interface TargetsParseOptions {
+  /** Counts each delegation key parsed. */
+  readonly work?: WorkMeter;
+  /**
+   * false: check the shape of `delegations` (key count, roles naming listed keys) but import no
+   * key; `delegations.keys` comes back empty. For a role whose signatures failed, whose keys are
+   * never used (each import costs up to MAX_CERTIFICATES_PER_KEY certificate parses).
+   */
+  readonly importKeys?: boolean;
+}
+
+/**
+ * The ids a targets role lists in `delegations.keys`, without parsing any key (at most
+ * MAX_DELEGATION_KEYS, else LIMIT_EXCEEDED): what a caller counts before paying for the imports.
+ */
+export function delegationKeyIds(signed: JsonValue, role = 'targets'): string[] {
+  const d = new FieldReader(role, 'signed', signed).field('delegations');
+  if (!d.present()) return [];
+  const keysReader = d.field('keys');
+  checkKeyCount(keysReader, MAX_DELEGATION_KEYS);
+  return Object.keys(keysReader.object());
+}
+
 /** Parses the `signed` portion of targets.json or a delegation (`role` names which, for errors). */
-export function parseTargets(signed: JsonValue, role = 'targets'): TargetsMetadata {
+export function parseTargets(
+  signed: JsonValue,
+  role = 'targets',
+  options: TargetsParseOptions = {},
+): TargetsMetadata {
   const r = new FieldReader(role, 'signed', signed);
   const common = readCommon(r, 'Targets');
   const targets = readMeta(r.field('targets'));
   const d = r.field('delegations');
-  const keys = d.present()
-    ? readKeys(d.field('keys'), MAX_DELEGATION_KEYS)
-    : new Map<string, PublicKey>();
+  let keys = new Map<string, PublicKey>();
+  let listed: { has(id: string): boolean } = keys;
+  if (d.present()) {
+    if (options.importKeys === false) {
+      listed = new Set(delegationKeyIds(signed, role));
+    } else {
+      keys = readKeys(d.field('keys'), MAX_DELEGATION_KEYS, options.work);
+      listed = new Set(keys.keys());
+    }
+  }
   const roles: DelegatedRole[] = [];
   if (d.present()) {
     for (const entry of d.field('roles').array()) {
@@ -250,7 +285,7 @@ export function parseTargets(signed: JsonValue, role = 'targets'): TargetsMetada
       }
       const rk = readRoleKeys(entry);
       for (const id of rk.keyIds) {
-        if (!keys.has(id))
+        if (!listed.has(id))
           throw malformed(
             role,
             `${entry.path}.keyids`,

@@ -14,9 +14,11 @@
  * snapshot or targets.
  */
 import { createHash } from 'node:crypto';
+import type { JsonValue } from '../canonical/json.js';
 import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
 import {
+  delegationKeyIds,
   parseRoot,
   parseRootRoleKeys,
   parseSnapshot,
@@ -107,7 +109,23 @@ export interface CollectionVerifierOptions {
   readonly invalidDelegations?: 'fail' | 'record';
   /** Counts the costly steps (signature checks, key parses) for tests and benchmarks. */
   readonly work?: WorkMeter;
+  /**
+   * Most distinct key ids the `delegations.keys` of targets and every delegation may list
+   * together (default DEFAULT_MAX_DELEGATION_KEYS); one more fails LIMIT_EXCEEDED
+   * (`what: 'delegation keys'`) before any of that role's keys is imported.
+   */
+  readonly maxDelegationKeys?: number;
 }
+
+/**
+ * Default for CollectionVerifierOptions.maxDelegationKeys. Notary repositories delegate to a few
+ * signers' keys; each key listed is imported when its role is loaded, and an x509 key carries up
+ * to MAX_CERTIFICATES_PER_KEY certificates (about 2.6 ms of blocking CPU each at that cap on the
+ * development machine), so a collection's keys cost at most about 0.7 s however its roles split
+ * them — where the per-role cap alone (MAX_DELEGATION_KEYS) across 256 delegations would allow
+ * 262,144 imports.
+ */
+export const DEFAULT_MAX_DELEGATION_KEYS = 256;
 
 type Stage = 'root' | 'timestamp' | 'snapshot' | 'targets' | 'delegations';
 
@@ -119,6 +137,9 @@ export class CollectionVerifier {
   private readonly allowExpired: boolean;
   private readonly recordInvalid: boolean;
   private readonly work: WorkMeter | undefined;
+  private readonly maxDelegationKeys: number;
+  // Distinct delegation key ids admitted so far (at most maxDelegationKeys).
+  private readonly delegationKeys = new Set<string>();
   // One budget of CA chain signature checks for every root this run looks at.
   private readonly chainBudget = newChainBudget();
   private stage: Stage = 'root';
@@ -137,6 +158,7 @@ export class CollectionVerifier {
     this.allowExpired = options.allowExpired === true;
     this.recordInvalid = options.invalidDelegations === 'record' && !this.allowExpired;
     this.work = options.work;
+    this.maxDelegationKeys = options.maxDelegationKeys ?? DEFAULT_MAX_DELEGATION_KEYS;
   }
 
   /** The root currently trusted (after anchoring/resuming and any rotations). */
@@ -316,7 +338,9 @@ export class CollectionVerifier {
     checkFileMeta('targets', bytes, this.expectedTargets('targets'));
     const envelope = parseEnvelope(bytes, 'targets');
     const signedBy = verifyThreshold('targets', envelope, root.roles.targets, root.keys, this.work);
-    const targets = parseTargets(envelope.signed, 'targets');
+    // Verified first, then what it delegates is imported.
+    this.admitDelegationKeys('targets', envelope.signed);
+    const targets = parseTargets(envelope.signed, 'targets', this.work ? { work: this.work } : {});
     this.checkFloor('targets', targets.version);
     this.checkExpiry('targets', targets);
     this.targetsRoles.set('targets', {
@@ -357,10 +381,16 @@ export class CollectionVerifier {
     checkFileMeta(role, bytes, this.expectedTargets(role));
     const envelope = parseEnvelope(bytes, role);
     const signedBy = this.delegationSigners(role, envelope, delegation, parent);
-    const metadata = parseTargets(envelope.signed, role);
     // Go checks the version before the signatures: a rollback is fatal even when unsigned, and
-    // only a validly signed version may raise the floor.
+    // only a validly signed version may raise the floor. A role short of its threshold is still
+    // checked for shape (Go's TargetsFromSigned) but imports none of the keys it delegates to:
+    // nothing below it will be verified, and the imports would be work for an attacker's bytes.
     const invalid = signedBy instanceof TrustError;
+    if (!invalid) this.admitDelegationKeys(role, envelope.signed);
+    const metadata = parseTargets(envelope.signed, role, {
+      ...(this.work ? { work: this.work } : {}),
+      importKeys: !invalid,
+    });
     this.checkFloor(role, metadata.version, !invalid);
     // Listed by a trusted snapshot: a later snapshot may not drop it (listedDelegation), even if
     // this version cannot raise the floor.
@@ -421,6 +451,23 @@ export class CollectionVerifier {
       if (!tolerated) throw err;
       return err;
     }
+  }
+
+  /**
+   * Counts the distinct key ids `role` delegates to against the collection's cap before any is
+   * imported (a key listed again, under another parent, costs nothing more: the parse is shared).
+   */
+  private admitDelegationKeys(role: string, signed: JsonValue): void {
+    const fresh = delegationKeyIds(signed, role).filter((id) => !this.delegationKeys.has(id));
+    const actual = this.delegationKeys.size + fresh.length;
+    if (actual > this.maxDelegationKeys) {
+      throw new TrustError(
+        'LIMIT_EXCEEDED',
+        { role, what: 'delegation keys', limit: this.maxDelegationKeys, actual },
+        `${role} brings the keys delegated to in ${this.gun} to ${actual}, more than the ${this.maxDelegationKeys} accepted in one collection`,
+      );
+    }
+    for (const id of fresh) this.delegationKeys.add(id);
   }
 
   /** Marks `role` and every delegation the snapshot lists below it invalid with `error`. */

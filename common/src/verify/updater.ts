@@ -5,6 +5,13 @@
  * With `invalidDelegations: 'record'`, a delegation that is merely expired or short of its signature
  * threshold does not fail the update (see CollectionVerifier.loadDelegation); it ends up in the
  * collection's `invalidRoles`.
+ *
+ * A repository whose root is trusted may still be hostile (a trust-on-first-use rule, or a tenant
+ * holding its own GUN's keys under a shared pin): besides each file's cap, one update reads at
+ * most `totalMetadataBytes` of timestamp, snapshot, targets and delegations together — reserved
+ * by the lengths the parents state before any of a level is fetched — and its delegations list at
+ * most `delegationKeys` distinct keys. Between roles it checks the caller's signal and yields to
+ * the event loop, so a deadline stops the work and other requests are served meanwhile.
  */
 import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
@@ -19,11 +26,12 @@ import { newWorkMeter, type WorkMeter } from '../work.js';
 import { rootCertificateProblems, type CompiledAnchor, type RootKeySet } from './anchor.js';
 import {
   CollectionVerifier,
+  DEFAULT_MAX_DELEGATION_KEYS,
   type TrustedCollection,
   type VersionFloors,
 } from './collection-verifier.js';
 
-/** Per-role download caps, in one place (tuf-js style). Snapshot, targets and delegations are also capped by the length their parent states. */
+/** Per-role and per-update caps, in one place (tuf-js style). Snapshot, targets and delegations are also capped by the length their parent states. */
 export interface DownloadLimits {
   readonly root: number;
   readonly timestamp: number;
@@ -38,9 +46,21 @@ export interface DownloadLimits {
    * roots are a few KiB each; a hostile server's may each be `root` bytes).
    */
   readonly rootSearchBytes: number;
+  /**
+   * Most bytes of timestamp, snapshot, targets and delegations together in one update (roots
+   * have their own caps above). `metadata` alone bounds one file, not 256 of them fetched at once.
+   */
+  readonly totalMetadataBytes: number;
+  /** Most distinct keys targets and all delegations may delegate to together (CollectionVerifierOptions.maxDelegationKeys). */
+  readonly delegationKeys: number;
 }
 
-/** Defaults: notary's Go client caps the timestamp at 1 MiB; the rest keeps a webhook's memory bounded. */
+/**
+ * Defaults: notary's Go client caps the timestamp at 1 MiB; the rest keeps a webhook's memory
+ * bounded. `totalMetadataBytes` is twice `metadata`: a repository whose targets (or one
+ * delegation) is at the per-file cap still has as much again for everything else, while 256
+ * delegations each stated at that cap (8 GiB) are refused before any is fetched.
+ */
 export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = Object.freeze({
   root: 1 << 20,
   timestamp: 1 << 20,
@@ -48,6 +68,8 @@ export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = Object.freeze({
   delegations: 256,
   rootRotations: 64,
   rootSearchBytes: 4 << 20,
+  totalMetadataBytes: 64 << 20,
+  delegationKeys: DEFAULT_MAX_DELEGATION_KEYS,
 });
 
 /**
@@ -75,6 +97,12 @@ export interface UpdateOptions {
   /** Counts the costly steps of this update (tests and benchmarks of bounded work). */
   readonly work?: WorkMeter;
   /**
+   * The caller's deadline: checked before each role is verified, so that an aborted update stops
+   * between roles, not only in its requests (pass the same signal to the fetcher). The update then
+   * rejects with the signal's reason when that is a TrustError, else with HTTP_UNREACHABLE.
+   */
+  readonly signal?: AbortSignal;
+  /**
    * Called once the root is trusted (anchored, resumed or rotated), before the timestamp is
    * fetched, with the exact bytes and version now trusted: TUF 5.3.8 persists each verified root,
    * so a caller can keep a rotation — and stop using data the old root vouched for — even when a
@@ -99,25 +127,39 @@ export async function updateCollection(
       ? {}
       : { invalidDelegations: options.invalidDelegations }),
     ...(options.work ? { work: options.work } : {}),
+    maxDelegationKeys: limits.delegationKeys,
   });
+  const signal = options.signal;
+  checkSignal(signal, gun);
   const rootBytes = await establishRoot(fetcher, verifier, options, limits);
   const trustedRoot = verifier.trustedRoot;
   if (options.onRootTrusted && trustedRoot) {
     options.onRootTrusted({ bytes: rootBytes, version: trustedRoot.version });
   }
 
-  verifier.loadTimestamp(
-    await fetcher.fetchMetadata(gun, { role: 'timestamp', maxBytes: limits.timestamp }),
-  );
-  verifier.loadSnapshot(
-    await fetchByMeta(fetcher, gun, 'snapshot', verifier.expectedSnapshot(), limits),
-  );
-  const targets = verifier.loadTargets(
-    await fetchByMeta(fetcher, gun, 'targets', verifier.expectedTargets('targets'), limits),
-  );
+  const budget = new ByteBudget(gun, limits.totalMetadataBytes);
+  const timestampBytes = await fetcher.fetchMetadata(gun, {
+    role: 'timestamp',
+    maxBytes: limits.timestamp,
+  });
+  budget.spend('timestamp', timestampBytes.byteLength);
+  await betweenRoles(signal, gun);
+  verifier.loadTimestamp(timestampBytes);
+  const snapshotMeta = verifier.expectedSnapshot();
+  budget.spend('snapshot', checkedLength(gun, 'snapshot', snapshotMeta, limits));
+  const snapshotBytes = await fetchByMeta(fetcher, gun, 'snapshot', snapshotMeta);
+  await betweenRoles(signal, gun);
+  verifier.loadSnapshot(snapshotBytes);
+  const targetsMeta = verifier.expectedTargets('targets');
+  budget.spend('targets', checkedLength(gun, 'targets', targetsMeta, limits));
+  const targetsBytes = await fetchByMeta(fetcher, gun, 'targets', targetsMeta);
+  await betweenRoles(signal, gun);
+  const targets = verifier.loadTargets(targetsBytes);
 
   // Depth-first in the parent's order, as notary walks them. Children of one role are fetched
-  // concurrently, then verified in order (a parent must be trusted before its children are).
+  // concurrently — once the lengths the snapshot states for all of them fit the byte budget, so
+  // that no more than it is ever buffered — then verified in order (a parent must be trusted
+  // before its children are), with a turn of the event loop and a deadline check before each.
   let walked = 0;
   const visit = async (children: readonly { name: string }[]): Promise<void> => {
     // A delegation trusted before may not have vanished from the snapshot (TUF 5.5.5).
@@ -130,12 +172,16 @@ export async function updateCollection(
         `${gun} has more than ${limits.delegations} delegations`,
       );
     }
+    const metas = listed.map((c) => verifier.expectedTargets(c.name));
+    for (const [i, child] of listed.entries()) {
+      budget.spend(child.name, checkedLength(gun, child.name, metas[i] as FileMeta, limits));
+    }
+    checkSignal(signal, gun);
     const bytes = await Promise.all(
-      listed.map((c) =>
-        fetchByMeta(fetcher, gun, c.name, verifier.expectedTargets(c.name), limits),
-      ),
+      listed.map((c, i) => fetchByMeta(fetcher, gun, c.name, metas[i] as FileMeta)),
     );
     for (const [i, child] of listed.entries()) {
+      await betweenRoles(signal, gun);
       const metadata = verifier.loadDelegation(child.name, bytes[i] as Uint8Array);
       // An invalid delegation's children cannot be verified (their keys come from it): as Go's
       // downloadTargets does, they are not fetched; the verifier records them as invalid too.
@@ -171,7 +217,16 @@ async function establishRoot(
         `the server offers root version ${latestVersion}, older than trusted version ${trusted.version}`,
       );
     }
-    await walkRoots(fetcher, verifier, trusted.version, latestVersion, latestBytes, limits, work);
+    await walkRoots(
+      fetcher,
+      verifier,
+      trusted.version,
+      latestVersion,
+      latestBytes,
+      limits,
+      work,
+      options.signal,
+    );
     // Same version: the root kept stays trusted, whatever bytes the server sent for it.
     return latestVersion === trusted.version ? options.state.rootBytes : latestBytes;
   }
@@ -192,9 +247,19 @@ async function establishRoot(
       { envelope: latestEnvelope, version: latestVersion },
       limits,
       work,
+      options.signal,
     );
     if (anchored === undefined) throw err;
-    await walkRoots(fetcher, verifier, anchored, latestVersion, latestBytes, limits, work);
+    await walkRoots(
+      fetcher,
+      verifier,
+      anchored,
+      latestVersion,
+      latestBytes,
+      limits,
+      work,
+      options.signal,
+    );
   }
   return latestBytes;
 }
@@ -217,6 +282,7 @@ async function findAnchoredRoot(
   latest: { readonly envelope: SignedEnvelope; readonly version: number },
   limits: DownloadLimits,
   work: WorkMeter | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<number | undefined> {
   const { gun, now } = verifier;
   const spent = newWorkMeter();
@@ -228,6 +294,7 @@ async function findAnchoredRoot(
     let bytesLeft = limits.rootSearchBytes;
     let newer = latest.envelope;
     for (let version = latest.version - 1; version >= oldest && bytesLeft > 0; version--) {
+      await betweenRoles(signal, gun);
       let bytes: Uint8Array;
       try {
         bytes = await fetcher.fetchMetadata(gun, {
@@ -339,6 +406,7 @@ async function walkRoots(
   latestBytes: Uint8Array,
   limits: DownloadLimits,
   work: WorkMeter | undefined,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   if (to - from > limits.rootRotations) {
     throw new TrustError(
@@ -348,6 +416,7 @@ async function walkRoots(
     );
   }
   for (let v = from + 1; v <= to; v++) {
+    await betweenRoles(signal, verifier.gun);
     let bytes = latestBytes;
     if (v !== to) {
       bytes = await fetcher.fetchMetadata(verifier.gun, {
@@ -361,13 +430,8 @@ async function walkRoots(
   }
 }
 
-async function fetchByMeta(
-  fetcher: MetadataFetcher,
-  gun: string,
-  role: string,
-  meta: FileMeta,
-  limits: DownloadLimits,
-): Promise<Uint8Array> {
+/** The length a parent states for `role`, refused above the per-file cap before anything is fetched. */
+function checkedLength(gun: string, role: string, meta: FileMeta, limits: DownloadLimits): number {
   if (meta.length > limits.metadata) {
     throw new TrustError(
       'DOWNLOAD_TOO_LARGE',
@@ -375,6 +439,16 @@ async function fetchByMeta(
       `${role} of ${gun} is stated as ${meta.length} bytes, above the ${limits.metadata}-byte limit`,
     );
   }
+  return meta.length;
+}
+
+/** Fetches `role` by the checksum its parent states, capped at the stated length. */
+function fetchByMeta(
+  fetcher: MetadataFetcher,
+  gun: string,
+  role: string,
+  meta: FileMeta,
+): Promise<Uint8Array> {
   const sha256 = meta.hashes['sha256'];
   // Notary serves `<role>.<sha256 hex>.json`; only sha256 checksums resolve on the server.
   return fetcher.fetchMetadata(gun, {
@@ -382,4 +456,50 @@ async function fetchByMeta(
     ...(sha256 ? { sha256Hex: sha256.toString('hex') } : {}),
     maxBytes: meta.length,
   });
+}
+
+/** The bytes one update may still read (DownloadLimits.totalMetadataBytes). */
+class ByteBudget {
+  private spent = 0;
+
+  constructor(
+    private readonly gun: string,
+    private readonly limit: number,
+  ) {}
+
+  /** Takes `bytes` for `role` (before fetching it when its length is stated), or fails LIMIT_EXCEEDED. */
+  spend(role: string, bytes: number): void {
+    const actual = this.spent + bytes;
+    if (actual > this.limit) {
+      throw new TrustError(
+        'LIMIT_EXCEEDED',
+        { role, what: 'metadata bytes', limit: this.limit, actual },
+        `${role} brings the trust data of ${this.gun} read in one update to ${actual} bytes, more than the ${this.limit} accepted`,
+      );
+    }
+    this.spent = actual;
+  }
+}
+
+/**
+ * Before a role is verified: the deadline may have passed, and the event loop gets a turn. Each
+ * load is synchronous (signature checks, key imports); without the turn, fetches that resolve at
+ * once would run a whole collection's verification as one task, past any timer the caller set.
+ */
+async function betweenRoles(signal: AbortSignal | undefined, gun: string): Promise<void> {
+  checkSignal(signal, gun);
+  await new Promise<void>((resolve) => setImmediate(resolve));
+  checkSignal(signal, gun);
+}
+
+/** Fails once the caller has given up, as an aborted fetch does (MetadataRequest.signal). */
+function checkSignal(signal: AbortSignal | undefined, gun: string): void {
+  if (signal?.aborted !== true) return;
+  const reason: unknown = signal.reason;
+  if (isTrustError(reason)) throw reason;
+  throw new TrustError(
+    'HTTP_UNREACHABLE',
+    { url: gun, problem: 'the update was aborted' },
+    `the update of ${gun} was aborted`,
+  );
 }
