@@ -1035,6 +1035,43 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
+    it('print what the webhooks do and their bootstrap order, not apiserver files or a Secret to create', () => {
+      const text = notes('admission-webhooks-values.yaml');
+      // The chart made the TLS Secret and registered the webhooks: nothing for kube-apiserver.
+      assert.ok(!text.includes('ImagePolicyWebhook cannot be registered by a chart'));
+      assert.ok(!text.includes('admission-config.yaml'));
+      assert.ok(!text.includes('create secret generic'));
+      assert.ok(
+        text.includes(
+          `The chart generated a CA and the serving certificate into the TLS Secret "${VERIFIER}-tls"`,
+        ),
+      );
+      assert.ok(
+        text.includes(
+          `registered with failurePolicy Fail: pods in every namespace are now sent to the verifier except\nkube-system, ${NAMESPACE}, monitoring and namespaces labelled kpack-trust.io/ignore=true.`,
+        ),
+      );
+      assert.match(
+        text,
+        /install with verifier\.config\.detectionMode=true and\nadmission\.webhooks\.failurePolicy=Ignore/,
+      );
+      assert.ok(!text.includes('failurePolicy is Ignore'));
+    });
+
+    it('admit unchecked while the verifier is down only with failurePolicy Ignore, said in the NOTES', () => {
+      const extra = ['--set', 'admission.webhooks.failurePolicy=Ignore'];
+      const ignoring = render('admission-webhooks-values.yaml', extra);
+      validateAll(ignoring);
+      for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
+        const configuration = findClusterScoped(ignoring, kind, VERIFIER);
+        assert.equal(at(configuration, 'webhooks', 0, 'failurePolicy'), 'Ignore');
+      }
+      assert.match(
+        notes('admission-webhooks-values.yaml', extra),
+        /failurePolicy is Ignore: while the verifier cannot be reached, every pod is admitted unchecked/,
+      );
+    });
+
     it('render a verifier config that exempts what the webhooks leave out', () => {
       const config = loadRenderedConfig(objects);
       assert.deepEqual([...config.exemptNamespaces].sort(), [
@@ -1114,7 +1151,10 @@ describe('kpack-trust Helm chart', () => {
     });
 
     it('still print the ImagePolicyWebhook configuration for kube-apiserver', () => {
-      assert.match(notes('admission-both-values.yaml'), /ImagePolicyWebhook/);
+      const text = notes('admission-both-values.yaml');
+      assert.ok(text.includes('ImagePolicyWebhook cannot be registered by a chart'));
+      assert.ok(text.includes('-- Admission webhooks --'));
+      assert.ok(!text.includes('create secret generic'));
     });
   });
 
