@@ -428,6 +428,8 @@ export class TrustCache {
         anchor,
         now,
         invalidDelegations: 'record',
+        // The deadline also stops verification between roles, not only the requests.
+        signal,
         onRootTrusted: (root) => {
           this.rootTrusted(key, state, root);
         },
