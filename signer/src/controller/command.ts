@@ -380,7 +380,8 @@ export async function runControllerCommand(
         renewDeadlineMs: timing.renewDeadlineMs,
         retryPeriodMs: timing.retryPeriodMs,
         onTransition: (event, detail) => {
-          metrics.isLeader = event === 'leading';
+          // A failed renewal with time left before the renew deadline is still leadership.
+          if (event !== 'renew-failed') metrics.isLeader = event === 'leading';
           log('info', `leader election: ${event}`, { detail });
         },
       },

@@ -37,6 +37,11 @@ const MAX_WATCH_LINE = 4 << 20;
 export interface KubeHttpOptions {
   /** Largest answer read, in bytes (default 32 MiB); a larger one fails unread. */
   readonly maxResponseBytes?: number;
+  /**
+   * Time for a whole request, headers and body (default 30 s); for a watch, for its headers. A
+   * server that sends headers and then stalls the body must not hold a call past it.
+   */
+  readonly requestTimeoutMs?: number;
 }
 
 /** An answer larger than the client reads ({@link KubeHttpOptions.maxResponseBytes}). */
@@ -45,6 +50,14 @@ export class ResponseTooLargeError extends Error {
   constructor(readonly maxBytes: number) {
     super(`the apiserver's answer exceeds ${maxBytes} bytes`);
   }
+}
+
+/** What a call sends besides method and path. */
+export interface KubeCallOptions {
+  readonly body?: { value: unknown; contentType?: string };
+  readonly accept?: string;
+  /** Aborts the call (request and body read); it then rejects with the signal's reason. */
+  readonly signal?: AbortSignal;
 }
 
 /** A failed API call: HTTP status and the Status object's reason. */
@@ -64,6 +77,7 @@ export class KubeHttp {
   readonly server: URL;
   readonly #config: KubeConfig;
   readonly #maxResponseBytes: number;
+  readonly #timeoutMs: number;
 
   constructor(config: KubeConfig, options: KubeHttpOptions = {}) {
     const cluster = config.getCurrentCluster();
@@ -71,17 +85,32 @@ export class KubeHttp {
     this.server = new URL(cluster.server);
     this.#config = config;
     this.#maxResponseBytes = options.maxResponseBytes ?? MAX_RESPONSE_BYTES;
+    this.#timeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS;
   }
 
-  /** One request; resolves with the status and parsed JSON body (undefined for an empty body). */
+  /**
+   * One request; resolves with the status and parsed JSON body (undefined for an empty body). The
+   * deadline covers the whole answer: Node's request timeout and a header timer stop at the
+   * headers, and a body that stalls would otherwise hold the call — and a Lease renewal — forever.
+   */
   async call(
     method: 'GET' | 'POST' | 'PUT' | 'PATCH',
     path: string,
-    body?: { value: unknown; contentType?: string },
-    accept?: string,
+    options: KubeCallOptions = {},
   ): Promise<{ status: number; json: unknown }> {
-    const response = await this.#open(method, path, body, REQUEST_TIMEOUT_MS, undefined, accept);
-    const text = await readBounded(response, this.#maxResponseBytes);
+    const exchange = deadline(
+      options.signal,
+      this.#timeoutMs,
+      `${method} ${path}: no complete answer from ${this.server.origin} within ${this.#timeoutMs / 1000} s`,
+    );
+    let text: string;
+    let response: IncomingMessage;
+    try {
+      response = await this.#open(method, path, options.body, exchange.signal, options.accept);
+      text = await readBounded(response, this.#maxResponseBytes, exchange.signal);
+    } finally {
+      exchange.done();
+    }
     let json: unknown;
     if (text !== '') {
       try {
@@ -103,17 +132,22 @@ export class KubeHttp {
     path: string,
     body?: { value: unknown; contentType?: string },
   ): Promise<unknown> {
-    const { status, json } = await this.call(method, path, body);
+    const { status, json } = await this.call(method, path, body === undefined ? {} : { body });
     if (status >= 200 && status < 300) return json;
     throw apiError(method, path, status, json);
   }
 
   /** A watch stream: calls `onLine` per line until the server ends it or `signal` aborts. */
   async stream(path: string, onLine: (line: string) => void, signal: AbortSignal): Promise<void> {
-    const response = await this.#open('GET', path, undefined, REQUEST_TIMEOUT_MS, signal);
+    const response = await this.#open('GET', path, undefined, signal, undefined, this.#timeoutMs);
     const status = response.statusCode ?? 0;
     if (status !== 200) {
-      const text = await readBounded(response, 1 << 20).catch(() => '');
+      // The refusal's body is read under the same deadline as a call's: a stalled one must not
+      // keep the informer from backing off and trying again.
+      const refusal = deadline(signal, this.#timeoutMs, 'aborted');
+      const text = await readBounded(response, 1 << 20, refusal.signal)
+        .catch(() => '')
+        .finally(refusal.done);
       let json: unknown;
       try {
         json = JSON.parse(text);
@@ -162,13 +196,17 @@ export class KubeHttp {
     });
   }
 
+  /**
+   * Sends a request and resolves with the response once its headers arrive. `signal` aborts it (the
+   * rejection is the signal's reason); `headerTimeoutMs`, for watches, bounds the wait for headers.
+   */
   async #open(
     method: string,
     path: string,
     body: { value: unknown; contentType?: string } | undefined,
-    timeoutMs: number,
-    signal?: AbortSignal,
+    signal: AbortSignal,
     accept = 'application/json',
+    headerTimeoutMs?: number,
   ): Promise<IncomingMessage> {
     const url = new URL(path, this.server);
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body.value));
@@ -188,27 +226,35 @@ export class KubeHttp {
     };
     // Applies the CA, client certificate, token (re-read each time) and exec plugins.
     await this.#config.applyToHTTPSOptions(options);
+    if (signal.aborted) throw abortReason(signal);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
     return new Promise<IncomingMessage>((resolve, reject) => {
       const req = send(options, (res) => {
         clearTimeout(timer);
         // One listener per request on a long-lived signal: drop it when the response is over.
         res.on('close', () => {
-          signal?.removeEventListener('abort', onAbort);
+          signal.removeEventListener('abort', onAbort);
         });
         resolve(res);
       });
-      // Deadline for the answer's headers; a watch body then streams as long as the server keeps it.
-      const timer = setTimeout(() => {
-        req.destroy(new Error(`no answer from ${this.server.origin} within ${timeoutMs / 1000} s`));
-      }, timeoutMs);
+      // Deadline for a watch's headers; its body then streams as long as the server keeps it.
+      const timer =
+        headerTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => {
+              req.destroy(
+                new Error(
+                  `no answer from ${this.server.origin} within ${headerTimeoutMs / 1000} s`,
+                ),
+              );
+            }, headerTimeoutMs);
       const onAbort = (): void => {
-        req.destroy(new Error('aborted'));
+        req.destroy(abortReason(signal));
       };
-      signal?.addEventListener('abort', onAbort, { once: true });
+      signal.addEventListener('abort', onAbort, { once: true });
       req.on('error', (err) => {
         clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
+        signal.removeEventListener('abort', onAbort);
         reject(err);
       });
       req.end(payload);
@@ -216,13 +262,27 @@ export class KubeHttp {
   }
 }
 
-function readBounded(response: IncomingMessage, max: number): Promise<string> {
+/** Reads a whole body of at most `max` bytes, until `signal` aborts (rejecting with its reason). */
+function readBounded(response: IncomingMessage, max: number, signal: AbortSignal): Promise<string> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const onAbort = (): void => {
+      response.destroy();
+      reject(abortReason(signal));
+    };
+    if (signal.aborted) {
+      onAbort();
+      return;
+    }
+    signal.addEventListener('abort', onAbort, { once: true });
+    const settle = (): void => {
+      signal.removeEventListener('abort', onAbort);
+    };
     response.on('data', (chunk: Buffer) => {
       size += chunk.length;
       if (size > max) {
+        settle();
         response.destroy();
         reject(new ResponseTooLargeError(max));
         return;
@@ -230,10 +290,47 @@ function readBounded(response: IncomingMessage, max: number): Promise<string> {
       chunks.push(chunk);
     });
     response.on('end', () => {
+      settle();
       resolve(Buffer.concat(chunks).toString('utf8'));
     });
-    response.on('error', reject);
+    response.on('error', (err) => {
+      settle();
+      reject(err);
+    });
   });
+}
+
+/**
+ * A signal that aborts after `ms` (reason: an Error saying `message`) or when `outer` aborts (its
+ * reason); `done` clears the timer and the listener on `outer`, which may outlive many calls.
+ */
+function deadline(
+  outer: AbortSignal | undefined,
+  ms: number,
+  message: string,
+): { signal: AbortSignal; done: () => void } {
+  const controller = new AbortController();
+  const timer = setTimeout(() => {
+    controller.abort(new Error(message));
+  }, ms);
+  const forward = (): void => {
+    controller.abort(outer?.reason);
+  };
+  if (outer?.aborted) forward();
+  else outer?.addEventListener('abort', forward, { once: true });
+  return {
+    signal: controller.signal,
+    done: () => {
+      clearTimeout(timer);
+      outer?.removeEventListener('abort', forward);
+    },
+  };
+}
+
+/** The reason a signal aborted with, as an Error (what a caller's own deadline put there). */
+function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason;
+  return reason instanceof Error ? reason : new Error('aborted');
 }
 
 function apiError(method: string, path: string, status: number, json: unknown): KubeApiError {
@@ -376,12 +473,9 @@ export async function countSecrets(
     limit: String(limit),
   });
   const path = `/api/v1/namespaces/${encodeURIComponent(namespace)}/secrets?${query.toString()}`;
-  const { status, json } = await http.call(
-    'GET',
-    path,
-    undefined,
-    'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
-  );
+  const { status, json } = await http.call('GET', path, {
+    accept: 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json',
+  });
   if (status !== 200) throw apiError('GET', path, status, json);
   const items = (json as { items?: unknown }).items;
   return Math.min(Array.isArray(items) ? items.length : 0, limit);
@@ -457,31 +551,35 @@ export function leaseClient(http: KubeHttp, namespace: string, name: string): Le
     url: string,
     resourceVersion: string | undefined,
     spec: LeaseWrite,
+    signal: AbortSignal | undefined,
   ): Promise<LeaseRecord> => {
     const { status, json } = await http.call(method, url, {
-      value: {
-        apiVersion: 'coordination.k8s.io/v1',
-        kind: 'Lease',
-        metadata: {
-          name,
-          namespace,
-          ...(resourceVersion === undefined ? {} : { resourceVersion }),
+      body: {
+        value: {
+          apiVersion: 'coordination.k8s.io/v1',
+          kind: 'Lease',
+          metadata: {
+            name,
+            namespace,
+            ...(resourceVersion === undefined ? {} : { resourceVersion }),
+          },
+          spec,
         },
-        spec,
       },
+      ...(signal === undefined ? {} : { signal }),
     });
     if (status === 409) throw new LeaseConflictError(apiError(method, url, status, json).message);
     if (status < 200 || status >= 300) throw apiError(method, url, status, json);
     return toRecord(json);
   };
   return {
-    async get() {
-      const { status, json } = await http.call('GET', path);
+    async get(signal) {
+      const { status, json } = await http.call('GET', path, signal === undefined ? {} : { signal });
       if (status === 404) return undefined;
       if (status !== 200) throw apiError('GET', path, status, json);
       return toRecord(json);
     },
-    create: (spec) => write('POST', base, undefined, spec),
-    update: (resourceVersion, spec) => write('PUT', path, resourceVersion, spec),
+    create: (spec, signal) => write('POST', base, undefined, spec, signal),
+    update: (resourceVersion, spec, signal) => write('PUT', path, resourceVersion, spec, signal),
   };
 }
