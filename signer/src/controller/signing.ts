@@ -4,12 +4,18 @@
  * the service account token into every container of a build pod, so any Secret a build namespace's
  * account can read, build code can read). Adds what an Image's annotations ask for: a delegation
  * (signed with the targets Secret's key, as kpack's mounted notary Secret is used) and a root pin.
+ *
+ * Each attempt runs under one deadline for all its round trips together (`--sign-timeout`): the
+ * clients' own deadlines are per request (10 s), and an attempt makes up to ~6 round trips to a
+ * registry the Image names — a host its tenant may control and stall — and a few to notary, so
+ * without it one attempt could hold a worker for a minute or more each time it is retried.
  */
 import {
   PublicKey,
   TrustError,
   type MetadataFetcher,
   type MetadataPublisher,
+  type MetadataRequest,
 } from '@kpack-trust/common';
 import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
 import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
@@ -42,7 +48,12 @@ export interface ControllerSigningDependencies {
   readonly credentialsFor?: (build: BuildState) => Promise<RegistryCredentials>;
   readonly now: () => Date;
   readonly progress?: (line: string) => void;
+  /** The deadline of one attempt, every round trip together; default {@link DEFAULT_SIGN_TIMEOUT_MS}. */
+  readonly signTimeoutMs?: number;
 }
+
+/** Default deadline of one sign attempt (`--sign-timeout`): six stalled 10 s round trips. */
+export const DEFAULT_SIGN_TIMEOUT_MS = 60_000;
 
 /** Signs one request through signBuild. */
 export function controllerSigner(
@@ -50,33 +61,163 @@ export function controllerSigner(
 ): (request: SignRequest) => Promise<SignSummary> {
   return async (request) => {
     const { settings } = request;
-    const base = deps.keyStoreFor(
-      settings.rootKeySecret,
-      settings.targetsKeySecret,
-      request.build.namespace,
+    const deadline = new AttemptDeadline(
+      deps.signTimeoutMs ?? DEFAULT_SIGN_TIMEOUT_MS,
+      request.image.gun,
     );
-    const keyStore = withImageSettings(base, settings.delegation, settings.rootKeyIds);
-    const credentials = await deps.credentialsFor?.(request.build);
-    const registry = deps.registryFor?.(credentials) ?? deps.registry;
+    let credentials: RegistryCredentials | undefined;
     try {
-      return await signBuild(
-        {
-          image: request.image,
-          ...(settings.delegation === undefined ? {} : { role: settings.delegation }),
-          rootKeyIds: settings.rootKeyIds,
-        },
-        {
-          notary: deps.notaryFor(settings.notaryUrl, credentials),
-          keyStore,
-          ...(registry === undefined ? {} : { registry }),
-          now: deps.now,
-          ...(deps.progress === undefined ? {} : { progress: deps.progress }),
-        },
+      return await deadline.race(
+        (async (): Promise<SignSummary> => {
+          const base = deps.keyStoreFor(
+            settings.rootKeySecret,
+            settings.targetsKeySecret,
+            request.build.namespace,
+          );
+          const keyStore = withImageSettings(base, settings.delegation, settings.rootKeyIds);
+          credentials = await deps.credentialsFor?.(request.build);
+          const registry = deps.registryFor?.(credentials) ?? deps.registry;
+          return signBuild(
+            {
+              image: request.image,
+              ...(settings.delegation === undefined ? {} : { role: settings.delegation }),
+              rootKeyIds: settings.rootKeyIds,
+            },
+            {
+              notary: deadline.notary(
+                deps.notaryFor(settings.notaryUrl, credentials),
+                settings.notaryUrl,
+              ),
+              keyStore,
+              ...(registry === undefined ? {} : { registry: deadline.registry(registry) }),
+              now: deps.now,
+              ...(deps.progress === undefined ? {} : { progress: deps.progress }),
+            },
+          );
+        })(),
       );
     } catch (err) {
       throw credentials === undefined ? err : withCredentialsNamed(err, credentials);
+    } finally {
+      deadline.clear();
     }
   };
+}
+
+/**
+ * One attempt's deadline. When it passes, the attempt fails at once with HTTP_UNREACHABLE naming
+ * the round trip in progress (reason Unavailable: retried with backoff, like a server that does not
+ * answer), a metadata download in flight is aborted through its signal, and no further round trip
+ * starts; a key fetch, publish or manifest lookup already sent ends by its client's own 10 s
+ * deadline, its answer unused (a publish that lands anyway is found in place by the retry).
+ */
+export class AttemptDeadline {
+  readonly #controller = new AbortController();
+  readonly #timer: ReturnType<typeof setTimeout>;
+  readonly #ms: number;
+  readonly #gun: string;
+  /** The round trip in progress, for the error: what stalled is what the Build's owner must fix. */
+  #current: { url: string; what: string } | undefined;
+
+  constructor(ms: number, gun: string) {
+    if (!Number.isFinite(ms) || ms <= 0) {
+      throw new RangeError(`signTimeoutMs must be a positive number, got ${ms}`);
+    }
+    this.#ms = ms;
+    this.#gun = gun;
+    this.#timer = setTimeout(() => {
+      this.#controller.abort(this.#error());
+    }, ms);
+  }
+
+  /** Aborts when the deadline passes. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** `work`, or the deadline's error if it passes first. */
+  race<T>(work: Promise<T>): Promise<T> {
+    const signal = this.#controller.signal;
+    let onAbort = (): void => undefined;
+    const passed = new Promise<never>((_resolve, reject) => {
+      onAbort = (): void => {
+        reject(signal.reason as Error);
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    return Promise.race([work, passed]).finally(() => {
+      signal.removeEventListener('abort', onAbort);
+    });
+  }
+
+  /** Stops the timer once the attempt is over. */
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+
+  /** The notary client under this deadline. */
+  notary(
+    client: MetadataFetcher & MetadataPublisher,
+    url: string,
+  ): MetadataFetcher & MetadataPublisher {
+    return {
+      fetchMetadata: (gun, request) =>
+        this.#call(url, `GET ${request.role} of ${gun} from notary`, (signal) =>
+          client.fetchMetadata(gun, withSignal(request, signal)),
+        ),
+      fetchServerKey: (gun, role) =>
+        this.#call(url, `GET ${role}.key of ${gun} from notary`, () =>
+          client.fetchServerKey(gun, role),
+        ),
+      publish: (gun, files) =>
+        this.#call(url, `publish of ${gun} to notary`, () => client.publish(gun, files)),
+    };
+  }
+
+  /** The registry client under this deadline. */
+  registry(lookup: ManifestLookup): ManifestLookup {
+    return {
+      manifestSize: (image, digest) =>
+        this.#call(image.registry, `manifest lookup of ${image.registry}/${image.path}`, () =>
+          lookup.manifestSize(image, digest),
+        ),
+    };
+  }
+
+  #call<T>(url: string, what: string, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    const signal = this.#controller.signal;
+    if (signal.aborted) return Promise.reject(signal.reason as Error);
+    this.#current = { url, what };
+    return this.race(work(signal));
+  }
+
+  #error(): TrustError {
+    const during = this.#current === undefined ? '' : ` during the ${this.#current.what}`;
+    const problem = `the sign attempt's deadline of ${this.#ms} ms passed${during}`;
+    return new TrustError(
+      'HTTP_UNREACHABLE',
+      { url: this.#current?.url ?? this.#gun, problem },
+      `Cannot sign ${this.#gun}: ${problem}.`,
+    );
+  }
+}
+
+/** The request with `signal` added to any it already carries: either aborts the download. */
+function withSignal(request: MetadataRequest, signal: AbortSignal): MetadataRequest {
+  const own = request.signal;
+  if (own === undefined) return { ...request, signal };
+  const both = new AbortController();
+  const abort = (from: AbortSignal) => (): void => {
+    both.abort(from.reason);
+  };
+  if (own.aborted) both.abort(own.reason);
+  else if (signal.aborted) both.abort(signal.reason);
+  else {
+    own.addEventListener('abort', abort(own), { once: true });
+    signal.addEventListener('abort', abort(signal), { once: true });
+  }
+  return { ...request, signal: both.signal };
 }
 
 /**
