@@ -1002,6 +1002,25 @@ describe('kpack-trust Helm chart', () => {
       ]);
     });
 
+    it('keep the generated Secret when a later revision stops rendering it, so the pods can still mount it', () => {
+      // admission.mode imagePolicyWebhook renders no Secret: without the keep policy, switching to
+      // it would delete the one the verifier pods mount.
+      const secret = find(objects, 'Secret', `${VERIFIER}-tls`);
+      assert.equal(at(secret, 'metadata', 'annotations', 'helm.sh/resource-policy'), 'keep');
+      const switched = render('admission-webhooks-values.yaml', [
+        '--set',
+        'admission.mode=imagePolicyWebhook',
+      ]);
+      assert.equal(switched.filter((o) => o.kind === 'Secret').length, 0);
+      assert.ok(
+        (
+          at(find(switched, 'Deployment', VERIFIER), 'spec', 'template', 'spec', 'volumes') as {
+            secret?: { secretName: string };
+          }[]
+        ).some((v) => v.secret?.secretName === `${VERIFIER}-tls`),
+      );
+    });
+
     it('generate a CA whose serving certificate covers the Service names, in the Secret the pods mount', () => {
       const secret = find(objects, 'Secret', `${VERIFIER}-tls`);
       const data = at(secret, 'data') as Record<string, string>;
