@@ -855,4 +855,93 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     );
     await stopController(c, 'SIGTERM');
   });
+
+  it("two Builds of one Image finish while the controller is down: the re-list signs 10 before 9, and notary's spec.tag still names 10", async () => {
+    // Only this test's controller runs: the Builds finish while nothing watches them.
+    for (const proc of controllers) await stopController(proc, 'SIGTERM');
+    const image = 'rollback';
+    const builds = [9, 10].map((n) => ({
+      n,
+      name: `${image}-build-${n}`,
+      own: `v1-b${n}.20260301.120000`,
+    }));
+    const pushed = new Map<number, PushedImage>();
+    for (const { n, own } of builds) {
+      pushed.set(
+        n,
+        await pushImage(stack, `${TEAM}/${image}`, own, { content: `rollback ${n}\n` }),
+      );
+    }
+    const gun = pushed.get(9)?.gun ?? '';
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'kpack.io/v1alpha2',
+        kind: 'Image',
+        metadata: {
+          name: image,
+          namespace: TEAM,
+          annotations: {
+            'kpack-trust.io/sign': 'true',
+            'kpack-trust.io/notary-url': stack.notaryUrl,
+          },
+        },
+        spec: { tag: `${gun}:v1`, serviceAccountName: 'default' },
+      }),
+    );
+    const uid = (
+      await kubectl(['get', 'image.kpack.io', image, '-n', TEAM, '-o', 'jsonpath={.metadata.uid}'])
+    ).trim();
+    for (const { n, name, own } of builds) {
+      // kpack creates Build 10 only after 9 finished; creationTimestamp has one-second steps.
+      if (n === 10) await new Promise((resolve) => setTimeout(resolve, 1_100));
+      await kubectl(
+        ['apply', '-f', '-'],
+        JSON.stringify({
+          apiVersion: 'kpack.io/v1alpha2',
+          kind: 'Build',
+          metadata: {
+            name,
+            namespace: TEAM,
+            labels: { 'image.kpack.io/image': image, 'image.kpack.io/buildNumber': String(n) },
+            ownerReferences: [
+              {
+                apiVersion: 'kpack.io/v1alpha2',
+                kind: 'Image',
+                name: image,
+                uid,
+                controller: true,
+              },
+            ],
+          },
+          // As kpack v0.17.2 generateTags writes them: spec.tag, then the Build's own tag.
+          spec: { tags: [`${gun}:v1`, `${gun}:${own}`] },
+        }),
+      );
+    }
+    for (const { n, name } of builds) await succeed(name, `${gun}@${pushed.get(n)?.digest ?? ''}`);
+
+    // The list returns rollback-build-10 before rollback-build-9 (name order).
+    const c = startController('rollback');
+    const nine = await recorded('rollback-build-9', 'kpack-trust.io/signed-digest');
+    const ten = await recorded('rollback-build-10', 'kpack-trust.io/signed-digest');
+    assert.equal(ten['kpack-trust.io/signed-digest'], pushed.get(10)?.digest);
+    assert.equal(nine['kpack-trust.io/signed-digest'], pushed.get(9)?.digest);
+    assert.equal(nine['kpack-trust.io/signed-tags'], `${gun}:v1-b9.20260301.120000`);
+    assert.equal(nine['kpack-trust.io/superseded-tags'], `${gun}:v1`);
+    assert.equal(nine['kpack-trust.io/superseded-by'], 'rollback-build-10');
+
+    // notary, asked by its own CLI, is the judge.
+    const trust = await stack.tempDir('trust');
+    const expected: [string, number][] = [
+      ['v1', 10],
+      ['v1-b9.20260301.120000', 9],
+      ['v1-b10.20260301.120000', 10],
+    ];
+    for (const [tag, n] of expected) {
+      const found = await lookup(stack, gun, tag, trust);
+      assert.equal(`sha256:${found.sha256Hex}`, pushed.get(n)?.digest, tag);
+    }
+    await stopController(c, 'SIGTERM');
+  });
 });
