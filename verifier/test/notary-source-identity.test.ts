@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import { compileAnchor, type MetadataFetcher } from '@kpack-trust/common';
 import type { FixtureRepository, MemoryFetcher } from '@kpack-trust/common/testing';
+import { VerifierMetrics } from '../src/http/metrics.js';
 import { ImagePolicyEngine, NO_TRUST_DATA } from '../src/policy/engine.js';
 import { TrustCache } from '../src/trust/cache.js';
 import { NotarySources, type ClosableFetcher } from '../src/trust/notary-clients.js';
@@ -123,6 +124,29 @@ describe('notary sources are keyed by who they are, not by URL', () => {
     release();
     await assert.rejects(held, { code: 'HTTP_UNREACHABLE' });
     assert.equal(cache.breakerState(holder.key), 'open', 'a real failure still counts');
+  });
+
+  it("counts the pod-chosen source's failures as implicit, never as the configured server's", async () => {
+    const metrics = new VerifierMetrics({ defaultMetrics: false, notaryServers: [NOTARY] });
+    const engine = new ImagePolicyEngine({
+      config: configFrom(`${PREAMBLE}
+rules:
+  - images: "**"
+    trust: { rootKeys: ["${repo.rootKeys[0]?.publicKey.canonicalId ?? ''}"] }
+`),
+      fetcherFor: splitFactory(fetcher),
+      now: () => NOW,
+      observer: metrics,
+    });
+    await engine.review(pod([1, 2, 3].map((i) => `${NOTARY_HOST}/x/a${i}:v1`)));
+    const { body } = await metrics.exposition();
+    const errors = body
+      .split('\n')
+      .filter((l) => l.startsWith('kpack_trust_verifier_notary_fetch_errors_total{'));
+    assert.deepEqual(errors, [
+      'kpack_trust_verifier_notary_fetch_errors_total{server="implicit",code="HTTP_UNREACHABLE"} 3',
+    ]);
+    await engine.close();
   });
 
   for (const failure of ['deny', 'error'] as const) {

@@ -94,7 +94,10 @@ export interface CollectionLookup {
   readonly stale?: StaleAnswer;
 }
 
-/** Reports of the cache, for metrics. */
+/**
+ * Reports of the cache, for metrics. Events name the source by NotarySource.key in `server`: a
+ * configured server's URL, so that a pod-chosen source with the same URL is never counted as it.
+ */
 export interface TrustCacheObserver {
   notaryFetched(event: {
     readonly server: string;
@@ -252,18 +255,17 @@ export class TrustCache {
       this.failures.delete(key);
     }
     const pending = this.inFlight.get(key);
-    if (pending?.expired !== undefined)
-      return this.fallback(key, source.server, gun, pending.expired);
+    if (pending?.expired !== undefined) return this.fallback(key, source.key, gun, pending.expired);
     const update = pending ?? this.start(key, source, gun, anchor);
     if (cached !== undefined && this.breakers.state(source.key) !== 'closed') {
       // The server is known to be down: the update (at most the half-open probe) goes on in the
       // background, and this review answers from stale data at once rather than waiting for it.
       const down = circuitNotClosed(source.server);
-      if (this.staleAllowed(cached, now)) return this.fallback(key, source.server, gun, down);
+      if (this.staleAllowed(cached, now)) return this.fallback(key, source.key, gun, down);
     }
     return update.answer.then(
       (collection) => ({ collection }),
-      (error: unknown) => this.fallback(key, source.server, gun, error),
+      (error: unknown) => this.fallback(key, source.key, gun, error),
     );
   }
 
@@ -335,7 +337,7 @@ export class TrustCache {
   /** The last verified collection when `error` is an outage and stale-if-error allows it; else `error`. */
   private fallback(
     key: string,
-    server: string,
+    sourceKey: string,
     gun: string,
     error: unknown,
   ): Promise<CollectionLookup> {
@@ -346,7 +348,7 @@ export class TrustCache {
           verifiedAt: new Date(entry.verifiedAt),
           errorCode: (error as TrustError).code,
         };
-        this.options.observer?.staleServed?.({ server, gun, ...stale });
+        this.options.observer?.staleServed?.({ server: sourceKey, gun, ...stale });
         return Promise.resolve({ collection: entry.collection, stale });
       }
     }
@@ -440,7 +442,7 @@ export class TrustCache {
       this.collections.set(key, { collection, verifiedAt: now.getTime() });
       this.failures.delete(key);
       this.options.observer?.notaryFetched({
-        server: source.server,
+        server: source.key,
         gun,
         ok: true,
         durationMs: performance.now() - started,
@@ -460,7 +462,7 @@ export class TrustCache {
         }
       }
       this.options.observer?.notaryFetched({
-        server: source.server,
+        server: source.key,
         gun,
         ok: false,
         errorCode: isTrustError(error) ? error.code : 'INTERNAL',
