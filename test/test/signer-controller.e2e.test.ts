@@ -800,7 +800,9 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   });
 
   it('a watch the apiserver ends with 410 Gone is re-listed and no finished Build is missed', async () => {
-    const c = startController('relist');
+    // The freeze below outlasts a 3 s renew deadline, and a leader that wakes past it gives up
+    // leadership (a fresh list then, not the 410 under test): give this one a longer Lease.
+    const c = startController('relist', ['--lease-duration', '180', '--renew-deadline', '150']);
     await eventually('the first list', () =>
       Promise.resolve(c.logs.some((l) => l['message'] === 'listed Builds') ? true : undefined),
     );
