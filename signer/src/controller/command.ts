@@ -48,7 +48,7 @@ import {
 import { runLeaderElection } from './leader-election.js';
 import { parseRepositoryAllowlist } from './repository-allowlist.js';
 import { ControllerMetrics } from './metrics.js';
-import { controllerSigner } from './signing.js';
+import { DEFAULT_SIGN_TIMEOUT_MS, controllerSigner } from './signing.js';
 import type { WorkQueue } from './work-queue.js';
 
 /** Usage of the subcommand. */
@@ -80,6 +80,11 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
   --lease-name NAME         default kpack-trust-signer-controller
   --lease-duration S / --renew-deadline S / --retry-period S   default 15 / 10 / 2
   --workers N               Builds signed at once (default 2)
+  --max-workers-per-namespace N
+                            Builds of one namespace signed at once (default 1), so a namespace whose
+                            registry stalls cannot hold every worker; namespaces are served in turn
+  --sign-timeout S          deadline of one sign attempt, every registry and notary round trip
+                            together (default 60); past it the attempt fails Unavailable and is retried
   --max-attempts N          attempts for transient failures before recording the error (default 5)
   --queue-size N            most Builds waiting at once (default 10000)
   --max-key-secrets-per-namespace N
@@ -110,6 +115,8 @@ const OPTIONS = {
   'renew-deadline': { type: 'string' },
   'retry-period': { type: 'string' },
   workers: { type: 'string' },
+  'max-workers-per-namespace': { type: 'string' },
+  'sign-timeout': { type: 'string' },
   'max-attempts': { type: 'string' },
   'queue-size': { type: 'string' },
   'max-key-secrets-per-namespace': { type: 'string' },
@@ -181,6 +188,8 @@ export async function runControllerCommand(
     // ignore an empty or mistaken file, and every Build would then fail on a misleading TLS error.
     const notaryCa = readCaBundle('--notary-ca', values['notary-ca']);
     const registryCa = readCaBundle('--registry-ca', values['registry-ca']);
+    const signTimeoutMs = number('sign-timeout', DEFAULT_SIGN_TIMEOUT_MS / 1000) * 1000;
+    const maxWorkersPerNamespace = count('max-workers-per-namespace', 1);
     const loaded = loadKubeConfig(
       values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig },
     );
@@ -292,6 +301,7 @@ export async function runControllerCommand(
       },
       registryFor: (set) => clientsFor(set ?? own).registry,
       now: () => new Date(),
+      signTimeoutMs,
     });
     const defaultNotaryUrl = values['default-notary-url'];
     const timing = {
@@ -345,6 +355,8 @@ export async function runControllerCommand(
       namespace,
       kpack: kpack.groupVersion,
       buildCredentials: mode,
+      signTimeoutMs,
+      maxWorkersPerNamespace,
       repositoryAllowlistNamespaces: repositoryAllowlist.byNamespace.size,
       repositoryAllowlistRequired: repositoryAllowlist.required,
     });
@@ -410,6 +422,7 @@ export async function runControllerCommand(
             queue: {
               maxSize: timing.maxSize,
               maxAttempts: timing.maxAttempts,
+              maxInFlightPerGroup: maxWorkersPerNamespace,
               baseDelayMs: 1_000,
               maxDelayMs: 60_000,
             },
