@@ -4,6 +4,7 @@ to change.
 */}}
 {{- define "kpack-trust.validate" -}}
 {{- $v := .Values.verifier }}
+{{- if $v.enabled }}
 {{- if and $v.tls.existingSecret $v.tls.certManager.enabled }}
 {{- fail "verifier.tls: set either existingSecret or certManager.enabled, not both" }}
 {{- end }}
@@ -80,12 +81,23 @@ fails here rather than in new pods after the upgrade. */}}
 {{- end }}
 {{- $_ := set $registries .registry true }}
 {{- end }}
-{{- /* Build pods hold a token that may create Secrets: never where the verifier checks nothing. */}}
+{{- end }}
+{{- /* Build pods hold a token that may create Secrets: never where the verifier checks nothing. The
+release namespace (its Role would reach the controller's key Secrets there) and kube-system are
+refused even without a verifier in this release or an exemption naming them; with the admission
+webhooks, so is every namespace they leave out (the verifier is never asked there). */}}
 {{- if .Values.signer.enabled }}
-{{- $exempt := include "kpack-trust.verifier.exemptNamespaces" . | fromYamlArray }}
+{{- $unchecked := list "kube-system" .Release.Namespace }}
+{{- $exempt := list }}
+{{- if $v.enabled }}
+{{- $exempt = include "kpack-trust.verifier.exemptNamespaces" . | fromYamlArray }}
+{{- if ne .Values.admission.mode "imagePolicyWebhook" }}
+{{- $unchecked = concat $unchecked (include "kpack-trust.webhook.excludedNamespaces" . | fromYamlArray) }}
+{{- end }}
+{{- end }}
 {{- range .Values.signer.namespaces }}
-{{- if or (eq . $.Release.Namespace) (and $v.enabled (include "kpack-trust.matchesNamespaceGlob" (dict "ns" . "globs" $exempt))) }}
-{{- fail (printf "signer.namespaces: %s is exempt from the verifier (or is the release namespace): builds there would run unchecked images with create on Secrets; run builds in a namespace the verifier checks" .) }}
+{{- if or (has . $unchecked) (include "kpack-trust.matchesNamespaceGlob" (dict "ns" . "globs" $exempt)) }}
+{{- fail (printf "signer.namespaces: %s is exempt from the verifier (or is kube-system, the release namespace, or left out of the admission webhooks): builds there would run unchecked images with create on Secrets; run builds in a namespace the verifier checks" .) }}
 {{- end }}
 {{- end }}
 {{- end }}
