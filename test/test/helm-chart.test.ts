@@ -1465,14 +1465,14 @@ describe('kpack-trust Helm chart', () => {
           '--set',
           'verifier.tls.certManager.enabled=true',
         ]),
-        /^Error: execution error at \(kpack-trust\/templates\/verifier-configmap\.yaml:2:4\): verifier\.tls: set either existingSecret or certManager\.enabled, not both\n/,
+        /^Error: execution error at \(kpack-trust\/templates\/validate\.yaml:5:4\): verifier\.tls: set either existingSecret or certManager\.enabled, not both\n/,
       );
     });
 
     it('reject cert-manager without an issuer', () => {
       assert.match(
         rejection(['--set', 'verifier.tls.certManager.enabled=true']),
-        /^Error: execution error at \(kpack-trust\/templates\/verifier-configmap\.yaml:2:4\): verifier\.tls\.certManager\.issuerRef\.name is required when certManager\.enabled is true\n/,
+        /^Error: execution error at \(kpack-trust\/templates\/validate\.yaml:5:4\): verifier\.tls\.certManager\.issuerRef\.name is required when certManager\.enabled is true\n/,
       );
     });
 
@@ -1617,6 +1617,45 @@ describe('kpack-trust Helm chart', () => {
       );
     });
 
+    it('reject a signer build namespace the verifier never sees, with or without the verifier in this release', () => {
+      const unchecked =
+        /: signer\.namespaces: builds is exempt from the verifier \(or is kube-system, the release namespace, or left out of the admission webhooks\)/;
+      // Left out of the admission webhooks: the verifier is never asked about its pods.
+      assert.match(
+        rejection([
+          '--set',
+          'admission.mode=admissionWebhooks',
+          '--set',
+          'admission.webhooks.excludeNamespaces={builds}',
+          '--set',
+          'signer.namespaces={builds}',
+        ]),
+        unchecked,
+      );
+      // The same namespace is a build namespace when the webhooks do call the verifier for it.
+      render(undefined, [
+        '--set',
+        'admission.mode=admissionWebhooks',
+        '--set',
+        'signer.namespaces={builds}',
+      ]);
+      // kube-system even when exemptNamespaces no longer names it.
+      assert.match(
+        rejection([
+          '--set',
+          'verifier.config.exemptNamespaces=null',
+          '--set',
+          'signer.namespaces={kube-system}',
+        ]),
+        /: signer\.namespaces: kube-system is exempt from the verifier/,
+      );
+      // The release namespace without the verifier: its Role would reach the controller's key Secrets.
+      assert.match(
+        rejection(['--set', 'verifier.enabled=false', '--set', `signer.namespaces={${NAMESPACE}}`]),
+        new RegExp(`: signer\\.namespaces: ${NAMESPACE} is exempt from the verifier`),
+      );
+    });
+
     it('reject mutual TLS with the admission webhooks, which kube-apiserver calls without a client certificate', () => {
       for (const mode of ['admissionWebhooks', 'both']) {
         assert.match(
@@ -1707,6 +1746,8 @@ describe('kpack-trust Helm chart', () => {
       assert.ok(args.includes('--default-notary-url=https://notary.example'));
       assert.ok(args.includes('--allow-notary-url=https://second.example'));
       assert.ok(args.includes('--max-key-secrets-per-namespace=200'));
+      assert.ok(args.includes('--max-workers-per-namespace=1'));
+      assert.ok(args.includes('--sign-timeout=60'));
       assert.ok(args.includes('--max-workers-per-namespace=1'));
       assert.ok(args.includes('--sign-timeout=60'));
       assert.deepEqual(at(container, 'readinessProbe', 'httpGet'), {
