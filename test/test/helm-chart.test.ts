@@ -1595,7 +1595,47 @@ describe('kpack-trust Helm chart', () => {
           '--set',
           'verifier.podDisruptionBudget.minAvailable=2',
         ]),
-        /: verifier\.podDisruptionBudget\.minAvailable 2 with replicaCount 2 allows no eviction/,
+        /: verifier\.podDisruptionBudget\.minAvailable 2 with replicaCount 2 keeps 2 pods up, which allows no eviction/,
+      );
+    });
+
+    it('reject a minAvailable string or percentage that keeps every replica up, as the disruption controller rounds it', () => {
+      const budget = (minAvailable: string, replicas = 2): string[] => [
+        '--set',
+        `verifier.replicaCount=${replicas}`,
+        '--set',
+        'verifier.podDisruptionBudget.maxUnavailable=',
+        '--set-string',
+        `verifier.podDisruptionBudget.minAvailable=${minAvailable}`,
+      ];
+      for (const [minAvailable, replicas, kept] of [
+        ['2', 2, 2], // a string of digits is a count, not a percentage
+        ['51%', 2, 2], // ceil(1.02)
+        ['100%', 3, 3],
+        ['67%', 3, 3], // ceil(2.01)
+      ] as const) {
+        assert.match(
+          rejection(budget(minAvailable, replicas)),
+          new RegExp(
+            `: verifier\\.podDisruptionBudget\\.minAvailable ${minAvailable} with replicaCount ${replicas} keeps ${kept} pods up, which allows no eviction`,
+          ),
+        );
+      }
+      for (const [minAvailable, replicas] of [
+        ['50%', 2],
+        ['66%', 3],
+        ['1', 2],
+      ] as const) {
+        const pdb = find(
+          render(undefined, budget(minAvailable, replicas)),
+          'PodDisruptionBudget',
+          VERIFIER,
+        );
+        assert.equal(String(at(pdb, 'spec', 'minAvailable')), minAvailable);
+      }
+      assert.match(
+        rejection(['--set-string', 'verifier.podDisruptionBudget.maxUnavailable=00%']),
+        /: verifier\.podDisruptionBudget\.maxUnavailable: 0 allows no eviction/,
       );
     });
 
@@ -1746,8 +1786,6 @@ describe('kpack-trust Helm chart', () => {
       assert.ok(args.includes('--default-notary-url=https://notary.example'));
       assert.ok(args.includes('--allow-notary-url=https://second.example'));
       assert.ok(args.includes('--max-key-secrets-per-namespace=200'));
-      assert.ok(args.includes('--max-workers-per-namespace=1'));
-      assert.ok(args.includes('--sign-timeout=60'));
       assert.ok(args.includes('--max-workers-per-namespace=1'));
       assert.ok(args.includes('--sign-timeout=60'));
       assert.deepEqual(at(container, 'readinessProbe', 'httpGet'), {

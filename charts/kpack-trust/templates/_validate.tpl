@@ -55,11 +55,22 @@ fails here rather than in new pods after the upgrade. */}}
 {{- if and (eq (toString $pdb.minAvailable) "") (eq (toString $pdb.maxUnavailable) "") }}
 {{- fail "verifier.podDisruptionBudget: set minAvailable or maxUnavailable (the default is maxUnavailable: 1)" }}
 {{- end }}
-{{- if has (toString $pdb.maxUnavailable) (list "0" "0%") }}
+{{- if regexMatch "^0+%?$" (toString $pdb.maxUnavailable) }}
 {{- fail "verifier.podDisruptionBudget.maxUnavailable: 0 allows no eviction, so kubectl drain never finishes; use 1" }}
 {{- end }}
-{{- if or (and (kindIs "float64" $pdb.minAvailable) (ge (int $pdb.minAvailable) (int $v.replicaCount))) (and (kindIs "int64" $pdb.minAvailable) (ge (int $pdb.minAvailable) (int $v.replicaCount))) (eq (toString $pdb.minAvailable) "100%") }}
-{{- fail (printf "verifier.podDisruptionBudget.minAvailable %v with replicaCount %v allows no eviction, so kubectl drain never finishes; use maxUnavailable: 1" $pdb.minAvailable $v.replicaCount) }}
+{{- /* The pods minAvailable keeps up, as the disruption controller computes it: an integer (a number or
+a string of digits, which the PDB takes as a count too), or a percentage of the replicas rounded
+up (GetScaledValueFromIntOrPercent with roundUp). Keeping every replica up allows no eviction. */}}
+{{- $replicas := int $v.replicaCount }}
+{{- $min := toString $pdb.minAvailable }}
+{{- $kept := 0 }}
+{{- if regexMatch "^[0-9]+$" $min }}
+{{- $kept = atoi $min }}
+{{- else if regexMatch "^[0-9]+%$" $min }}
+{{- $kept = div (add (mul (atoi (trimSuffix "%" $min)) $replicas) 99) 100 }}
+{{- end }}
+{{- if ge $kept $replicas }}
+{{- fail (printf "verifier.podDisruptionBudget.minAvailable %s with replicaCount %d keeps %d pods up, which allows no eviction, so kubectl drain never finishes; use maxUnavailable: 1" $min $replicas $kept) }}
 {{- end }}
 {{- end }}
 {{- /* Prometheus must be able to reach /metrics and read the CA it verifies the verifier with. */}}
