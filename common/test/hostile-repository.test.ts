@@ -16,6 +16,7 @@ import {
   type TrustErrorFacts,
 } from '../src/errors.js';
 import { PublicKey, type PublicKeyJson } from '../src/keys/public-key.js';
+import { createRootCertificate } from '../src/keys/root-certificate.js';
 import { generateSigningKey } from '../src/keys/signer.js';
 import type { MetadataFetcher, MetadataRequest } from '../src/notary/remote.js';
 import {
@@ -26,6 +27,7 @@ import {
 } from '../src/testing/index.js';
 import { compileAnchor } from '../src/verify/anchor.js';
 import {
+  DEFAULT_MAX_DELEGATION_CERTIFICATES,
   DEFAULT_MAX_DELEGATION_KEYS,
   type TrustedCollection,
 } from '../src/verify/collection-verifier.js';
@@ -184,6 +186,52 @@ describe('keys delegated to across one collection', () => {
       limit: 0,
       actual: 1,
     });
+  });
+});
+
+describe('certificates of the keys delegated to across one collection', () => {
+  const PER_KEY = 10;
+  // Distinct ten-certificate x509 keys: key i bundles the pool's certificates by the digits of i.
+  let bundles: PublicKeyJson[] = [];
+
+  before(async () => {
+    const pool: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      pool.push(await createRootCertificate(`pool-${i}`, generateSigningKey('ecdsa')));
+    }
+    const count = Math.floor(DEFAULT_MAX_DELEGATION_CERTIFICATES / PER_KEY) + 1;
+    bundles = Array.from({ length: count }, (_, i) => {
+      const parts: string[] = [];
+      for (let c = 0, n = i; c < PER_KEY; c++, n = Math.floor(n / pool.length)) {
+        parts.push(pool[n % pool.length] as string);
+      }
+      return {
+        keytype: 'ecdsa-x509',
+        keyval: { public: Buffer.from(parts.join(''), 'utf8').toString('base64'), private: null },
+      };
+    });
+  });
+
+  it('refuses one key too many certificates, before importing any of that role’s keys', async () => {
+    const repo = await FixtureRepository.create(GUN, NOW);
+    await repo.addDelegation('targets/releases');
+    const fit = Math.floor(DEFAULT_MAX_DELEGATION_CERTIFICATES / PER_KEY);
+    await repo.publish(['targets'], { targets: { signed: listingKeys(bundles.slice(0, fit)) } });
+    const within = newWorkMeter();
+    await verify(repo, { work: within });
+
+    await repo.publish(['targets'], {
+      targets: { signed: listingKeys(bundles.slice(0, fit + 1)) },
+    });
+    const work = newWorkMeter();
+    await rejects(verify(repo, { work }), 'LIMIT_EXCEEDED', {
+      role: 'targets',
+      what: 'delegation certificates',
+      limit: DEFAULT_MAX_DELEGATION_CERTIFICATES,
+      actual: (fit + 1) * PER_KEY,
+    });
+    // Neither the bundles nor targets/releases' own key was imported.
+    assert.equal(within.keysParsed - work.keysParsed, fit + 1);
   });
 });
 

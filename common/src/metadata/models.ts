@@ -5,7 +5,7 @@
  */
 import type { JsonValue } from '../canonical/json.js';
 import { TrustError } from '../errors.js';
-import { PublicKey } from '../keys/public-key.js';
+import { MAX_CERTIFICATES_PER_KEY, PublicKey } from '../keys/public-key.js';
 import type { WorkMeter } from '../work.js';
 import { FieldReader, malformed } from './fields.js';
 
@@ -245,15 +245,44 @@ export interface TargetsParseOptions {
 }
 
 /**
- * The ids a targets role lists in `delegations.keys`, without parsing any key (at most
+ * The keys a targets role lists in `delegations.keys`, by id and unparsed (at most
  * MAX_DELEGATION_KEYS, else LIMIT_EXCEEDED): what a caller counts before paying for the imports.
  */
-export function delegationKeyIds(signed: JsonValue, role = 'targets'): string[] {
+export function listedDelegationKeys(
+  signed: JsonValue,
+  role = 'targets',
+): ReadonlyMap<string, unknown> {
   const d = new FieldReader(role, 'signed', signed).field('delegations');
-  if (!d.present()) return [];
+  if (!d.present()) return new Map();
   const keysReader = d.field('keys');
   checkKeyCount(keysReader, MAX_DELEGATION_KEYS);
-  return Object.keys(keysReader.object());
+  return new Map(Object.entries(keysReader.object()));
+}
+
+/**
+ * How many certificates importing this key JSON would parse — the PEM blocks an x509 key's
+ * `keyval.public` holds, counted without parsing, at most one above MAX_CERTIFICATES_PER_KEY (a
+ * larger bundle is refused before any is parsed) — else 0. Certificates, not keys, are what
+ * imports cost: measured alone, about 0.14 ms for a bare ecdsa key, 0.5 ms for one certificate,
+ * 2.6 ms for ten.
+ */
+export function certificatesIn(key: unknown): number {
+  if (typeof key !== 'object' || key === null) return 0;
+  const { keytype, keyval } = key as { keytype?: unknown; keyval?: unknown };
+  if (typeof keytype !== 'string' || !keytype.endsWith('-x509')) return 0;
+  if (typeof keyval !== 'object' || keyval === null) return 0;
+  const encoded = (keyval as { public?: unknown }).public;
+  if (typeof encoded !== 'string') return 0;
+  const text = Buffer.from(encoded, 'base64').toString('latin1');
+  let count = 0;
+  for (
+    let at = text.indexOf('-----BEGIN ');
+    at !== -1 && count <= MAX_CERTIFICATES_PER_KEY;
+    at = text.indexOf('-----BEGIN ', at + 1)
+  ) {
+    count++;
+  }
+  return count;
 }
 
 /** Parses the `signed` portion of targets.json or a delegation (`role` names which, for errors). */
@@ -270,7 +299,7 @@ export function parseTargets(
   let listed: { has(id: string): boolean } = keys;
   if (d.present()) {
     if (options.importKeys === false) {
-      listed = new Set(delegationKeyIds(signed, role));
+      listed = listedDelegationKeys(signed, role);
     } else {
       keys = readKeys(d.field('keys'), MAX_DELEGATION_KEYS, options.work);
       listed = new Set(keys.keys());

@@ -18,7 +18,8 @@ import type { JsonValue } from '../canonical/json.js';
 import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
 import {
-  delegationKeyIds,
+  certificatesIn,
+  listedDelegationKeys,
   parseRoot,
   parseRootRoleKeys,
   parseSnapshot,
@@ -115,17 +116,30 @@ export interface CollectionVerifierOptions {
    * (`what: 'delegation keys'`) before any of that role's keys is imported.
    */
   readonly maxDelegationKeys?: number;
+  /**
+   * Most certificates the x509 keys among those may bundle together (default
+   * DEFAULT_MAX_DELEGATION_CERTIFICATES), counted before any is parsed; one more fails
+   * LIMIT_EXCEEDED (`what: 'delegation certificates'`).
+   */
+  readonly maxDelegationCertificates?: number;
 }
 
 /**
  * Default for CollectionVerifierOptions.maxDelegationKeys. Notary repositories delegate to a few
- * signers' keys; each key listed is imported when its role is loaded, and an x509 key carries up
- * to MAX_CERTIFICATES_PER_KEY certificates (about 2.6 ms of blocking CPU each at that cap on the
- * development machine), so a collection's keys cost at most about 0.7 s however its roles split
- * them — where the per-role cap alone (MAX_DELEGATION_KEYS) across 256 delegations would allow
- * 262,144 imports.
+ * signers' keys, each imported when the role listing it is loaded; the per-role cap alone
+ * (MAX_DELEGATION_KEYS) across 256 delegations would allow 262,144 imports.
  */
 export const DEFAULT_MAX_DELEGATION_KEYS = 256;
+
+/**
+ * Default for CollectionVerifierOptions.maxDelegationCertificates: room for every one of the
+ * DEFAULT_MAX_DELEGATION_KEYS keys as a two-certificate x509 key (docker's signer certificates
+ * carry one). Certificates are what imports cost (see certificatesIn). Measured with
+ * bench/hostile-repository.ts on the development machine, one role's imports block the event
+ * loop: 255 keys of ten certificates 0.97 s of CPU (allowed by the key cap alone); at this cap,
+ * 51 keys of ten 0.25 s, 255 keys of two 0.38 s.
+ */
+export const DEFAULT_MAX_DELEGATION_CERTIFICATES = 512;
 
 type Stage = 'root' | 'timestamp' | 'snapshot' | 'targets' | 'delegations';
 
@@ -138,8 +152,10 @@ export class CollectionVerifier {
   private readonly recordInvalid: boolean;
   private readonly work: WorkMeter | undefined;
   private readonly maxDelegationKeys: number;
-  // Distinct delegation key ids admitted so far (at most maxDelegationKeys).
+  private readonly maxDelegationCertificates: number;
+  // Distinct delegation key ids admitted so far (at most maxDelegationKeys), and their certificates.
   private readonly delegationKeys = new Set<string>();
+  private delegationCertificates = 0;
   // One budget of CA chain signature checks for every root this run looks at.
   private readonly chainBudget = newChainBudget();
   private stage: Stage = 'root';
@@ -159,6 +175,8 @@ export class CollectionVerifier {
     this.recordInvalid = options.invalidDelegations === 'record' && !this.allowExpired;
     this.work = options.work;
     this.maxDelegationKeys = options.maxDelegationKeys ?? DEFAULT_MAX_DELEGATION_KEYS;
+    this.maxDelegationCertificates =
+      options.maxDelegationCertificates ?? DEFAULT_MAX_DELEGATION_CERTIFICATES;
   }
 
   /** The root currently trusted (after anchoring/resuming and any rotations). */
@@ -454,20 +472,34 @@ export class CollectionVerifier {
   }
 
   /**
-   * Counts the distinct key ids `role` delegates to against the collection's cap before any is
-   * imported (a key listed again, under another parent, costs nothing more: the parse is shared).
+   * Counts the distinct keys `role` delegates to, and their certificates, against the collection's
+   * caps before any is imported (a key listed again, under another parent, costs nothing more:
+   * the parse is shared).
    */
   private admitDelegationKeys(role: string, signed: JsonValue): void {
-    const fresh = delegationKeyIds(signed, role).filter((id) => !this.delegationKeys.has(id));
-    const actual = this.delegationKeys.size + fresh.length;
-    if (actual > this.maxDelegationKeys) {
+    const fresh = [...listedDelegationKeys(signed, role)].filter(
+      ([id]) => !this.delegationKeys.has(id),
+    );
+    const keys = this.delegationKeys.size + fresh.length;
+    if (keys > this.maxDelegationKeys) {
       throw new TrustError(
         'LIMIT_EXCEEDED',
-        { role, what: 'delegation keys', limit: this.maxDelegationKeys, actual },
-        `${role} brings the keys delegated to in ${this.gun} to ${actual}, more than the ${this.maxDelegationKeys} accepted in one collection`,
+        { role, what: 'delegation keys', limit: this.maxDelegationKeys, actual: keys },
+        `${role} brings the keys delegated to in ${this.gun} to ${keys}, more than the ${this.maxDelegationKeys} accepted in one collection`,
       );
     }
-    for (const id of fresh) this.delegationKeys.add(id);
+    let certificates = this.delegationCertificates;
+    for (const [, key] of fresh) certificates += certificatesIn(key);
+    if (certificates > this.maxDelegationCertificates) {
+      const limit = this.maxDelegationCertificates;
+      throw new TrustError(
+        'LIMIT_EXCEEDED',
+        { role, what: 'delegation certificates', limit, actual: certificates },
+        `${role} brings the certificates of keys delegated to in ${this.gun} to ${certificates}, more than the ${limit} accepted in one collection`,
+      );
+    }
+    for (const [id] of fresh) this.delegationKeys.add(id);
+    this.delegationCertificates = certificates;
   }
 
   /** Marks `role` and every delegation the snapshot lists below it invalid with `error`. */

@@ -10,7 +10,7 @@
  * holding its own GUN's keys under a shared pin): besides each file's cap, one update reads at
  * most `totalMetadataBytes` of timestamp, snapshot, targets and delegations together — reserved
  * by the lengths the parents state before any of a level is fetched — and its delegations list at
- * most `delegationKeys` distinct keys. Between roles it checks the caller's signal and yields to
+ * most `delegationKeys` distinct keys bundling at most `delegationCertificates` certificates. Between roles it checks the caller's signal and yields to
  * the event loop, so a deadline stops the work and other requests are served meanwhile.
  */
 import { TrustError, isTrustError } from '../errors.js';
@@ -26,6 +26,7 @@ import { newWorkMeter, type WorkMeter } from '../work.js';
 import { rootCertificateProblems, type CompiledAnchor, type RootKeySet } from './anchor.js';
 import {
   CollectionVerifier,
+  DEFAULT_MAX_DELEGATION_CERTIFICATES,
   DEFAULT_MAX_DELEGATION_KEYS,
   type TrustedCollection,
   type VersionFloors,
@@ -53,6 +54,8 @@ export interface DownloadLimits {
   readonly totalMetadataBytes: number;
   /** Most distinct keys targets and all delegations may delegate to together (CollectionVerifierOptions.maxDelegationKeys). */
   readonly delegationKeys: number;
+  /** Most certificates those keys may bundle together (CollectionVerifierOptions.maxDelegationCertificates). */
+  readonly delegationCertificates: number;
 }
 
 /**
@@ -70,6 +73,7 @@ export const DEFAULT_DOWNLOAD_LIMITS: DownloadLimits = Object.freeze({
   rootSearchBytes: 4 << 20,
   totalMetadataBytes: 64 << 20,
   delegationKeys: DEFAULT_MAX_DELEGATION_KEYS,
+  delegationCertificates: DEFAULT_MAX_DELEGATION_CERTIFICATES,
 });
 
 /**
@@ -128,6 +132,7 @@ export async function updateCollection(
       : { invalidDelegations: options.invalidDelegations }),
     ...(options.work ? { work: options.work } : {}),
     maxDelegationKeys: limits.delegationKeys,
+    maxDelegationCertificates: limits.delegationCertificates,
   });
   const signal = options.signal;
   checkSignal(signal, gun);
