@@ -1746,6 +1746,10 @@ describe('kpack-trust Helm chart', () => {
       'signer.controller.notary.defaultUrl=https://notary.example',
       '--set',
       'signer.controller.notary.allowedUrls={https://second.example}',
+      // Every namespace, with the Build's own registry credentials: the cluster-wide Secret grant,
+      // which must be asked for by name (refused without it, below).
+      '--set',
+      'signer.controller.buildCredentialsClusterWide=true',
     ];
 
     it('is not rendered unless enabled', () => {
@@ -1865,6 +1869,32 @@ describe('kpack-trust Helm chart', () => {
         rejection(['--set', 'signer.controller.buildCredentials=both']),
         /buildCredentials/,
       );
+    });
+
+    it('refuses get on every Secret in the cluster unless buildCredentialsClusterWide asks for it', () => {
+      const byDefault = enabled.filter(
+        (a) => a !== 'signer.controller.buildCredentialsClusterWide=true',
+      );
+      byDefault.splice(byDefault.lastIndexOf('--set'), 1);
+      assert.equal(byDefault.length, enabled.length - 2);
+      assert.match(
+        rejection(byDefault),
+        /: signer\.controller: buildCredentials service-account with watchNamespaces \[\] would let the controller get every Secret in the cluster; list the build namespaces in signer\.controller\.watchNamespaces \(a Role in each\), set signer\.controller\.buildCredentials=controller, or grant it cluster-wide with signer\.controller\.buildCredentialsClusterWide=true/,
+      );
+      // Either documented way out renders, and neither reads Secrets cluster-wide.
+      for (const extra of [
+        ['--set', 'signer.controller.watchNamespaces={builds}'],
+        ['--set', 'signer.controller.buildCredentials=controller'],
+      ]) {
+        const objects = render(undefined, [...byDefault, ...extra]);
+        validateAll(objects);
+        for (const clusterRole of objects.filter((o) => o.kind === 'ClusterRole')) {
+          assert.ok(
+            !JSON.stringify(at(clusterRole, 'rules')).includes('secrets'),
+            clusterRole.metadata.name,
+          );
+        }
+      }
     });
 
     it('with watchNamespaces: a Role per namespace and no ClusterRole', () => {

@@ -93,6 +93,12 @@ up (GetScaledValueFromIntOrPercent with roundUp). Keeping every replica up allow
 {{- $_ := set $registries .registry true }}
 {{- end }}
 {{- end }}
+{{- /* The controller reads a Build's registry Secrets where it watches; watching every namespace
+would make that get on every Secret in the cluster, which must be asked for by name. */}}
+{{- $c := .Values.signer.controller }}
+{{- if and $c.enabled (eq $c.buildCredentials "service-account") (not $c.watchNamespaces) (not $c.buildCredentialsClusterWide) }}
+{{- fail "signer.controller: buildCredentials service-account with watchNamespaces [] would let the controller get every Secret in the cluster; list the build namespaces in signer.controller.watchNamespaces (a Role in each), set signer.controller.buildCredentials=controller, or grant it cluster-wide with signer.controller.buildCredentialsClusterWide=true" }}
+{{- end }}
 {{- /* Build pods hold a token that may create Secrets: never where the verifier checks nothing. The
 release namespace (its Role would reach the controller's key Secrets there) and kube-system are
 refused even without a verifier in this release or an exemption naming them; with the admission
