@@ -1299,6 +1299,72 @@ describe('kpack-trust Helm chart', () => {
       validateAll(long);
     });
 
+    it('keep every name the chart renders or refers to within 63 characters for a 53-character release name', () => {
+      // Helm's longest release name; every optional object on, so every suffix is rendered.
+      const release = `${'r'.repeat(40)}-long-release`;
+      assert.equal(release.length, 53);
+      const run = runHelm([
+        'template',
+        release,
+        CHART_DIR,
+        '--namespace',
+        NAMESPACE,
+        ...WITH_IMAGE,
+        '--set',
+        'admission.mode=both',
+        '--set',
+        'verifier.serviceMonitor.enabled=true',
+        '--set-string',
+        `verifier.tls.caBundle=${at(ciValues('mtls-values.yaml'), 'verifier', 'tls', 'caBundle') as string}`,
+        '--set',
+        'verifier.networkPolicy.enabled=true',
+        '--set',
+        'verifier.prometheusRule.enabled=true',
+        '--set',
+        'signer.namespaces={builds}',
+        '--set',
+        'signer.image.repository=registry.example.com/platform/kpack-trust-signer',
+        '--set',
+        'signer.controller.enabled=true',
+        '--set',
+        'signer.controller.buildCredentialsClusterWide=true',
+        '--set',
+        'signer.controller.serviceMonitor.enabled=true',
+      ]);
+      assert.equal(run.status, 0, run.stderr);
+      const objects = parseAllDocuments(run.stdout)
+        .map((doc) => doc.toJS() as unknown)
+        .filter((o): o is K8sObject => o !== null && typeof o === 'object');
+      validateAll(objects);
+      const names: string[] = [];
+      const collect = (value: unknown): void => {
+        if (Array.isArray(value)) value.forEach(collect);
+        else if (value !== null && typeof value === 'object') {
+          for (const [key, inner] of Object.entries(value)) {
+            if ((key === 'name' || key === 'secretName') && typeof inner === 'string')
+              names.push(inner);
+            else collect(inner);
+          }
+        }
+      };
+      collect(objects);
+      const tooLong = names.filter((name) => name.length > 63);
+      assert.deepEqual(tooLong, []);
+      // The suffixed names were cut (the base is 52 characters), and stay apart.
+      const controllerNames = objects
+        .map((o) => o.metadata.name)
+        .filter((name) => name.includes('-signer-controller'));
+      assert.ok(
+        controllerNames.some((name) => name.endsWith('-signer-controller-build-credentials')),
+      );
+      assert.ok(controllerNames.some((name) => name.endsWith('-signer-controller-metrics')));
+      assert.equal(
+        new Set(objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`))
+          .size,
+        objects.length,
+      );
+    });
+
     it('is left out when configCheck.enabled is false', () => {
       const objects = render(undefined, ['--set', 'verifier.configCheck.enabled=false']);
       assert.equal(objects.filter((o) => o.metadata.name === CHECK).length, 0);

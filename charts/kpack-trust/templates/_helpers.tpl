@@ -46,6 +46,21 @@ app.kubernetes.io/instance: {{ .ctx.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end }}
 
+{{/*
+"<base><suffix>" within 63 characters; pass (list base suffix). A longer one has its base cut before
+the suffix, followed by 6 hex digits of the base's sha256: two long bases that differ only
+past the cut still get different names, which cluster-scoped objects (ClusterRoles) need.
+*/}}
+{{- define "kpack-trust.suffixedName" -}}
+{{- $base := index . 0 }}
+{{- $suffix := index . 1 }}
+{{- if le (add (len $base) (len $suffix)) 63 }}
+{{- printf "%s%s" $base $suffix }}
+{{- else }}
+{{- printf "%s-%s%s" ($base | trunc (int (sub 56 (len $suffix))) | trimSuffix "-") ($base | sha256sum | trunc 6) $suffix }}
+{{- end }}
+{{- end }}
+
 {{/* "<fullname>-verifier": Deployment, Service, ConfigMap, PDB, NetworkPolicy, ServiceMonitor. */}}
 {{- define "kpack-trust.verifier.fullname" -}}
 {{- printf "%s-verifier" (include "kpack-trust.fullname" .) }}
@@ -62,7 +77,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The Secret holding the serving certificate: existingSecret, or the one cert-manager writes. */}}
 {{- define "kpack-trust.verifier.tlsSecretName" -}}
-{{- default (printf "%s-tls" (include "kpack-trust.verifier.fullname" .)) .Values.verifier.tls.existingSecret }}
+{{- default (include "kpack-trust.suffixedName" (list (include "kpack-trust.verifier.fullname" .) "-tls")) .Values.verifier.tls.existingSecret }}
 {{- end }}
 
 {{/* Host of the webhook URL: verifier.webhook.host, else the Service's cluster DNS name. */}}
