@@ -540,6 +540,7 @@ describe('kpack-trust Helm chart', () => {
       validateAll(objects);
       const certificate = find(objects, 'Certificate', VERIFIER);
       assert.equal(at(certificate, 'spec', 'secretName'), `${VERIFIER}-tls`);
+      assert.equal(at(certificate, 'spec', 'commonName'), `${VERIFIER}.${NAMESPACE}.svc`);
       assert.deepEqual(at(certificate, 'spec', 'dnsNames'), [
         VERIFIER,
         `${VERIFIER}.${NAMESPACE}`,
@@ -1362,6 +1363,27 @@ describe('kpack-trust Helm chart', () => {
         new Set(objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`))
           .size,
         objects.length,
+      );
+      // cert-manager refuses a commonName over 64 bytes; the Certificate goes without one then.
+      const issued = runHelm([
+        'template',
+        release,
+        CHART_DIR,
+        '--namespace',
+        NAMESPACE,
+        '-f',
+        join(CI_DIR, 'cert-manager-values.yaml'),
+        '--show-only',
+        'templates/verifier-certificate.yaml',
+      ]);
+      assert.equal(issued.status, 0, issued.stderr);
+      const certificate = parseDocument(issued.stdout).toJS() as K8sObject;
+      validateAll([certificate]);
+      assert.equal(at(certificate, 'spec', 'commonName'), undefined);
+      assert.ok(
+        (at(certificate, 'spec', 'dnsNames') as string[]).includes(
+          `${certificate.metadata.name}.${NAMESPACE}.svc`,
+        ),
       );
     });
 
