@@ -5,7 +5,6 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { isTrustError, type TrustErrorCode, type TrustErrorFacts } from '../src/errors.js';
 import { compileAnchor } from '../src/verify/anchor.js';
 import type { TrustedCollection } from '../src/verify/collection-verifier.js';
 import { resolveTarget } from '../src/verify/resolve.js';
@@ -20,6 +19,7 @@ import {
   sha256Hex,
   type RoleOverride,
 } from '../src/testing/index.js';
+import { rejectsWithTrustError } from './support/trust-errors.js';
 
 const GUN = '127.0.0.1:5000/demo/app';
 const NOW = new Date('2026-11-22T12:00:00Z');
@@ -40,24 +40,6 @@ function read(
   });
 }
 
-async function rejects<C extends TrustErrorCode>(
-  promise: Promise<unknown>,
-  code: C,
-  facts: Partial<TrustErrorFacts[C]> = {},
-): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    if (!isTrustError(err, code)) {
-      assert.fail(
-        `expected ${code}, got ${isTrustError(err) ? `${err.code}: ${err.message}` : String(err)}`,
-      );
-    }
-    for (const [k, v] of Object.entries(facts)) {
-      assert.deepEqual((err.facts as Record<string, unknown>)[k], v, `fact ${k}`);
-    }
-    return true;
-  });
-}
-
 const pastExpiry: RoleOverride = { signed: (s) => ({ ...s, expires: PAST }) };
 
 describe('updateCollection with allowExpired (writers only)', () => {
@@ -74,8 +56,11 @@ describe('updateCollection with allowExpired (writers only)', () => {
       const override = { [role]: pastExpiry };
       // Republishing targets re-signs snapshot and timestamp after it: override exactly one.
       await repo.publish(role === 'targets' ? ['targets'] : [], override);
-      await rejects(read(repo), 'EXPIRED', { role, expires: '2026-11-01T00:00:00.000Z' });
-      await rejects(read(repo, { allowExpired: false }), 'EXPIRED', { role });
+      await rejectsWithTrustError(read(repo), 'EXPIRED', {
+        role,
+        expires: '2026-11-01T00:00:00.000Z',
+      });
+      await rejectsWithTrustError(read(repo, { allowExpired: false }), 'EXPIRED', { role });
       const c = await read(repo, { allowExpired: true });
       assert.equal(c.expires.toISOString(), '2026-11-01T00:00:00.000Z');
       assert.equal(resolveTarget(c, 'v1').sha256Hex, m.digestHex);
@@ -90,7 +75,7 @@ describe('updateCollection with allowExpired (writers only)', () => {
       { set: new Map([['v1', fakeTarget('release')]]) },
       pastExpiry,
     );
-    await rejects(read(repo), 'EXPIRED', { role: 'targets/releases' });
+    await rejectsWithTrustError(read(repo), 'EXPIRED', { role: 'targets/releases' });
     const c = await read(repo, { allowExpired: true });
     assert.equal(
       c.targetsRoles.get('targets/releases')?.metadata.expires.toISOString(),
@@ -100,7 +85,7 @@ describe('updateCollection with allowExpired (writers only)', () => {
   });
 
   it('reads a repository untouched for four years: everything but root has expired', async () => {
-    await rejects(read(repo, { now: LATER }), 'EXPIRED', { role: 'timestamp' });
+    await rejectsWithTrustError(read(repo, { now: LATER }), 'EXPIRED', { role: 'timestamp' });
     const c = await read(repo, { now: LATER, allowExpired: true });
     assert.equal(c.targetsRoles.get('targets')?.metadata.version, 3);
     assert.ok(c.expires < LATER);
@@ -110,7 +95,9 @@ describe('updateCollection with allowExpired (writers only)', () => {
     repo.root = { ...repo.root, expires: new Date(NOW.getTime() + DAY) };
     await repo.republishRoot({});
     const later = new Date(NOW.getTime() + 2 * DAY);
-    await rejects(read(repo, { now: later, allowExpired: true }), 'EXPIRED', { role: 'root' });
+    await rejectsWithTrustError(read(repo, { now: later, allowExpired: true }), 'EXPIRED', {
+      role: 'root',
+    });
   });
 
   it('never waives an expired root certificate', async () => {
@@ -120,7 +107,7 @@ describe('updateCollection with allowExpired (writers only)', () => {
       years: 2,
     });
     const bad = await FixtureRepository.create(GUN, NOW, { rootKeys: [old] });
-    await rejects(read(bad, { allowExpired: true }), 'CERTIFICATE_INVALID', {
+    await rejectsWithTrustError(read(bad, { allowExpired: true }), 'CERTIFICATE_INVALID', {
       gun: GUN,
       keyId: old.publicKey.id,
     });
@@ -129,34 +116,50 @@ describe('updateCollection with allowExpired (writers only)', () => {
   describe('still fails every other check, one corruption at a time', () => {
     it('a bad signature on expired targets', async () => {
       await repo.changeTargets('targets', {}, { bytes: (b) => flipSignatureBit(b) });
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'SIGNATURE_THRESHOLD', {
-        role: 'targets',
-        found: 0,
-        needed: 1,
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'SIGNATURE_THRESHOLD',
+        {
+          role: 'targets',
+          found: 0,
+          needed: 1,
+        },
+      );
     });
 
     it('a bad signature on an expired snapshot', async () => {
       await repo.publish([], { snapshot: { bytes: (b) => flipSignatureBit(b) } });
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'SIGNATURE_THRESHOLD', {
-        role: 'snapshot',
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'SIGNATURE_THRESHOLD',
+        {
+          role: 'snapshot',
+        },
+      );
     });
 
     it('a bad signature on an expired timestamp', async () => {
       await repo.publish([], { timestamp: { bytes: (b) => flipSignatureBit(b) } });
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'SIGNATURE_THRESHOLD', {
-        role: 'timestamp',
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'SIGNATURE_THRESHOLD',
+        {
+          role: 'timestamp',
+        },
+      );
     });
 
     it('expired targets signed by a key targets does not list', async () => {
       const stranger = await fixtureKey();
       await repo.changeTargets('targets', {}, { signers: [stranger.signer] });
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'SIGNATURE_THRESHOLD', {
-        role: 'targets',
-        found: 0,
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'SIGNATURE_THRESHOLD',
+        {
+          role: 'targets',
+          found: 0,
+        },
+      );
     });
 
     it('expired targets whose bytes do not match the snapshot', async () => {
@@ -165,7 +168,7 @@ describe('updateCollection with allowExpired (writers only)', () => {
       const i = bytes.length - 3;
       bytes[i] = (bytes[i] ?? 0) ^ 0x01;
       repo.files.set(name, bytes);
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'HASH_MISMATCH', {
+      await rejectsWithTrustError(read(repo, { now: LATER, allowExpired: true }), 'HASH_MISMATCH', {
         role: 'targets',
         algorithm: 'sha256',
       });
@@ -174,16 +177,20 @@ describe('updateCollection with allowExpired (writers only)', () => {
     it('expired targets shorter than the snapshot says', async () => {
       const name = `targets.${sha256Hex(repo.bytesOf('targets'))}.json`;
       repo.files.set(name, repo.bytesOf('targets').subarray(0, 100));
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'LENGTH_MISMATCH', {
-        role: 'targets',
-        actual: 100,
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'LENGTH_MISMATCH',
+        {
+          role: 'targets',
+          actual: 100,
+        },
+      );
     });
 
     it('an expired targets rolled back below a version seen before', async () => {
       const seen = await read(repo);
       await repo.changeTargets('targets', {}, { signed: (s) => ({ ...s, version: 2 }) });
-      await rejects(
+      await rejectsWithTrustError(
         read(repo, { now: LATER, allowExpired: true, state: { floors: seen.floors } }),
         'VERSION_ROLLBACK',
         { role: 'targets', actual: 2, floor: 3 },
@@ -193,23 +200,31 @@ describe('updateCollection with allowExpired (writers only)', () => {
     it('an expired delegation with a bad signature', async () => {
       await repo.addDelegation('targets/releases');
       await repo.changeTargets('targets/releases', {}, { bytes: (b) => flipSignatureBit(b) });
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'SIGNATURE_THRESHOLD', {
-        role: 'targets/releases',
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'SIGNATURE_THRESHOLD',
+        {
+          role: 'targets/releases',
+        },
+      );
     });
 
     it('an expired delegation signing outside its paths', async () => {
       await repo.addDelegation('targets/releases', { paths: ['release-'] });
       await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
-      await rejects(read(repo, { now: LATER, allowExpired: true }), 'DELEGATION_PATH_VIOLATION', {
-        role: 'targets/releases',
-        target: 'latest',
-      });
+      await rejectsWithTrustError(
+        read(repo, { now: LATER, allowExpired: true }),
+        'DELEGATION_PATH_VIOLATION',
+        {
+          role: 'targets/releases',
+          target: 'latest',
+        },
+      );
     });
 
     it('a root no pinned key signed', async () => {
       const other = await fixtureKey();
-      await rejects(
+      await rejectsWithTrustError(
         updateCollection(new MemoryFetcher(repo), GUN, {
           anchor: compileAnchor({ rootKeyIds: [other.publicKey.id] }, GUN),
           now: LATER,

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
 import { canonicalString, goHtmlEscape, parseJson, type JsonValue } from '../src/canonical/json.js';
-import { isTrustError, type TrustErrorCode, type TrustErrorFacts } from '../src/errors.js';
+import { isTrustError } from '../src/errors.js';
 import { PublicKey } from '../src/keys/public-key.js';
 import { localSigner } from '../src/keys/signer.js';
 import { MAX_SIGNATURES } from '../src/metadata/envelope.js';
@@ -39,6 +39,7 @@ import {
   type TrustState,
 } from '../src/verify/updater.js';
 import { newWorkMeter, type WorkMeter } from '../src/work.js';
+import { rejectsWithTrustError } from './support/trust-errors.js';
 
 const GUN = 'evil.example.com/team/app';
 const NOW = new Date('2026-11-22T12:00:00Z');
@@ -75,24 +76,6 @@ function hostileFetcher(hostile: HostileRoot): MetadataFetcher & { requests: str
   };
 }
 
-async function rejects<C extends TrustErrorCode>(
-  promise: Promise<unknown>,
-  code: C,
-  facts: Partial<TrustErrorFacts[C]> = {},
-): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    if (!isTrustError(err, code)) {
-      assert.fail(
-        `expected ${code}, got ${isTrustError(err) ? `${err.code}: ${err.message}` : String(err)}`,
-      );
-    }
-    for (const [k, v] of Object.entries(facts)) {
-      assert.deepEqual((err.facts as Record<string, unknown>)[k], v, `fact ${k}`);
-    }
-    return true;
-  });
-}
-
 function decide(
   hostile: HostileRoot,
   work: WorkMeter,
@@ -111,7 +94,7 @@ describe('a hostile root.json is decided with bounded work', () => {
     const rootBytes = hostile.files.get('root.json')?.byteLength ?? 0;
     assert.ok(rootBytes > MIB - 64 * 1024 && rootBytes <= MIB, `root.json is ${rootBytes} bytes`);
     const work = newWorkMeter();
-    await rejects(decide(hostile, work), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(decide(hostile, work), 'LIMIT_EXCEEDED', {
       role: 'root',
       what: 'keys',
       limit: MAX_ROOT_KEYS,
@@ -136,7 +119,7 @@ describe('a hostile root.json is decided with bounded work', () => {
       olderVersions: 64,
     });
     const work = newWorkMeter();
-    await rejects(decide(hostile, work), 'ROOT_NOT_TRUSTED', { gun: GUN });
+    await rejectsWithTrustError(decide(hostile, work), 'ROOT_NOT_TRUSTED', { gun: GUN });
     const rootBytes = hostile.files.get('root.json')?.byteLength ?? MIB;
     // root.json, then older roots until the search's byte budget is spent.
     assert.ok(
@@ -163,7 +146,7 @@ describe('a hostile root.json is decided with bounded work', () => {
       olderVersions: 0,
     });
     const work = newWorkMeter();
-    await rejects(decide(hostile, work), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(decide(hostile, work), 'LIMIT_EXCEEDED', {
       role: 'root',
       what: 'certificate chain signature checks',
       limit: MAX_CHAIN_SIGNATURE_CHECKS,
@@ -181,7 +164,7 @@ describe('a hostile root.json is decided with bounded work', () => {
       olderVersions: 0,
     });
     const work = newWorkMeter();
-    await rejects(decide(hostile, work), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(decide(hostile, work), 'LIMIT_EXCEEDED', {
       what: 'keys',
       limit: MAX_ROOT_KEYS,
       actual: MAX_ROOT_KEYS + 1,
@@ -198,7 +181,7 @@ describe('a hostile root.json is decided with bounded work', () => {
       junkKeys: 0,
       olderVersions: 0,
     });
-    await rejects(decide(hostile, newWorkMeter()), 'KEY_INVALID', {
+    await rejectsWithTrustError(decide(hostile, newWorkMeter()), 'KEY_INVALID', {
       problem: 'bundles 11 certificates, more than the 10 accepted',
     });
   });
@@ -213,7 +196,7 @@ describe('a hostile root.json is decided with bounded work', () => {
       olderVersions: 0,
     });
     const work = newWorkMeter();
-    await rejects(decide(hostile, work), 'ROOT_NOT_TRUSTED');
+    await rejectsWithTrustError(decide(hostile, work), 'ROOT_NOT_TRUSTED');
     // The one root key, for the pin and again (memoised) for its own signature before the search
     // back; none of the 40 others.
     assert.equal(work.keysParsed, 2);
@@ -258,7 +241,7 @@ describe('the search back for a pinned root', () => {
     await repo.rotateRoot([stranger], { signers: [stranger.signer] });
     const fetcher = new MemoryFetcher(repo);
     const work = newWorkMeter();
-    await rejects(
+    await rejectsWithTrustError(
       updateCollection(fetcher, GUN, { anchor: compileAnchor(pin, GUN), now: NOW, work }),
       'ROOT_NOT_TRUSTED',
     );
@@ -276,7 +259,7 @@ describe('the search back for a pinned root', () => {
       bytes: (b) => flipSignatureBit(b, 1),
     });
     const fetcher = new MemoryFetcher(repo);
-    await rejects(
+    await rejectsWithTrustError(
       updateCollection(fetcher, GUN, { anchor: compileAnchor(pin, GUN), now: NOW }),
       'ROOT_NOT_TRUSTED',
     );
@@ -308,7 +291,7 @@ describe('signature lists', () => {
   it('tries each authorised key once, however many signatures name it', async () => {
     await repo.publish(['targets'], { targets: { bytes: (b) => repeatSignature(b, 50, true) } });
     const work = newWorkMeter();
-    await rejects(verify(repo, { work }), 'SIGNATURE_THRESHOLD', {
+    await rejectsWithTrustError(verify(repo, { work }), 'SIGNATURE_THRESHOLD', {
       role: 'targets',
       found: 0,
       needed: 1,
@@ -321,7 +304,7 @@ describe('signature lists', () => {
     await repo.publish(['targets'], {
       targets: { bytes: (b) => repeatSignature(b, MAX_SIGNATURES + 1, false) },
     });
-    await rejects(verify(repo), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(verify(repo), 'LIMIT_EXCEEDED', {
       role: 'targets',
       what: 'signatures',
       limit: MAX_SIGNATURES,
@@ -350,7 +333,7 @@ describe('a delegation may not vanish from the snapshot (TUF 5.5.5)', () => {
     // Whoever holds the snapshot and timestamp keys (notary-server, by default) re-signs both
     // without targets/releases, so that v1 would resolve from targets.
     await repo.publish([], { snapshot: { signed: dropMeta('targets/releases') } });
-    await rejects(verify(repo, { state: trusted }), 'VERSION_ROLLBACK', {
+    await rejectsWithTrustError(verify(repo, { state: trusted }), 'VERSION_ROLLBACK', {
       role: 'targets/releases',
       actual: 0,
       floor: trusted.floors?.['targets/releases'] ?? -1,

@@ -9,12 +9,7 @@
 import assert from 'node:assert/strict';
 import { before, beforeEach, describe, it } from 'node:test';
 import type { JsonValue } from '../src/canonical/json.js';
-import {
-  TrustError,
-  isTrustError,
-  type TrustErrorCode,
-  type TrustErrorFacts,
-} from '../src/errors.js';
+import { TrustError, isTrustError } from '../src/errors.js';
 import { PublicKey, type PublicKeyJson } from '../src/keys/public-key.js';
 import { createRootCertificate } from '../src/keys/root-certificate.js';
 import { generateSigningKey } from '../src/keys/signer.js';
@@ -37,6 +32,7 @@ import {
   type DownloadLimits,
 } from '../src/verify/updater.js';
 import { newWorkMeter, type WorkMeter } from '../src/work.js';
+import { rejectsWithTrustError } from './support/trust-errors.js';
 
 const GUN = 'tenant.example.com/team/app';
 const NOW = new Date('2026-11-22T12:00:00Z');
@@ -78,24 +74,6 @@ function verify(
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.signal ? { signal: options.signal } : {}),
     ...(options.invalidDelegations ? { invalidDelegations: options.invalidDelegations } : {}),
-  });
-}
-
-async function rejects<C extends TrustErrorCode>(
-  promise: Promise<unknown>,
-  code: C,
-  facts: Partial<TrustErrorFacts[C]> = {},
-): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    if (!isTrustError(err, code)) {
-      assert.fail(
-        `expected ${code}, got ${isTrustError(err) ? `${err.code}: ${err.message}` : String(err)}`,
-      );
-    }
-    for (const [k, v] of Object.entries(facts)) {
-      assert.deepEqual((err.facts as Record<string, unknown>)[k], v, `fact ${k}`);
-    }
-    return true;
   });
 }
 
@@ -169,7 +147,7 @@ describe('keys delegated to across one collection', () => {
 
     await publishKeys(DEFAULT_MAX_DELEGATION_KEYS - 200);
     const beyond = newWorkMeter();
-    await rejects(verify(repo, { work: beyond }), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(verify(repo, { work: beyond }), 'LIMIT_EXCEEDED', {
       role: 'targets/releases',
       what: 'delegation keys',
       limit: DEFAULT_MAX_DELEGATION_KEYS,
@@ -180,7 +158,7 @@ describe('keys delegated to across one collection', () => {
   });
 
   it('takes the cap from DownloadLimits.delegationKeys', async () => {
-    await rejects(verify(repo, { limits: { delegationKeys: 0 } }), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(verify(repo, { limits: { delegationKeys: 0 } }), 'LIMIT_EXCEEDED', {
       role: 'targets',
       what: 'delegation keys',
       limit: 0,
@@ -224,7 +202,7 @@ describe('certificates of the keys delegated to across one collection', () => {
       targets: { signed: listingKeys(bundles.slice(0, fit + 1)) },
     });
     const work = newWorkMeter();
-    await rejects(verify(repo, { work }), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(verify(repo, { work }), 'LIMIT_EXCEEDED', {
       role: 'targets',
       what: 'delegation certificates',
       limit: DEFAULT_MAX_DELEGATION_CERTIFICATES,
@@ -274,7 +252,7 @@ describe('a delegation short of its threshold', () => {
       return signed;
     };
     await repo.publish(['targets/releases'], { 'targets/releases': { signed: listed } });
-    await rejects(verify(repo, { invalidDelegations: 'record' }), 'KEY_INVALID');
+    await rejectsWithTrustError(verify(repo, { invalidDelegations: 'record' }), 'KEY_INVALID');
 
     await repo.publish(['targets/releases'], {
       'targets/releases': { signed: listed, bytes: (b) => flipSignatureBit(b) },
@@ -305,7 +283,7 @@ describe('bytes read in one update', () => {
     assert.ok(stated <= DEFAULT_DOWNLOAD_LIMITS.metadata);
     await repo.publish([], { snapshot: { signed: stating(children, stated) } });
     const fetcher = watchedFetcher(repo);
-    await rejects(verify(repo, { fetcher }), 'LIMIT_EXCEEDED', {
+    await rejectsWithTrustError(verify(repo, { fetcher }), 'LIMIT_EXCEEDED', {
       role: 'targets/d',
       what: 'metadata bytes',
       limit: DEFAULT_DOWNLOAD_LIMITS.totalMetadataBytes,
@@ -323,13 +301,17 @@ describe('bytes read in one update', () => {
     await verify(repo, { limits: { totalMetadataBytes: total } });
     const m = fakeManifest('v2');
     await repo.signTag('v2', m.digestHex, m.length, 'targets/b');
-    await rejects(verify(repo, { limits: { totalMetadataBytes: total } }), 'LIMIT_EXCEEDED', {
-      what: 'metadata bytes',
-      limit: total,
-      // Reserved in the parent's order, the last child no longer fits.
-      actual: readBytes(children),
-      role: 'targets/d',
-    });
+    await rejectsWithTrustError(
+      verify(repo, { limits: { totalMetadataBytes: total } }),
+      'LIMIT_EXCEEDED',
+      {
+        what: 'metadata bytes',
+        limit: total,
+        // Reserved in the parent's order, the last child no longer fits.
+        actual: readBytes(children),
+        role: 'targets/d',
+      },
+    );
   });
 });
 
@@ -362,7 +344,7 @@ describe('the caller’s deadline', () => {
   it('names an abort without a TrustError reason HTTP_UNREACHABLE', async () => {
     const controller = new AbortController();
     controller.abort();
-    await rejects(verify(repo, { signal: controller.signal }), 'HTTP_UNREACHABLE', {
+    await rejectsWithTrustError(verify(repo, { signal: controller.signal }), 'HTTP_UNREACHABLE', {
       url: GUN,
       problem: 'the update was aborted',
     });

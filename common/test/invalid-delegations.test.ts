@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
-import { isTrustError, type TrustErrorCode, type TrustErrorFacts } from '../src/errors.js';
 import { compileAnchor } from '../src/verify/anchor.js';
 import type { TrustedCollection } from '../src/verify/collection-verifier.js';
 import {
@@ -30,6 +29,7 @@ import {
   sha256Hex,
   type RoleOverride,
 } from '../src/testing/index.js';
+import { assertTrustError, rejectsWithTrustError } from './support/trust-errors.js';
 
 const GUN = '127.0.0.1:5000/demo/app';
 const NOW = new Date('2026-11-22T12:00:00Z');
@@ -56,32 +56,6 @@ function read(
     ...(options.state === undefined ? {} : { state: options.state }),
     ...(options.allowExpired === undefined ? {} : { allowExpired: options.allowExpired }),
   });
-}
-
-async function rejects<C extends TrustErrorCode>(
-  promise: Promise<unknown>,
-  code: C,
-  facts: Partial<TrustErrorFacts[C]> = {},
-): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    assertError(err, code, facts);
-    return true;
-  });
-}
-
-function assertError<C extends TrustErrorCode>(
-  err: unknown,
-  code: C,
-  facts: Partial<TrustErrorFacts[C]> = {},
-): void {
-  if (!isTrustError(err, code)) {
-    assert.fail(
-      `expected ${code}, got ${isTrustError(err) ? `${err.code}: ${err.message}` : String(err)}`,
-    );
-  }
-  for (const [k, v] of Object.entries(facts)) {
-    assert.deepEqual((err.facts as Record<string, unknown>)[k], v, `fact ${k}`);
-  }
 }
 
 /** The error resolving `name` throws (failing when it resolves). */
@@ -127,7 +101,7 @@ describe('invalid delegations', () => {
     it('loads the collection and lists targets/alice as invalid with its EXPIRED error', async () => {
       const c = await read(repo);
       assert.deepEqual([...c.invalidRoles.keys()], ['targets/alice']);
-      assertError(c.invalidRoles.get('targets/alice'), 'EXPIRED', {
+      assertTrustError(c.invalidRoles.get('targets/alice'), 'EXPIRED', {
         role: 'targets/alice',
         expires: PAST_ISO,
         now: NOW.toISOString(),
@@ -147,7 +121,7 @@ describe('invalid delegations', () => {
       const c = await read(repo);
       for (const order of [NOTARY_ROLE_ORDER, DOCKER_ROLE_ORDER]) {
         const err = resolutionError(c, 'alice-only', order);
-        assertError(err, 'EXPIRED', { role: 'targets/alice', expires: PAST_ISO });
+        assertTrustError(err, 'EXPIRED', { role: 'targets/alice', expires: PAST_ISO });
         assert.equal(err, c.invalidRoles.get('targets/alice'));
       }
     });
@@ -180,11 +154,15 @@ describe('invalid delegations', () => {
         {},
         { signed: (s) => ({ ...s, expires: PAST, version: 1 }) },
       );
-      await rejects(read(repo, { state: { floors: seen.floors } }), 'VERSION_ROLLBACK', {
-        role: 'targets/alice',
-        actual: 1,
-        floor: 2,
-      });
+      await rejectsWithTrustError(
+        read(repo, { state: { floors: seen.floors } }),
+        'VERSION_ROLLBACK',
+        {
+          role: 'targets/alice',
+          actual: 1,
+          floor: 2,
+        },
+      );
     });
 
     it('is judged after its paths: an expired role signing outside them is fatal', async () => {
@@ -194,7 +172,7 @@ describe('invalid delegations', () => {
         { set: new Map([['latest', fakeTarget('latest')]]) },
         pastExpiry,
       );
-      await rejects(read(repo), 'DELEGATION_PATH_VIOLATION', {
+      await rejectsWithTrustError(read(repo), 'DELEGATION_PATH_VIOLATION', {
         role: 'targets/paths',
         target: 'latest',
       });
@@ -214,7 +192,7 @@ describe('invalid delegations', () => {
     it('fails Docker resolution of every tag with EXPIRED, with no fallback to targets', async () => {
       const c = await read(repo);
       for (const tag of ['v1', 'rel', 'unsigned']) {
-        assertError(resolutionError(c, tag, DOCKER_ROLE_ORDER), 'EXPIRED', {
+        assertTrustError(resolutionError(c, tag, DOCKER_ROLE_ORDER), 'EXPIRED', {
           role: 'targets/releases',
           expires: PAST_ISO,
         });
@@ -224,7 +202,7 @@ describe('invalid delegations', () => {
     it('resolves a tag of targets in notary order, as `notary lookup` does', async () => {
       const c = await read(repo);
       assert.equal(resolveTarget(c, 'v1', NOTARY_ROLE_ORDER).role, 'targets');
-      assertError(resolutionError(c, 'rel', NOTARY_ROLE_ORDER), 'EXPIRED', {
+      assertTrustError(resolutionError(c, 'rel', NOTARY_ROLE_ORDER), 'EXPIRED', {
         role: 'targets/releases',
       });
       assert.deepEqual(targetsWithDigest(c, rel.digestHex), []);
@@ -241,7 +219,7 @@ describe('invalid delegations', () => {
       );
       const c = await read(fresh);
       assert.equal(resolveTarget(c, 'v1', DOCKER_ROLE_ORDER).role, 'targets');
-      assertError(resolutionError(c, 'release-1', DOCKER_ROLE_ORDER), 'EXPIRED', {
+      assertTrustError(resolutionError(c, 'release-1', DOCKER_ROLE_ORDER), 'EXPIRED', {
         role: 'targets/releases',
       });
     });
@@ -250,7 +228,7 @@ describe('invalid delegations', () => {
   it('still fails the whole collection on expired top-level targets', async () => {
     await repo.addDelegation('targets/releases');
     await repo.changeTargets('targets', {}, pastExpiry);
-    await rejects(read(repo), 'EXPIRED', { role: 'targets', expires: PAST_ISO });
+    await rejectsWithTrustError(read(repo), 'EXPIRED', { role: 'targets', expires: PAST_ISO });
   });
 
   describe('only when asked, and never for writers', () => {
@@ -264,14 +242,21 @@ describe('invalid delegations', () => {
         anchor: compileAnchor({ rootKeyIds: repo.rootKeys.map((k) => k.publicKey.id) }, GUN),
         now: NOW,
       });
-      await rejects(byDefault, 'EXPIRED', { role: 'targets/alice', expires: PAST_ISO });
-      await rejects(read(repo, { invalidDelegations: 'fail' }), 'EXPIRED', {
+      await rejectsWithTrustError(byDefault, 'EXPIRED', {
+        role: 'targets/alice',
+        expires: PAST_ISO,
+      });
+      await rejectsWithTrustError(read(repo, { invalidDelegations: 'fail' }), 'EXPIRED', {
         role: 'targets/alice',
       });
       await repo.changeTargets('targets/alice', {}, { bytes: (b) => flipSignatureBit(b) });
-      await rejects(read(repo, { invalidDelegations: 'fail' }), 'SIGNATURE_THRESHOLD', {
-        role: 'targets/alice',
-      });
+      await rejectsWithTrustError(
+        read(repo, { invalidDelegations: 'fail' }),
+        'SIGNATURE_THRESHOLD',
+        {
+          role: 'targets/alice',
+        },
+      );
     });
 
     it('reads an expired delegation as valid for a writer (allowExpired)', async () => {
@@ -283,7 +268,7 @@ describe('invalid delegations', () => {
 
     it('keeps a bad signature fatal for a writer (allowExpired)', async () => {
       await repo.changeTargets('targets/alice', {}, { bytes: (b) => flipSignatureBit(b) });
-      await rejects(read(repo, { allowExpired: true }), 'SIGNATURE_THRESHOLD', {
+      await rejectsWithTrustError(read(repo, { allowExpired: true }), 'SIGNATURE_THRESHOLD', {
         role: 'targets/alice',
         found: 0,
       });
@@ -299,13 +284,13 @@ describe('invalid delegations', () => {
     it('records a delegation with a bad signature as invalid: SIGNATURE_THRESHOLD', async () => {
       await repo.changeTargets('targets/alice', {}, { bytes: (b) => flipSignatureBit(b) });
       const c = await read(repo);
-      assertError(c.invalidRoles.get('targets/alice'), 'SIGNATURE_THRESHOLD', {
+      assertTrustError(c.invalidRoles.get('targets/alice'), 'SIGNATURE_THRESHOLD', {
         role: 'targets/alice',
         found: 0,
         needed: 1,
       });
       assert.equal(resolveTarget(c, 'v1').role, 'targets');
-      assertError(resolutionError(c, 'alice-only', NOTARY_ROLE_ORDER), 'SIGNATURE_THRESHOLD', {
+      assertTrustError(resolutionError(c, 'alice-only', NOTARY_ROLE_ORDER), 'SIGNATURE_THRESHOLD', {
         role: 'targets/alice',
       });
     });
@@ -314,7 +299,7 @@ describe('invalid delegations', () => {
       const stranger = await fixtureKey();
       await repo.changeTargets('targets/alice', {}, { signers: [stranger.signer] });
       const c = await read(repo);
-      assertError(c.invalidRoles.get('targets/alice'), 'SIGNATURE_THRESHOLD', {
+      assertTrustError(c.invalidRoles.get('targets/alice'), 'SIGNATURE_THRESHOLD', {
         role: 'targets/alice',
         found: 0,
       });
@@ -336,16 +321,20 @@ describe('invalid delegations', () => {
         {},
         { signed: (s) => ({ ...s, version: 1 }), bytes: (b) => flipSignatureBit(b) },
       );
-      await rejects(read(repo, { state: { floors: seen.floors } }), 'VERSION_ROLLBACK', {
-        role: 'targets/alice',
-        actual: 1,
-        floor: 2,
-      });
+      await rejectsWithTrustError(
+        read(repo, { state: { floors: seen.floors } }),
+        'VERSION_ROLLBACK',
+        {
+          role: 'targets/alice',
+          actual: 1,
+          floor: 2,
+        },
+      );
     });
 
     it('fails the collection on a delegation with no signature at all', async () => {
       await repo.changeTargets('targets/alice', {}, { signers: [] });
-      await rejects(read(repo), 'SIGNATURE_THRESHOLD', {
+      await rejectsWithTrustError(read(repo), 'SIGNATURE_THRESHOLD', {
         role: 'targets/alice',
         found: 0,
         needed: 1,
@@ -363,12 +352,18 @@ describe('invalid delegations', () => {
       const i = bytes.length - 3;
       bytes[i] = (bytes[i] ?? 0) ^ 0x01;
       serveInstead(repo, 'targets/alice', bytes);
-      await rejects(read(repo), 'HASH_MISMATCH', { role: 'targets/alice', algorithm: 'sha256' });
+      await rejectsWithTrustError(read(repo), 'HASH_MISMATCH', {
+        role: 'targets/alice',
+        algorithm: 'sha256',
+      });
     });
 
     it('LENGTH_MISMATCH', async () => {
       serveInstead(repo, 'targets/alice', repo.bytesOf('targets/alice').subarray(0, 50));
-      await rejects(read(repo), 'LENGTH_MISMATCH', { role: 'targets/alice', actual: 50 });
+      await rejectsWithTrustError(read(repo), 'LENGTH_MISMATCH', {
+        role: 'targets/alice',
+        actual: 50,
+      });
     });
 
     it('HASH_MISMATCH of an expired delegation', async () => {
@@ -376,7 +371,7 @@ describe('invalid delegations', () => {
       const bytes = Buffer.from(repo.bytesOf('targets/alice'));
       bytes[bytes.length - 3] = (bytes[bytes.length - 3] ?? 0) ^ 0x01;
       serveInstead(repo, 'targets/alice', bytes);
-      await rejects(read(repo), 'HASH_MISMATCH', { role: 'targets/alice' });
+      await rejectsWithTrustError(read(repo), 'HASH_MISMATCH', { role: 'targets/alice' });
     });
   });
 
@@ -393,7 +388,7 @@ describe('invalid delegations', () => {
       const c = await read(repo, { fetcher });
       assert.deepEqual([...c.invalidRoles.keys()].sort(), ['targets/alice', 'targets/alice/bob']);
       const parentError = c.invalidRoles.get('targets/alice');
-      assertError(parentError, 'EXPIRED', { role: 'targets/alice' });
+      assertTrustError(parentError, 'EXPIRED', { role: 'targets/alice' });
       assert.equal(c.invalidRoles.get('targets/alice/bob'), parentError);
       assert.ok(!fetcher.requests.some((r) => r.includes('targets/alice/bob')), 'bob not fetched');
       assert.ok(!c.targetsRoles.has('targets/alice/bob'));
@@ -403,7 +398,9 @@ describe('invalid delegations', () => {
     it('throws the parent error for a tag of the child, from any starting role', async () => {
       const c = await read(repo);
       for (const order of [NOTARY_ROLE_ORDER, ['targets/alice/bob']]) {
-        assertError(resolutionError(c, 'bob-only', order), 'EXPIRED', { role: 'targets/alice' });
+        assertTrustError(resolutionError(c, 'bob-only', order), 'EXPIRED', {
+          role: 'targets/alice',
+        });
       }
     });
 

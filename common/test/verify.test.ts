@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { createPublicKey } from 'node:crypto';
 import { beforeEach, describe, it } from 'node:test';
-import { isTrustError, type TrustErrorCode, type TrustErrorFacts } from '../src/errors.js';
+import { isTrustError } from '../src/errors.js';
 import { compileAnchor, type TrustAnchor } from '../src/verify/anchor.js';
 import {
   resolveTarget,
@@ -23,6 +23,7 @@ import {
   sha256Hex,
 } from '../src/testing/index.js';
 import type { TrustedCollection } from '../src/verify/collection-verifier.js';
+import { rejectsWithTrustError } from './support/trust-errors.js';
 
 const GUN = '127.0.0.1:5000/demo/app';
 const NOW = new Date('2026-11-22T12:00:00Z');
@@ -45,24 +46,6 @@ async function verify(
     now: options.now ?? NOW,
     ...(options.state ? { state: options.state } : {}),
     ...(options.limits ? { limits: options.limits } : {}),
-  });
-}
-
-async function rejects<C extends TrustErrorCode>(
-  promise: Promise<unknown>,
-  code: C,
-  facts: Partial<TrustErrorFacts[C]> = {},
-): Promise<void> {
-  await assert.rejects(promise, (err: unknown) => {
-    if (!isTrustError(err, code)) {
-      assert.fail(
-        `expected ${code}, got ${isTrustError(err) ? `${err.code}: ${err.message}` : String(err)}`,
-      );
-    }
-    for (const [k, v] of Object.entries(facts)) {
-      assert.deepEqual((err.facts as Record<string, unknown>)[k], v, `fact ${k}`);
-    }
-    return true;
   });
 }
 
@@ -103,7 +86,10 @@ describe('updateCollection', () => {
       const other = createPublicKey((await fixtureKey({ type })).privateKey)
         .export({ type: 'spki', format: 'pem' })
         .toString();
-      await rejects(verify(bare, { anchor: { rootKeysPem: [other] } }), 'ROOT_NOT_TRUSTED');
+      await rejectsWithTrustError(
+        verify(bare, { anchor: { rootKeysPem: [other] } }),
+        'ROOT_NOT_TRUSTED',
+      );
     }
   });
 
@@ -117,7 +103,7 @@ describe('updateCollection', () => {
 
   it('rejects a root not signed by a pinned key', async () => {
     const other = await fixtureKey();
-    await rejects(
+    await rejectsWithTrustError(
       verify(repo, { anchor: { rootKeyIds: [other.publicKey.id] } }),
       'ROOT_NOT_TRUSTED',
       { gun: GUN },
@@ -130,18 +116,29 @@ describe('updateCollection', () => {
       notBefore: new Date(NOW.getTime() - DAY),
     });
     const bad = await FixtureRepository.create(GUN, NOW, { rootKeys: [wrongCn] });
-    await rejects(verify(bad), 'CERTIFICATE_INVALID', { gun: GUN, keyId: wrongCn.publicKey.id });
+    await rejectsWithTrustError(verify(bad), 'CERTIFICATE_INVALID', {
+      gun: GUN,
+      keyId: wrongCn.publicKey.id,
+    });
   });
 
   it('rejects a bad signature on targets', async () => {
     await repo.changeTargets('targets', {}, { bytes: (b) => flipSignatureBit(b) });
-    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', { role: 'targets', found: 0, needed: 1 });
+    await rejectsWithTrustError(verify(repo), 'SIGNATURE_THRESHOLD', {
+      role: 'targets',
+      found: 0,
+      needed: 1,
+    });
   });
 
   it('rejects a signature by a key the role does not list', async () => {
     const stranger = await fixtureKey();
     await repo.changeTargets('targets', {}, { signers: [stranger.signer] });
-    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', { role: 'targets', found: 0, needed: 1 });
+    await rejectsWithTrustError(verify(repo), 'SIGNATURE_THRESHOLD', {
+      role: 'targets',
+      found: 0,
+      needed: 1,
+    });
   });
 
   it('counts one key once towards a threshold, even signing twice', async () => {
@@ -151,7 +148,7 @@ describe('updateCollection', () => {
     });
     assert.ok(a);
     await repo.changeTargets('targets/releases', {}, { signers: [a.signer, a.signer] });
-    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', {
+    await rejectsWithTrustError(verify(repo), 'SIGNATURE_THRESHOLD', {
       role: 'targets/releases',
       found: 1,
       needed: 2,
@@ -173,7 +170,7 @@ describe('updateCollection', () => {
     };
     await repo.addDelegation('targets/releases', { keys: [bare, certKey], threshold: 2 });
     await repo.changeTargets('targets/releases', {}, { signers: [bare.signer, certKey.signer] });
-    await rejects(verify(repo), 'SIGNATURE_THRESHOLD', {
+    await rejectsWithTrustError(verify(repo), 'SIGNATURE_THRESHOLD', {
       role: 'targets/releases',
       found: 1,
       needed: 2,
@@ -181,9 +178,13 @@ describe('updateCollection', () => {
   });
 
   it('rejects an expired timestamp', async () => {
-    await rejects(verify(repo, { now: new Date(NOW.getTime() + 15 * DAY) }), 'EXPIRED', {
-      role: 'timestamp',
-    });
+    await rejectsWithTrustError(
+      verify(repo, { now: new Date(NOW.getTime() + 15 * DAY) }),
+      'EXPIRED',
+      {
+        role: 'timestamp',
+      },
+    );
   });
 
   it('rejects expired targets', async () => {
@@ -192,7 +193,7 @@ describe('updateCollection', () => {
       {},
       { signed: (s) => ({ ...s, expires: '2026-11-01T00:00:00Z' }) },
     );
-    await rejects(verify(repo), 'EXPIRED', {
+    await rejectsWithTrustError(verify(repo), 'EXPIRED', {
       role: 'targets',
       expires: '2026-11-01T00:00:00.000Z',
     });
@@ -203,7 +204,7 @@ describe('updateCollection', () => {
     await repo.signTag('v2', fakeManifest('v2').digestHex, 600);
     const seen = await verify(repo);
     repo.files.set('timestamp.json', oldTimestamp);
-    await rejects(
+    await rejectsWithTrustError(
       verify(repo, { state: { rootBytes: seen.rootBytes, floors: seen.floors } }),
       'VERSION_ROLLBACK',
       {
@@ -217,11 +218,15 @@ describe('updateCollection', () => {
   it('rejects a targets rollback hidden behind a fresh timestamp', async () => {
     const seen = await verify(repo);
     await repo.changeTargets('targets', {}, { signed: (s) => ({ ...s, version: 2 }) });
-    await rejects(verify(repo, { state: { floors: seen.floors } }), 'VERSION_ROLLBACK', {
-      role: 'targets',
-      actual: 2,
-      floor: 3,
-    });
+    await rejectsWithTrustError(
+      verify(repo, { state: { floors: seen.floors } }),
+      'VERSION_ROLLBACK',
+      {
+        role: 'targets',
+        actual: 2,
+        floor: 3,
+      },
+    );
   });
 
   it('rejects a snapshot whose hash does not match the timestamp', async () => {
@@ -230,23 +235,26 @@ describe('updateCollection', () => {
     const i = bytes.length - 3;
     bytes[i] = (bytes[i] ?? 0) ^ 0x01; // same length, different content
     repo.files.set(name, bytes);
-    await rejects(verify(repo), 'HASH_MISMATCH', { role: 'snapshot', algorithm: 'sha256' });
+    await rejectsWithTrustError(verify(repo), 'HASH_MISMATCH', {
+      role: 'snapshot',
+      algorithm: 'sha256',
+    });
   });
 
   it('rejects targets shorter than the snapshot says', async () => {
     const name = `targets.${sha256Hex(repo.bytesOf('targets'))}.json`;
     repo.files.set(name, repo.bytesOf('targets').subarray(0, 100));
-    await rejects(verify(repo), 'LENGTH_MISMATCH', { role: 'targets', actual: 100 });
+    await rejectsWithTrustError(verify(repo), 'LENGTH_MISMATCH', { role: 'targets', actual: 100 });
   });
 
   it('stops a download larger than the parent states', async () => {
     const name = `targets.${sha256Hex(repo.bytesOf('targets'))}.json`;
     repo.files.set(name, Buffer.concat([repo.bytesOf('targets'), Buffer.from('  ')]));
-    await rejects(verify(repo), 'DOWNLOAD_TOO_LARGE', { role: 'targets' });
+    await rejectsWithTrustError(verify(repo), 'DOWNLOAD_TOO_LARGE', { role: 'targets' });
   });
 
   it('stops an oversized timestamp at the per-role limit', async () => {
-    await rejects(verify(repo, { limits: { timestamp: 64 } }), 'DOWNLOAD_TOO_LARGE', {
+    await rejectsWithTrustError(verify(repo, { limits: { timestamp: 64 } }), 'DOWNLOAD_TOO_LARGE', {
       role: 'timestamp',
       limit: 64,
     });
@@ -290,7 +298,7 @@ describe('updateCollection', () => {
     await repo.rotateRoot([next]);
     const seen = await verify(repo, { anchor: oldPin });
     repo.files.set('root.json', v1);
-    await rejects(
+    await rejectsWithTrustError(
       verify(repo, { anchor: oldPin, state: { floors: seen.floors } }),
       'VERSION_ROLLBACK',
       {
@@ -308,7 +316,7 @@ describe('updateCollection', () => {
       notBefore: new Date(NOW.getTime() - DAY),
     });
     await repo.rotateRoot([next], { signers: [next.signer] });
-    await rejects(verify(repo, { anchor: oldPin }), 'SIGNATURE_THRESHOLD', {
+    await rejectsWithTrustError(verify(repo, { anchor: oldPin }), 'SIGNATURE_THRESHOLD', {
       role: 'root',
       found: 0,
       needed: 1,
@@ -318,7 +326,7 @@ describe('updateCollection', () => {
   it('rejects a delegation signing outside its paths', async () => {
     await repo.addDelegation('targets/releases', { paths: ['release-'] });
     await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
-    await rejects(verify(repo), 'DELEGATION_PATH_VIOLATION', {
+    await rejectsWithTrustError(verify(repo), 'DELEGATION_PATH_VIOLATION', {
       role: 'targets/releases',
       target: 'latest',
     });
