@@ -9,9 +9,7 @@
  * list/watch calls are the controller's own, run in this process.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import {
   KubeHttp,
@@ -23,26 +21,13 @@ import {
   type ListWatchClient,
 } from '@kpack-trust/signer/controller';
 import { loadKubeConfig } from '@kpack-trust/signer/keys';
-import { type ControlPlane, eventually, startControlPlane } from '../src/index.js';
+import { type ControlPlane, eventually, kpackModuleDir, startControlPlane } from '../src/index.js';
 
-/** kpack's release whose CRDs the apiserver serves (the one test/kube/kpack/go.mod pins). */
-const KPACK_MODULE = 'github.com/pivotal/kpack@v0.17.2';
 const CAP = 64 << 10;
 const ANNOTATION_BYTES = 16 << 10;
 const BIG_TEAM = 'tenant-large';
 const SMALL_TEAM = 'tenant-small';
 const ODD_TEAM = 'tenant-oversized';
-
-/** The directory of kpack's Go module in the module cache (downloaded through the Go proxy). */
-async function kpackModuleDir(): Promise<string> {
-  const go = process.env['GO'] ?? '/usr/local/go/bin/go';
-  const { stdout } = await promisify(execFile)(go, ['mod', 'download', '-json', KPACK_MODULE], {
-    timeout: 300_000,
-  });
-  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
-  if (dir === undefined) throw new Error(`go mod download ${KPACK_MODULE} gave no Dir`);
-  return dir;
-}
 
 const buildObject = (namespace: string, name: string, annotationBytes: number): unknown => ({
   apiVersion: 'kpack.io/v1alpha2',

@@ -7,16 +7,16 @@
  * CLI; publishes are counted in notary-server's own request log.
  */
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import {
   type ControlPlane,
   eventually,
   initRepo,
+  kpackModuleDir,
   lookup,
   type NotaryStack,
   type PushedImage,
@@ -26,24 +26,11 @@ import {
 } from '../src/index.js';
 
 const MAIN = fileURLToPath(new URL('main.js', import.meta.resolve('@kpack-trust/signer')));
-/** kpack's release whose CRDs the apiserver serves (the one test/kube/kpack/go.mod pins). */
-const KPACK_MODULE = 'github.com/pivotal/kpack@v0.17.2';
 const CONTROLLER_NS = 'kpack-trust-system';
 const TEAM = 'team';
 /** etcd compaction by the apiserver itself, often enough to compact a watch's version away within the test. */
 const COMPACTION_S = 2;
 const APISERVER_FLAGS = [`--etcd-compaction-interval=${COMPACTION_S}s`];
-
-/** The directory of kpack's Go module in the module cache (downloaded through the Go proxy). */
-async function kpackModuleDir(): Promise<string> {
-  const go = process.env['GO'] ?? '/usr/local/go/bin/go';
-  const { stdout } = await promisify(execFile)(go, ['mod', 'download', '-json', KPACK_MODULE], {
-    timeout: 300_000,
-  });
-  const dir = (JSON.parse(stdout) as { Dir?: string }).Dir;
-  if (dir === undefined) throw new Error(`go mod download ${KPACK_MODULE} gave no Dir`);
-  return dir;
-}
 
 interface ControllerProcess {
   readonly identity: string;
