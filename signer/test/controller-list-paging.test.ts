@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { runController, type LogFields } from '../src/controller/controller.js';
 import {
   GoneError,
   PageTooLargeError,
@@ -15,6 +16,7 @@ import {
   type ListPage,
   type ListWatchClient,
 } from '../src/controller/informer.js';
+import { ControllerMetrics } from '../src/controller/metrics.js';
 
 interface Sized {
   readonly metadata: { readonly name: string; readonly resourceVersion: string };
@@ -180,5 +182,46 @@ describe('informer list under a response cap', () => {
       stop.signal,
     );
     assert.deepEqual(limits, [500, 500]);
+  });
+});
+
+describe('the controller under a response cap', () => {
+  it("logs each smaller page asked for as a warning, with the informer's detail", async () => {
+    const stop = new AbortController();
+    // Three objects fit in the cap, four do not; none is a Build, so nothing is reconciled.
+    const client = new CappedLister(objects(Array.from({ length: 10 }, () => 10)), 35, () => {
+      stop.abort();
+    });
+    const logs: { level: string; message: string; fields: LogFields | undefined }[] = [];
+    const unused = (): Promise<never> => Promise.reject(new Error('nothing is reconciled'));
+    await runController(
+      {
+        sources: [client],
+        reconcile: {
+          getBuild: unused,
+          getImage: unused,
+          annotateBuild: unused,
+          recordEvent: unused,
+          sign: unused,
+          defaults: { optInNamespaces: [], allowedNotaryUrls: [] },
+          now: () => new Date(0),
+        },
+        metrics: new ControllerMetrics(),
+        log: (level, message, fields) => logs.push({ level, message, fields }),
+        workers: 1,
+        queue: { maxSize: 10, maxAttempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      },
+      stop.signal,
+    );
+    const shrunk = logs.filter((l) => l.message === 'list page too large; asking for fewer');
+    assert.equal(shrunk.length, 7, '500 → 250 → … → 3');
+    assert.deepEqual(shrunk[0], {
+      level: 'warn',
+      message: 'list page too large; asking for fewer',
+      fields: {
+        detail: 'a page of 500 exceeds the 35-byte response cap after 0 objects; asking for 250',
+      },
+    });
+    assert.ok(logs.some((l) => l.message === 'listed Builds'));
   });
 });

@@ -78,6 +78,10 @@ export async function runController(
           }
           if (what === 'gone') log('info', 'watch expired (410 Gone); listing again', { detail });
           if (what === 'watch-error') log('warn', 'watch failed; backing off', { detail });
+          // One scope's Builds too large for a page: listing goes on in smaller pages, slower.
+          if (what === 'page-shrunk') {
+            log('warn', 'list page too large; asking for fewer', { detail });
+          }
         },
         ...(options.resyncMs === undefined ? {} : { resyncMs: options.resyncMs }),
       },
