@@ -23,35 +23,11 @@ import {
   type LeaseWrite,
 } from '../src/controller/leader-election.js';
 import { WorkQueue } from '../src/controller/work-queue.js';
-
-function manualTimers(): {
-  setTimer: (fn: () => void, ms: number) => { cancel(): void };
-  fire: () => void;
-  delays: number[];
-} {
-  const pending: (() => void)[] = [];
-  const delays: number[] = [];
-  return {
-    delays,
-    setTimer: (fn, ms) => {
-      delays.push(ms);
-      pending.push(fn);
-      return {
-        cancel: () => {
-          const i = pending.indexOf(fn);
-          if (i !== -1) pending.splice(i, 1);
-        },
-      };
-    },
-    fire: () => {
-      for (const fn of pending.splice(0)) fn();
-    },
-  };
-}
+import { manualTimers, type ManualTimers } from './support/manual-timers.js';
 
 function queue(overrides: { maxSize?: number; maxAttempts?: number } = {}): {
   q: WorkQueue;
-  timers: ReturnType<typeof manualTimers>;
+  timers: ManualTimers;
 } {
   const timers = manualTimers();
   const q = new WorkQueue({

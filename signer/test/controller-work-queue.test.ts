@@ -7,38 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { WorkQueue, type WorkItem } from '../src/controller/work-queue.js';
-
-interface ManualTimers {
-  setTimer: (fn: () => void, ms: number) => { cancel(): void };
-  /** Fires every timer pending now (not those they set). */
-  fire: () => void;
-  readonly delays: number[];
-  readonly pending: number;
-}
-
-function manualTimers(): ManualTimers {
-  const pending: (() => void)[] = [];
-  const delays: number[] = [];
-  return {
-    delays,
-    get pending() {
-      return pending.length;
-    },
-    setTimer: (fn, ms) => {
-      delays.push(ms);
-      pending.push(fn);
-      return {
-        cancel: () => {
-          const i = pending.indexOf(fn);
-          if (i !== -1) pending.splice(i, 1);
-        },
-      };
-    },
-    fire: () => {
-      for (const fn of pending.splice(0)) fn();
-    },
-  };
-}
+import { manualTimers, type ManualTimers } from './support/manual-timers.js';
 
 function queue(options: { maxAttempts?: number; perNamespace?: number; maxSize?: number } = {}): {
   q: WorkQueue;
