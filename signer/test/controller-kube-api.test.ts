@@ -6,7 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { GoneError, PageTooLargeError, type WatchEvent } from '../src/controller/informer.js';
@@ -18,6 +17,7 @@ import {
   type KpackApi,
 } from '../src/controller/kube-api.js';
 import { LeaseConflictError } from '../src/controller/leader-election.js';
+import { listenAsApiserver } from './support/loopback-apiserver.js';
 
 interface Seen {
   method: string;
@@ -49,16 +49,7 @@ describe('controller Kubernetes API calls', () => {
   const api: KpackApi = { groupVersion: 'kpack.io/v1alpha2' };
 
   before(async () => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const { port } = server.address() as AddressInfo;
-    // Plain HTTP on loopback: the client allows it only with skipTLSVerify (no TLS to verify).
-    config = new KubeConfig();
-    config.loadFromOptions({
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
+    config = await listenAsApiserver(server);
     http = new KubeHttp(config);
   });
 

@@ -7,11 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { KubeConfig } from '@kubernetes/client-node';
 import { KubeHttp, leaseClient } from '../src/controller/kube-api.js';
 import { runLeaderElection } from '../src/controller/leader-election.js';
+import { listenAsApiserver } from './support/loopback-apiserver.js';
 
 /** The Lease endpoint of an apiserver, with a switch that stalls every answer's body. */
 class StallingLeaseServer {
@@ -70,15 +70,7 @@ describe('Lease renewal bounded by the renew deadline (fake apiserver: stalled b
   let http: KubeHttp;
 
   before(async () => {
-    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
-    const { port } = fake.server.address() as AddressInfo;
-    const config = new KubeConfig();
-    config.loadFromOptions({
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
+    const config = await listenAsApiserver(fake.server);
     // The default 30 s request deadline: only the renew deadline can end the stalled renewal.
     http = new KubeHttp(config);
   });
@@ -198,15 +190,7 @@ describe('KubeHttp deadline over the whole answer (fake apiserver: stalled bodie
   let config: KubeConfig;
 
   before(async () => {
-    await new Promise<void>((resolve) => fake.server.listen(0, '127.0.0.1', resolve));
-    const { port } = fake.server.address() as AddressInfo;
-    config = new KubeConfig();
-    config.loadFromOptions({
-      clusters: [{ name: 'c', server: `http://127.0.0.1:${port}`, skipTLSVerify: true }],
-      users: [{ name: 'u' }],
-      contexts: [{ name: 'x', cluster: 'c', user: 'u' }],
-      currentContext: 'x',
-    });
+    config = await listenAsApiserver(fake.server);
   });
 
   after(() => {
