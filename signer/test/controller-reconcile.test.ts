@@ -25,6 +25,7 @@ import { controllerSigner, withImageSettings } from '../src/controller/signing.j
 import { SucceededBuilds, type SucceededBuildIndex } from '../src/controller/succeeded-builds.js';
 import type { SignSummary } from '../src/publish/sign-build.js';
 import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
+import { memoryBuildWrites } from './support/memory-build-writes.js';
 import { MemoryNotary } from './support/memory-notary.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -106,18 +107,7 @@ function deps(
   return {
     getBuild: (_ns, name) => Promise.resolve(structuredClone(c.builds.get(name))),
     getImage: (_ns, name) => Promise.resolve(structuredClone(c.images.get(name))),
-    annotateBuild: (build, patch) => {
-      const annotations = annotationsOf(c, build.name);
-      for (const [k, v] of Object.entries(patch)) {
-        if (v === null) Reflect.deleteProperty(annotations, k);
-        else annotations[k] = v;
-      }
-      return Promise.resolve();
-    },
-    recordEvent: (event) => {
-      c.events.push(event);
-      return Promise.resolve();
-    },
+    ...memoryBuildWrites(c),
     sign,
     succeededBuilds: indexOf(c),
     defaults: { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },

@@ -23,6 +23,7 @@ import {
 } from '../src/controller/succeeded-builds.js';
 import type { SignSummary } from '../src/publish/sign-build.js';
 import { MemoryKeyStore } from '../src/testing/memory-key-store.js';
+import { memoryBuildWrites } from './support/memory-build-writes.js';
 import { MemoryNotary } from './support/memory-notary.js';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -264,20 +265,7 @@ function deps(
         metadata: { namespace: 'team', name: 'app', uid: IMAGE_UID, annotations: OPTED_IN },
         spec: { tag: `${REPO}:v1` },
       }),
-    annotateBuild: (build, patch) => {
-      const annotations = (
-        c.builds.get(build.name)?.['metadata'] as { annotations: Record<string, string> }
-      ).annotations;
-      for (const [k, v] of Object.entries(patch)) {
-        if (v === null) Reflect.deleteProperty(annotations, k);
-        else annotations[k] = v;
-      }
-      return Promise.resolve();
-    },
-    recordEvent: (event) => {
-      c.events.push(event);
-      return Promise.resolve();
-    },
+    ...memoryBuildWrites(c),
     sign: sign ?? real,
     succeededBuilds: index,
     defaults: { optInNamespaces: [], allowedNotaryUrls: ['https://notary.example'] },
