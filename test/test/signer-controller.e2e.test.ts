@@ -114,6 +114,81 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
   const leader = (proc: ControllerProcess): boolean =>
     proc.logs.some((l) => l['message'] === 'leader election: leading');
 
+  /** Creates an Image opted in to signing (`annotations` added to, or overriding, the opt-in). */
+  const applyImage = async (image: {
+    name: string;
+    namespace: string;
+    tag: string;
+    annotations: Record<string, string>;
+  }): Promise<void> => {
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'kpack.io/v1alpha2',
+        kind: 'Image',
+        metadata: {
+          name: image.name,
+          namespace: image.namespace,
+          annotations: { 'kpack-trust.io/sign': 'true', ...image.annotations },
+        },
+        spec: { tag: image.tag, serviceAccountName: 'default' },
+      }),
+    );
+  };
+
+  /** The uid of an Image, for a Build's ownerReference. */
+  const imageUid = async (name: string, namespace = TEAM): Promise<string> =>
+    (
+      await kubectl([
+        'get',
+        'image.kpack.io',
+        name,
+        '-n',
+        namespace,
+        '-o',
+        'jsonpath={.metadata.uid}',
+      ])
+    ).trim();
+
+  /** Creates a Build owned by Image `image` (its controller ownerReference), as kpack does. */
+  const applyBuild = async (build: {
+    name: string;
+    namespace: string;
+    image: string;
+    uid: string;
+    tags: string[];
+    labels?: Record<string, string>;
+    serviceAccountName?: string;
+  }): Promise<void> => {
+    await kubectl(
+      ['apply', '-f', '-'],
+      JSON.stringify({
+        apiVersion: 'kpack.io/v1alpha2',
+        kind: 'Build',
+        metadata: {
+          name: build.name,
+          namespace: build.namespace,
+          ...(build.labels === undefined ? {} : { labels: build.labels }),
+          ownerReferences: [
+            {
+              apiVersion: 'kpack.io/v1alpha2',
+              kind: 'Image',
+              name: build.image,
+              uid: build.uid,
+              controller: true,
+            },
+          ],
+        },
+        spec: {
+          tags: build.tags,
+          ...(build.serviceAccountName === undefined
+            ? {}
+            : { serviceAccountName: build.serviceAccountName }),
+        },
+      }),
+    );
+  };
+
   let imageCounter = 0;
   /** Pushes an image and creates an Image plus a Build for it; returns the Build's name and the push. */
   const imageAndBuild = async (
@@ -133,54 +208,27 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     const pushed = await pushImage(stack, options.repository ?? `${namespace}/${name}`, 'v1', {
       content: `controller e2e ${name} ${imageCounter} ${Date.now()}\n`,
     });
-    const image = {
-      apiVersion: 'kpack.io/v1alpha2',
-      kind: 'Image',
-      metadata: {
-        name,
-        namespace,
-        annotations: {
-          'kpack-trust.io/sign': 'true',
-          'kpack-trust.io/notary-url': options.notaryUrl ?? stack.notaryUrl,
-          ...annotations,
-        },
+    await applyImage({
+      name,
+      namespace,
+      tag: `${pushed.gun}:v1`,
+      annotations: {
+        'kpack-trust.io/notary-url': options.notaryUrl ?? stack.notaryUrl,
+        ...annotations,
       },
-      spec: { tag: `${pushed.gun}:v1`, serviceAccountName: 'default' },
-    };
-    await kubectl(['apply', '-f', '-'], JSON.stringify(image));
-    const uid = (
-      await kubectl([
-        'get',
-        'image.kpack.io',
-        name,
-        '-n',
-        namespace,
-        '-o',
-        'jsonpath={.metadata.uid}',
-      ])
-    ).trim();
+    });
     const build = `${name}-build-${imageCounter}`;
-    await kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'kpack.io/v1alpha2',
-        kind: 'Build',
-        metadata: {
-          name: build,
-          namespace,
-          labels: { 'image.kpack.io/image': name },
-          ownerReferences: [
-            { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name, uid, controller: true },
-          ],
-        },
-        spec: {
-          tags: options.tags?.(pushed) ?? [`${pushed.gun}:v1`, `${pushed.gun}:latest`],
-          ...(options.serviceAccountName === undefined
-            ? {}
-            : { serviceAccountName: options.serviceAccountName }),
-        },
-      }),
-    );
+    await applyBuild({
+      name: build,
+      namespace,
+      image: name,
+      uid: await imageUid(name, namespace),
+      labels: { 'image.kpack.io/image': name },
+      tags: options.tags?.(pushed) ?? [`${pushed.gun}:v1`, `${pushed.gun}:latest`],
+      ...(options.serviceAccountName === undefined
+        ? {}
+        : { serviceAccountName: options.serviceAccountName }),
+    });
     return { build, pushed };
   };
 
@@ -331,25 +379,14 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
     // A second Build of the same Image reuses the keys.
     const second = await pushImage(stack, 'team/app', 'v2', { content: 'second build\n' });
     const build2 = 'app-build-second';
-    const uid = (
-      await kubectl(['get', 'image.kpack.io', 'app', '-n', TEAM, '-o', 'jsonpath={.metadata.uid}'])
-    ).trim();
-    await kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'kpack.io/v1alpha2',
-        kind: 'Build',
-        metadata: {
-          name: build2,
-          namespace: TEAM,
-          ownerReferences: [
-            { apiVersion: 'kpack.io/v1alpha2', kind: 'Image', name: 'app', uid, controller: true },
-          ],
-        },
-        // kpack's first tag of every Build is the Image's spec.tag.
-        spec: { tags: [`${pushed.gun}:v1`, `${pushed.gun}:v2`] },
-      }),
-    );
+    await applyBuild({
+      name: build2,
+      namespace: TEAM,
+      image: 'app',
+      uid: await imageUid('app'),
+      // kpack's first tag of every Build is the Image's spec.tag.
+      tags: [`${pushed.gun}:v1`, `${pushed.gun}:v2`],
+    });
     await succeed(build2, `${pushed.gun}@${second.digest}`);
     const again = await recorded(build2, 'kpack-trust.io/signed-digest');
     assert.equal(again['kpack-trust.io/signed-root-key-id'], rootKeyId);
@@ -701,38 +738,13 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
 
     // Keys that exist are reused whatever the count: the first Image signs its next Build.
     const next = await pushImage(stack, `${TENANT}/hostile`, 'v2', { content: 'next build\n' });
-    const uid = (
-      await kubectl([
-        'get',
-        'image.kpack.io',
-        'hostile',
-        '-n',
-        TENANT,
-        '-o',
-        'jsonpath={.metadata.uid}',
-      ])
-    ).trim();
-    await kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'kpack.io/v1alpha2',
-        kind: 'Build',
-        metadata: {
-          name: 'hostile-build-next',
-          namespace: TENANT,
-          ownerReferences: [
-            {
-              apiVersion: 'kpack.io/v1alpha2',
-              kind: 'Image',
-              name: 'hostile',
-              uid,
-              controller: true,
-            },
-          ],
-        },
-        spec: { tags: [`${hostile.pushed.gun}:v1`] },
-      }),
-    );
+    await applyBuild({
+      name: 'hostile-build-next',
+      namespace: TENANT,
+      image: 'hostile',
+      uid: await imageUid('hostile', TENANT),
+      tags: [`${hostile.pushed.gun}:v1`],
+    });
     await succeed('hostile-build-next', `${hostile.pushed.gun}@${next.digest}`, TENANT);
     const reused = await recorded('hostile-build-next', 'kpack-trust.io/signed-digest', TENANT);
     assert.equal(
@@ -862,51 +874,25 @@ describe('kpack-trust-signer controller against the real apiserver', () => {
       );
     }
     const gun = pushed.get(9)?.gun ?? '';
-    await kubectl(
-      ['apply', '-f', '-'],
-      JSON.stringify({
-        apiVersion: 'kpack.io/v1alpha2',
-        kind: 'Image',
-        metadata: {
-          name: image,
-          namespace: TEAM,
-          annotations: {
-            'kpack-trust.io/sign': 'true',
-            'kpack-trust.io/notary-url': stack.notaryUrl,
-          },
-        },
-        spec: { tag: `${gun}:v1`, serviceAccountName: 'default' },
-      }),
-    );
-    const uid = (
-      await kubectl(['get', 'image.kpack.io', image, '-n', TEAM, '-o', 'jsonpath={.metadata.uid}'])
-    ).trim();
+    await applyImage({
+      name: image,
+      namespace: TEAM,
+      tag: `${gun}:v1`,
+      annotations: { 'kpack-trust.io/notary-url': stack.notaryUrl },
+    });
+    const uid = await imageUid(image);
     for (const { n, name, own } of builds) {
       // kpack creates Build 10 only after 9 finished; creationTimestamp has one-second steps.
       if (n === 10) await new Promise((resolve) => setTimeout(resolve, 1_100));
-      await kubectl(
-        ['apply', '-f', '-'],
-        JSON.stringify({
-          apiVersion: 'kpack.io/v1alpha2',
-          kind: 'Build',
-          metadata: {
-            name,
-            namespace: TEAM,
-            labels: { 'image.kpack.io/image': image, 'image.kpack.io/buildNumber': String(n) },
-            ownerReferences: [
-              {
-                apiVersion: 'kpack.io/v1alpha2',
-                kind: 'Image',
-                name: image,
-                uid,
-                controller: true,
-              },
-            ],
-          },
-          // As kpack v0.17.2 generateTags writes them: spec.tag, then the Build's own tag.
-          spec: { tags: [`${gun}:v1`, `${gun}:${own}`] },
-        }),
-      );
+      await applyBuild({
+        name,
+        namespace: TEAM,
+        image,
+        uid,
+        labels: { 'image.kpack.io/image': image, 'image.kpack.io/buildNumber': String(n) },
+        // As kpack v0.17.2 generateTags writes them: spec.tag, then the Build's own tag.
+        tags: [`${gun}:v1`, `${gun}:${own}`],
+      });
     }
     for (const { n, name } of builds) await succeed(name, `${gun}@${pushed.get(n)?.digest ?? ''}`);
 
