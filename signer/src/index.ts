@@ -24,6 +24,7 @@ export {
 export {
   RegistryHttpClient,
   parseChallenge,
+  type LookupOptions,
   type ManifestLookup,
   type RegistryClientOptions,
 } from './registry/manifest-client.js';

@@ -1,7 +1,7 @@
 /**
  * The controller's sign attempt under its one deadline, through the real publish flow (signBuild)
  * with injected clients: a stalled registry (a fake whose manifest lookup never answers, as a
- * registry host a tenant controls may), a stalled notary download (a fake over the in-memory
+ * registry host a tenant controls may, until its signal aborts), a stalled notary download (a fake over the in-memory
  * notary that never answers a GET but honours the abort signal), and a slow registry plus slow
  * notary whose round trips are each well within their own deadline but not together.
  */
@@ -53,13 +53,28 @@ const REQUEST: SignRequest = {
   build: BUILD,
 };
 
-/** A fake registry: each lookup answers after `delayMs`, or never. */
-function fakeRegistry(delayMs: number | 'never'): ManifestLookup & { calls: number } {
+/** A fake registry: each lookup answers after `delayMs`, or never until its signal aborts. */
+function fakeRegistry(delayMs: number | 'never'): ManifestLookup & {
+  calls: number;
+  aborted: number;
+} {
   const registry = {
     calls: 0,
-    manifestSize: (): Promise<number> => {
+    aborted: 0,
+    manifestSize: (
+      _image: unknown,
+      _digest: string,
+      options?: { signal?: AbortSignal },
+    ): Promise<number> => {
       registry.calls++;
-      if (delayMs === 'never') return new Promise<number>(() => undefined);
+      if (delayMs === 'never') {
+        return new Promise<number>((_resolve, reject) => {
+          options?.signal?.addEventListener('abort', () => {
+            registry.aborted++;
+            reject(options.signal?.reason as Error);
+          });
+        });
+      }
       return new Promise<number>((resolve) => {
         setTimeout(() => {
           resolve(MANIFEST.length);
@@ -144,7 +159,7 @@ async function failure(
 }
 
 describe('a sign attempt under its deadline', () => {
-  it('a registry that never answers fails the attempt at the deadline as Unavailable; notary is never asked', async () => {
+  it('a registry that never answers is aborted at the deadline, failing the attempt as Unavailable; notary is never asked', async () => {
     const memory = new MemoryNotary(NOW);
     const notary = slowNotary(memory, 0);
     const registry = fakeRegistry('never');
@@ -156,6 +171,7 @@ describe('a sign attempt under its deadline', () => {
     assert.match(error.message, /deadline of 150 ms passed during the manifest lookup/);
     assert.ok(ms >= 140 && ms < 2_000, `failed after ${ms} ms`);
     assert.equal(registry.calls, 1);
+    assert.equal(registry.aborted, 1, 'the lookup in flight saw its signal abort');
     assert.equal(notary.calls, 0);
     assert.equal(memory.publishes.length, 0);
   });

@@ -1,14 +1,15 @@
 /**
  * The registry manifest lookup against a local server answering as a Docker registry does: size
- * from HEAD, token and Basic auth, the GET fallback, and each failure with its code.
+ * from HEAD, token and Basic auth, the GET fallback, and each failure with its code; and a lookup
+ * given up on by its caller (the controller's sign-attempt deadline) while a server stalls it.
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import { isTrustError, staticCredentials } from '@kpack-trust/common';
+import { TrustError, isTrustError, staticCredentials } from '@kpack-trust/common';
 import { createTestCa } from '@kpack-trust/common/testing';
 import { ExitCode, exitCodeFor } from '../src/cli/exit-codes.js';
 import { RegistryHttpClient, parseChallenge } from '../src/registry/manifest-client.js';
@@ -371,6 +372,170 @@ describe('RegistryHttpClient', () => {
           );
         },
       );
+    } finally {
+      c.close();
+    }
+  });
+});
+
+describe("RegistryHttpClient given up on by its caller's signal", () => {
+  const ca = createTestCa();
+  const leaf = ca.issue({ commonName: '127.0.0.1' });
+  /** What the stalling server saw: each connection, with a promise resolved when it closes. */
+  const connections: { socket: Socket; closed: Promise<void> }[] = [];
+  const track = (socket: Socket): void => {
+    connections.push({
+      socket,
+      closed: new Promise<void>((resolve) =>
+        socket.once('close', () => {
+          resolve();
+        }),
+      ),
+    });
+  };
+  /** Fires on the first request the server receives whose path starts with the awaited prefix. */
+  let onRequest: (path: string) => void = () => undefined;
+  // Answers the manifest with a Bearer challenge and never answers the token request, and answers
+  // nothing at all under /v2/stall/: each is a request in flight that only its caller can end.
+  const stalling = createHttpsServer({ cert: leaf.certPem, key: leaf.keyPem }, (req, res) => {
+    const path = req.url ?? '';
+    onRequest(path);
+    if (path.startsWith('/v2/challenge/')) {
+      res.writeHead(401, {
+        'WWW-Authenticate': `Bearer realm="https://${req.headers.host ?? ''}/token",service="registry"`,
+      });
+      res.end();
+    }
+  });
+  stalling.on('secureConnection', track);
+  let host = '';
+
+  before(async () => {
+    await new Promise<void>((resolve) => stalling.listen(0, '127.0.0.1', resolve));
+    host = `127.0.0.1:${(stalling.address() as AddressInfo).port}`;
+  });
+  after(() => {
+    for (const { socket } of connections) socket.destroy();
+    stalling.close();
+  });
+
+  /** `ms` passes, failing with `what`. */
+  const within = (ms: number, what: string): Promise<never> =>
+    new Promise((_resolve, reject) =>
+      setTimeout(() => {
+        reject(new Error(what));
+      }, ms).unref(),
+    );
+
+  for (const [stage, path, awaited] of [
+    ['the manifest HEAD', 'stall/app', '/v2/stall/'],
+    ['the token request', 'challenge/app', '/token'],
+  ] as const) {
+    it(`rejects with the abort's error at once and closes the connection, during ${stage}`, async () => {
+      const c = new RegistryHttpClient({ ca: ca.certPem, timeoutMs: 10_000 });
+      const gaveUp = new AbortController();
+      const reason = new TrustError(
+        'HTTP_UNREACHABLE',
+        { url: host, problem: 'the caller gave up' },
+        'The caller gave up.',
+      );
+      const from = connections.length;
+      const inFlight = new Promise<void>((resolve) => {
+        onRequest = (seen) => {
+          if (seen.startsWith(awaited)) resolve();
+        };
+      });
+      const lookup = c
+        .manifestSize({ registry: host, path }, DIGEST, { signal: gaveUp.signal })
+        .catch((err: unknown) => err);
+      try {
+        await Promise.race([inFlight, within(5_000, `${stage} never reached the server`)]);
+        const abortedAt = Date.now();
+        gaveUp.abort(reason);
+        const outcome = await Promise.race([lookup, within(2_000, 'the lookup ran on')]);
+        assert.equal(outcome, reason, `the abort's own error, got ${String(outcome)}`);
+        const ms = Date.now() - abortedAt;
+        assert.ok(ms < 1_000, `rejected ${ms} ms after the abort`);
+        const mine = connections.slice(from);
+        assert.ok(mine.length >= 1);
+        await Promise.race([
+          Promise.all(mine.map((m) => m.closed)),
+          within(2_000, 'the server still holds the connection'),
+        ]);
+      } finally {
+        c.close();
+      }
+    });
+  }
+
+  it('closes a connection stalled in its TLS handshake (the --use-openssl-ca agent)', async () => {
+    // A TCP listener that reads the ClientHello and never answers it. Under --use-openssl-ca the
+    // client's agent holds the socket until the handshake is done, out of request.destroy()'s
+    // reach; agentTrusting reads the flag from NODE_OPTIONS when the client is built.
+    const accepted: { socket: Socket; closed: Promise<void> }[] = [];
+    let connected: () => void = () => undefined;
+    const silent = createTcpServer((socket) => {
+      socket.resume();
+      accepted.push({
+        socket,
+        closed: new Promise<void>((resolve) =>
+          socket.once('close', () => {
+            resolve();
+          }),
+        ),
+      });
+      connected();
+    });
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silentHost = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const saved = process.env['NODE_OPTIONS'];
+    process.env['NODE_OPTIONS'] = `${saved ?? ''} --use-openssl-ca`;
+    let c: RegistryHttpClient;
+    try {
+      c = new RegistryHttpClient({ ca: ca.certPem, timeoutMs: 10_000 });
+    } finally {
+      if (saved === undefined) delete process.env['NODE_OPTIONS'];
+      else process.env['NODE_OPTIONS'] = saved;
+    }
+    const gaveUp = new AbortController();
+    const handshaking = new Promise<void>((resolve) => {
+      connected = resolve;
+    });
+    const lookup = c
+      .manifestSize({ registry: silentHost, path: 'a' }, DIGEST, { signal: gaveUp.signal })
+      .catch((err: unknown) => err);
+    try {
+      await Promise.race([handshaking, within(5_000, 'the client never connected')]);
+      const abortedAt = Date.now();
+      gaveUp.abort();
+      const outcome = await Promise.race([lookup, within(2_000, 'the lookup ran on')]);
+      assert.ok(isTrustError(outcome, 'HTTP_UNREACHABLE'), String(outcome));
+      assert.equal(outcome.facts.problem, 'the request was aborted');
+      assert.ok(Date.now() - abortedAt < 1_000);
+      // The HTTPS attempt only: an abort is not a transport failure to retry over plain HTTP.
+      assert.equal(accepted.length, 1);
+      await Promise.race([
+        accepted[0]?.closed,
+        within(2_000, 'the stalled handshake was left open'),
+      ]);
+    } finally {
+      c.close();
+      for (const { socket } of accepted) socket.destroy();
+      silent.close();
+    }
+  });
+
+  it('sends nothing when the signal has already fired', async () => {
+    const c = new RegistryHttpClient({ ca: ca.certPem });
+    const from = connections.length;
+    try {
+      const outcome = await c
+        .manifestSize({ registry: host, path: 'stall/app' }, DIGEST, {
+          signal: AbortSignal.abort(),
+        })
+        .catch((err: unknown) => err);
+      assert.ok(isTrustError(outcome, 'HTTP_UNREACHABLE'), String(outcome));
+      assert.equal(connections.length, from);
     } finally {
       c.close();
     }

@@ -107,9 +107,10 @@ export function controllerSigner(
 /**
  * One attempt's deadline. When it passes, the attempt fails at once with HTTP_UNREACHABLE naming
  * the round trip in progress (reason Unavailable: retried with backoff, like a server that does not
- * answer), a metadata download in flight is aborted through its signal, and no further round trip
- * starts; a key fetch, publish or manifest lookup already sent ends by its client's own 10 s
- * deadline, its answer unused (a publish that lands anyway is found in place by the retry).
+ * answer), a metadata download or manifest lookup in flight is aborted through its signal (its
+ * connection closed), and no further round trip starts; a key fetch or publish already sent ends by
+ * its client's own 10 s deadline, its answer unused (a publish that lands anyway is found in place
+ * by the retry).
  */
 export class AttemptDeadline {
   readonly #controller = new AbortController();
@@ -179,8 +180,8 @@ export class AttemptDeadline {
   registry(lookup: ManifestLookup): ManifestLookup {
     return {
       manifestSize: (image, digest) =>
-        this.#call(image.registry, `manifest lookup of ${image.registry}/${image.path}`, () =>
-          lookup.manifestSize(image, digest),
+        this.#call(image.registry, `manifest lookup of ${image.registry}/${image.path}`, (signal) =>
+          lookup.manifestSize(image, digest, { signal }),
         ),
     };
   }

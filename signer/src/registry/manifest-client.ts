@@ -15,14 +15,30 @@ import * as https from 'node:https';
 import {
   TrustError,
   agentTrusting,
+  isTrustError,
   type CredentialSource,
   type Credentials,
+  type TrustingRequestOptions,
 } from '@kpack-trust/common';
 
 /** Answers the size of a pushed manifest. */
 export interface ManifestLookup {
   /** The manifest's length in bytes; throws MANIFEST_UNKNOWN when the registry does not have it. */
-  manifestSize(image: { registry: string; path: string }, digest: string): Promise<number>;
+  manifestSize(
+    image: { registry: string; path: string },
+    digest: string,
+    options?: LookupOptions,
+  ): Promise<number>;
+}
+
+/** One lookup's caller's controls. */
+export interface LookupOptions {
+  /**
+   * Ends the lookup wherever it is (manifest request, token request, TLS handshake), closing its
+   * connection: the lookup rejects with the signal's reason when that is a TrustError (the
+   * controller's attempt deadline), else HTTP_UNREACHABLE.
+   */
+  readonly signal?: AbortSignal;
 }
 
 /** How to reach registries. */
@@ -65,10 +81,15 @@ export class RegistryHttpClient implements ManifestLookup {
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options;
-    this.httpsAgent = agentTrusting({ ca: options.ca });
+    this.httpsAgent = agentTrusting({ ca: options.ca, handshakeTimeoutMs: this.timeoutMs() });
   }
 
-  async manifestSize(image: { registry: string; path: string }, digest: string): Promise<number> {
+  async manifestSize(
+    image: { registry: string; path: string },
+    digest: string,
+    options: LookupOptions = {},
+  ): Promise<number> {
+    const signal = options.signal;
     const host = image.registry === 'docker.io' ? DOCKER_HUB_API : image.registry;
     const bases = [`https://${host}`];
     if (isLoopback(host) || (this.options.insecureRegistries ?? []).includes(image.registry)) {
@@ -77,10 +98,12 @@ export class RegistryHttpClient implements ManifestLookup {
     let lastError: unknown;
     for (const base of bases) {
       try {
-        return await this.sizeAt(base, image, digest);
+        return await this.sizeAt(base, image, digest, signal);
       } catch (err) {
-        // Only a transport failure (TLS against a plain-HTTP registry, say) moves on to HTTP.
+        // Only a transport failure (TLS against a plain-HTTP registry, say) moves on to HTTP; a
+        // caller that gave up is not one.
         if (!(err instanceof TrustError && err.code === 'HTTP_UNREACHABLE')) throw err;
+        if (signal?.aborted === true) throw err;
         lastError = err;
       }
     }
@@ -97,10 +120,11 @@ export class RegistryHttpClient implements ManifestLookup {
     base: string,
     image: { registry: string; path: string },
     digest: string,
+    signal: AbortSignal | undefined,
   ): Promise<number> {
     const url = new URL(`${base}/v2/${image.path}/manifests/${digest}`);
     const reference = `${image.registry}/${image.path}@${digest}`;
-    const head = await this.authorized('HEAD', url, image, SMALL_LIMIT);
+    const head = await this.authorized('HEAD', url, image, SMALL_LIMIT, signal);
     const unknown = (status: number): TrustError =>
       new TrustError(
         'MANIFEST_UNKNOWN',
@@ -121,7 +145,7 @@ export class RegistryHttpClient implements ManifestLookup {
     if (Number.isSafeInteger(length) && length > 0) return length;
 
     // No usable Content-Length: fetch the bytes and make sure they are the manifest named.
-    const get = await this.authorized('GET', url, image, MANIFEST_LIMIT);
+    const get = await this.authorized('GET', url, image, MANIFEST_LIMIT, signal);
     if (get.status === 404) throw unknown(404);
     if (get.status !== 200) throw statusError('GET', url, get.status);
     const actual = `sha256:${createHash('sha256').update(get.body).digest('hex')}`;
@@ -141,15 +165,16 @@ export class RegistryHttpClient implements ManifestLookup {
     url: URL,
     image: { registry: string; path: string },
     maxBytes: number,
+    signal: AbortSignal | undefined,
   ): Promise<Reply> {
     const headers = { Accept: MANIFEST_ACCEPT, 'User-Agent': this.userAgent() };
-    const first = await this.roundTrip(method, url, headers, maxBytes);
+    const first = await this.roundTrip(method, url, headers, maxBytes, signal);
     if (first.status !== 401) return this.refused(first, url);
     const challenge = parseChallenge(headerText(first.headers['www-authenticate']));
     const credentials = await this.options.credentials?.credentialsFor(image.registry);
     let authorization: string;
     if (challenge?.scheme === 'bearer') {
-      authorization = `Bearer ${await this.token(url, challenge.params, image.path, credentials)}`;
+      authorization = `Bearer ${await this.token(url, challenge.params, image.path, credentials, signal)}`;
     } else if (challenge?.scheme === 'basic' && credentials !== undefined) {
       authorization = basic(credentials);
     } else {
@@ -166,6 +191,7 @@ export class RegistryHttpClient implements ManifestLookup {
       url,
       { ...headers, Authorization: authorization },
       maxBytes,
+      signal,
     );
     if (second.status === 401) throw authFailed(url.href, 401, 'the registry refused the token');
     return this.refused(second, url);
@@ -182,6 +208,7 @@ export class RegistryHttpClient implements ManifestLookup {
     params: ReadonlyMap<string, string>,
     path: string,
     credentials: Credentials | undefined,
+    signal: AbortSignal | undefined,
   ): Promise<string> {
     const realmText = params.get('realm') ?? '';
     let realm: URL;
@@ -212,7 +239,7 @@ export class RegistryHttpClient implements ManifestLookup {
       realm.searchParams.set('account', credentials.username);
       headers['Authorization'] = basic(credentials);
     }
-    const reply = await this.roundTrip('GET', realm, headers, SMALL_LIMIT);
+    const reply = await this.roundTrip('GET', realm, headers, SMALL_LIMIT, signal);
     if (reply.status === 401 || reply.status === 403) {
       throw authFailed(
         shown,
@@ -251,25 +278,44 @@ export class RegistryHttpClient implements ManifestLookup {
     return this.options.userAgent ?? 'kpack-trust-signer';
   }
 
+  private timeoutMs(): number {
+    return this.options.timeoutMs ?? 10_000;
+  }
+
+  /**
+   * One request under the client's deadline and the caller's signal. Either closes the connection
+   * wherever it is; one still in its TLS handshake through the agent's `handshakeSignal`, since
+   * request.destroy() cannot reach it (see common/src/notary/tls-trust.ts).
+   */
   private roundTrip(
     method: string,
     url: URL,
     headers: Record<string, string>,
     maxBytes: number,
+    signal: AbortSignal | undefined,
   ): Promise<Reply> {
-    const timeoutMs = this.options.timeoutMs ?? 10_000;
+    const timeoutMs = this.timeoutMs();
     const shown = url.origin + url.pathname;
+    if (signal?.aborted === true) return Promise.reject(abortedError(signal, method, shown));
     return new Promise<Reply>((resolve, reject) => {
       const secure = url.protocol === 'https:';
-      const request = (secure ? https : http).request(url, {
-        method,
-        headers,
-        agent: secure ? this.httpsAgent : this.httpAgent,
-      });
-      const fail = (problem: string, cause?: unknown): void => {
+      const handshake = new AbortController();
+      let settled = false;
+      const settle = (outcome: Reply | TrustError): void => {
+        if (settled) return;
+        settled = true;
         clearTimeout(timer);
-        request.destroy();
-        reject(
+        signal?.removeEventListener('abort', onAbort);
+        if (outcome instanceof TrustError) {
+          request.destroy();
+          handshake.abort();
+          reject(outcome);
+        } else {
+          resolve(outcome);
+        }
+      };
+      const fail = (problem: string, cause?: unknown): void => {
+        settle(
           new TrustError(
             'HTTP_UNREACHABLE',
             { url: shown, problem },
@@ -278,9 +324,22 @@ export class RegistryHttpClient implements ManifestLookup {
           ),
         );
       };
+      const onAbort = (): void => {
+        settle(abortedError(signal, method, shown));
+      };
+      // Armed before the connection opens, so that it fires before the agent's handshake deadline
+      // of the same length and a stalled handshake is reported as this request's deadline.
       const timer = setTimeout(() => {
         fail(`no complete answer within ${timeoutMs} ms`);
       }, timeoutMs);
+      const options: https.RequestOptions & TrustingRequestOptions = {
+        method,
+        headers,
+        agent: secure ? this.httpsAgent : this.httpAgent,
+        ...(secure ? { handshakeSignal: handshake.signal } : {}),
+      };
+      const request = (secure ? https : http).request(url, options);
+      signal?.addEventListener('abort', onAbort, { once: true });
       request.on('error', (error: NodeJS.ErrnoException) => {
         fail(error.code === undefined ? error.message : `${error.code}: ${error.message}`, error);
       });
@@ -288,6 +347,7 @@ export class RegistryHttpClient implements ManifestLookup {
         const chunks: Buffer[] = [];
         let size = 0;
         response.on('data', (chunk: Buffer) => {
+          if (settled) return;
           size += chunk.length;
           if (size > maxBytes) {
             fail(`the answer exceeds ${maxBytes} bytes`);
@@ -296,8 +356,7 @@ export class RegistryHttpClient implements ManifestLookup {
           chunks.push(chunk);
         });
         response.on('end', () => {
-          clearTimeout(timer);
-          resolve({
+          settle({
             status: response.statusCode ?? 0,
             headers: response.headers,
             body: Buffer.concat(chunks),
@@ -307,6 +366,20 @@ export class RegistryHttpClient implements ManifestLookup {
       request.end();
     });
   }
+}
+
+/**
+ * The error of a lookup its caller gave up on: the signal's reason when it is a TrustError (the
+ * controller's attempt deadline, naming what stalled), else HTTP_UNREACHABLE.
+ */
+function abortedError(signal: AbortSignal | undefined, method: string, url: string): TrustError {
+  const reason: unknown = signal?.reason;
+  if (isTrustError(reason)) return reason;
+  return new TrustError(
+    'HTTP_UNREACHABLE',
+    { url, problem: 'the request was aborted' },
+    `${method} ${url} failed: the request was aborted.`,
+  );
 }
 
 /** 127.0.0.0/8, ::1 and localhost — insecure by default, as dockerd treats them. */
