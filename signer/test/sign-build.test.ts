@@ -9,11 +9,18 @@ import {
   TrustError,
   compileAnchor,
   generateSigningKey,
+  nextTargets,
   resolveTarget,
   updateCollection,
+  withDelegation,
   NOTARY_ROLE_ORDER,
 } from '@kpack-trust/common';
-import { FixtureRepository, fakeManifest, fixtureKey } from '@kpack-trust/common/testing';
+import {
+  FixtureRepository,
+  fakeManifest,
+  fakeTarget,
+  fixtureKey,
+} from '@kpack-trust/common/testing';
 import type { BuildImage } from '../src/publish/build-image.js';
 import { backoff, signBuild, type SignBuildDependencies } from '../src/publish/sign-build.js';
 import type { ManifestLookup } from '../src/registry/manifest-client.js';
@@ -85,6 +92,21 @@ async function lookupTag(notary: MemoryNotary, rootKeyId: string, tag: string): 
     now: NOW,
   });
   return resolveTarget(collection, tag, NOTARY_ROLE_ORDER).sha256Hex;
+}
+
+/** A SIGNING_KEY_UNUSABLE for targets/releases whose problem starts so and names both pins. */
+function refusedUnderTofu(keyId: string, problemStart: string): (err: unknown) => boolean {
+  return (err) => {
+    const e = err as TrustError<'SIGNING_KEY_UNUSABLE'>;
+    assert.equal(e.code, 'SIGNING_KEY_UNUSABLE');
+    assert.deepEqual(
+      { gun: e.facts.gun, role: e.facts.role, keyId: e.facts.keyId },
+      { gun: GUN, role: 'targets/releases', keyId },
+    );
+    assert.ok(e.facts.problem.startsWith(problemStart), e.facts.problem);
+    assert.match(e.message, /--root-key-id or a root keys dir/);
+    return true;
+  };
 }
 
 describe('signBuild', () => {
@@ -417,6 +439,70 @@ describe('signBuild', () => {
       new Map([['v1', fakeManifest('one').digestHex]]),
     );
     assert.ok(!d.lines.some((l) => l.startsWith('note:')));
+  });
+
+  it('refuses, with the root trusted on first use, a delegation whose current version our key did not sign (a forged chain)', async () => {
+    // The server's own root; its targets delegates targets/releases to our key and the attacker's
+    // (threshold 1); the attacker alone signed the current targets/releases, slipping in "evil".
+    const ours = await fixtureKey();
+    const attacker = await fixtureKey();
+    const repo = await FixtureRepository.create(GUN, NOW);
+    await repo.addDelegation('targets/releases', { keys: [ours, attacker] });
+    await repo.changeTargets(
+      'targets/releases',
+      { set: new Map([['evil', fakeTarget('evil')]]) },
+      { signers: [attacker.signer] },
+    );
+    const notary = new MemoryNotary(NOW);
+    notary.serveFixture(repo, { serverSnapshot: true });
+    const store = new MemoryKeyStore({
+      keys: { delegations: new Map([['targets/releases', ours.privateKey]]) },
+    });
+    const image = build('one', ['v1'], 700);
+    await assert.rejects(
+      signBuild({ image, role: 'targets/releases' }, deps(notary, store)),
+      refusedUnderTofu(ours.publicKey.id, 'the current targets/releases is not signed by our key'),
+    );
+    assert.deepEqual(notary.publishes, []);
+    // With the root pinned, a delegation another signer published last is signed (docker trust's
+    // several signers of targets/releases), "evil" and all: the pinned root vouches for them.
+    const rootKeyId = repo.rootKeys[0]?.publicKey.id;
+    assert.ok(rootKeyId);
+    const pinned = await signBuild(
+      { image, role: 'targets/releases', rootKeyIds: [rootKeyId] },
+      deps(notary, store),
+    );
+    assert.deepEqual(pinned.rolesPublished, ['targets/releases']);
+    assert.deepEqual([...notary.targetsOf(GUN, 'targets/releases').keys()].sort(), ['evil', 'v1']);
+  });
+
+  it('refuses, with the root trusted on first use, a delegation never published, naming the pin', async () => {
+    const ours = await fixtureKey();
+    const repo = await FixtureRepository.create(GUN, NOW);
+    repo.targets = nextTargets(
+      withDelegation(repo.targets, { name: 'targets/releases', keys: [ours.publicKey] }),
+      {},
+      NOW,
+    );
+    await repo.publish(['targets']);
+    const notary = new MemoryNotary(NOW);
+    notary.serveFixture(repo, { serverSnapshot: true });
+    const store = new MemoryKeyStore({
+      keys: { delegations: new Map([['targets/releases', ours.privateKey]]) },
+    });
+    const image = build('one', ['v1'], 700);
+    await assert.rejects(
+      signBuild({ image, role: 'targets/releases' }, deps(notary, store)),
+      refusedUnderTofu(ours.publicKey.id, 'targets/releases has never been published'),
+    );
+    assert.deepEqual(notary.publishes, []);
+    const rootKeyId = repo.rootKeys[0]?.publicKey.id;
+    assert.ok(rootKeyId);
+    const pinned = await signBuild(
+      { image, role: 'targets/releases', rootKeyIds: [rootKeyId] },
+      deps(notary, store),
+    );
+    assert.deepEqual(pinned.versions, { root: 1, 'targets/releases': 1 });
   });
 
   it('signs into another delegation, saying Docker will not trust tags from it alone', async () => {

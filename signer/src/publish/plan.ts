@@ -228,9 +228,10 @@ export interface UpdateInput extends TargetsChange {
    */
   readonly roleTargets?: ReadonlyMap<string, ReadonlyMap<string, FileMeta>>;
   /**
-   * Set when the root was trusted on first use (we hold no root key and none was pinned): then the
-   * role we sign must already carry our key's signature, so entries a forged chain slipped in are
-   * never re-signed by us. Docker's multi-signer delegations cannot meet this; pin the root for them.
+   * Set when the root was trusted on first use (we hold no root key and none was pinned): then
+   * each role we sign — `targets` or a delegation — must already exist and carry our key's
+   * signature, so entries a forged chain slipped in are never re-signed by us. Docker's
+   * multi-signer delegations cannot meet this; pin the root for them.
    */
   readonly requireOwnSignature?: boolean;
   /**
@@ -262,14 +263,25 @@ export async function planUpdate(input: UpdateInput): Promise<PublishPlan> {
   for (const [role, targets] of changes) {
     const signer = roleSigner(collection, role, keys, targets.keys());
     const existing = collection.targetsRoles.get(role);
-    if (input.requireOwnSignature === true && existing !== undefined) {
+    if (input.requireOwnSignature === true) {
+      // A root trusted on first use vouches for nothing: only a version our key already signed
+      // shows the role's content is ours, not entries a forged chain slipped in for us to re-sign
+      // (a file that could then be replayed into the real repository). A delegation never
+      // published has no such version, so under TOFU there is nothing to build on.
+      if (existing === undefined) {
+        throw unusable(
+          gun,
+          role,
+          signer.publicKey.id,
+          `${role} has never been published, so no version of it carries our key's signature, and ${TOFU_ROOT}`,
+        );
+      }
       if (!existing.signedBy.has(signer.publicKey.canonicalId)) {
         throw unusable(
           gun,
           role,
           signer.publicKey.id,
-          `the current ${role} is not signed by our key, and with neither our root key nor ` +
-            '--root-key-id the root was trusted on first use; pin the root to sign this repository',
+          `the current ${role} is not signed by our key, and ${TOFU_ROOT}`,
         );
       }
     }
@@ -556,6 +568,11 @@ function clientSnapshotSigner(root: RootMetadata, keys: SigningKeys): MetadataSi
   );
   return listed === undefined ? undefined : localSigner(keys.snapshot, listed);
 }
+
+/** Why a TOFU refusal happened and how to lift it, ending the problem of the refusals above. */
+const TOFU_ROOT =
+  'with neither our root key nor a pinned root the root was trusted on first use; pin the root ' +
+  "(--root-key-id or a root keys dir; the controller: the Image's kpack-trust.io/root-key-id) to sign it";
 
 function unusable(gun: string, role: string, keyId: string, problem: string): TrustError {
   return new TrustError(

@@ -317,7 +317,12 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
     collection,
     keys,
     now,
-    requireOwnSignature: anchor.pinnedBy === 'tofu' && roles.length === 1 && roles[0] === 'targets',
+    // Under TOFU the role the caller names (targets, --delegation, an Image's delegation) must
+    // already carry our signature (plan.ts). The delegations kpack's rule picks are exempt, as the
+    // README documents: docker trust's several signers of one delegation could never meet it.
+    requireOwnSignature:
+      anchor.pinnedBy === 'tofu' &&
+      (roleTargets === undefined || (roles.length === 1 && roles[0] === 'targets')),
     rootTrustedOnFirstUse: anchor.pinnedBy === 'tofu',
   });
   if (plan.files.length === 0) {
