@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { TrustError } from '@kpack-trust/common';
+import { PublicKey, TrustError, generateSigningKey } from '@kpack-trust/common';
 import { fakeManifest } from '@kpack-trust/common/testing';
 import {
   ANNOTATIONS,
@@ -368,9 +368,14 @@ describe('a Build that can never be signed gets a final record and no publish', 
   async function failed(
     image: Record<string, unknown>,
     build: Record<string, unknown>,
-  ): Promise<{ c: Cluster; notary: MemoryNotary; reason: string | undefined }> {
+  ): Promise<{
+    c: Cluster;
+    notary: MemoryNotary;
+    stores: Map<string, MemoryKeyStore>;
+    reason: string | undefined;
+  }> {
     const c = cluster(image, build);
-    const { notary, sign } = realSigning();
+    const { notary, stores, sign } = realSigning();
     const outcome = await reconcileBuild('team', 'b', FIRST, deps(c, sign));
     assert.equal(outcome.kind, 'failed');
     assert.equal(notary.publishes.length, 0);
@@ -383,7 +388,7 @@ describe('a Build that can never be signed gets a final record and no publish', 
     );
     const annotations = annotationsOf(c, 'b');
     assert.equal(annotations[ANNOTATIONS.failedDigest], DIGEST);
-    return { c, notary, reason: annotations[ANNOTATIONS.signingErrorReason] };
+    return { c, notary, stores, reason: annotations[ANNOTATIONS.signingErrorReason] };
   }
 
   it('a notary URL that is not https', async () => {
@@ -417,6 +422,29 @@ describe('a Build that can never be signed gets a final record and no publish', 
       buildObject('b'),
     );
     assert.equal(reason, 'KeyUnusable');
+  });
+
+  it('a root pin or a delegation on a repository that does not exist yet, with no key created', async () => {
+    // A generated root key can never be the pinned one, and a new repository has no delegation:
+    // a key Secret made before the refusal would be left behind, its root blocking every later Build.
+    for (const settings of [
+      { [ANNOTATIONS.rootKeyId]: 'a'.repeat(64) },
+      { [ANNOTATIONS.delegation]: 'targets/releases' },
+    ]) {
+      const { stores, reason } = await failed(
+        imageObject({ ...OPTED_IN, ...settings }),
+        buildObject('b'),
+      );
+      assert.equal(reason, 'KeyUnusable');
+      assert.ok(stores.size > 0);
+      for (const store of stores.values()) {
+        assert.equal(store.current, undefined);
+        assert.deepEqual(
+          store.loads.filter((l) => l.createIfMissing),
+          [],
+        );
+      }
+    }
   });
 
   it('a record of the failure stops further attempts at that digest', async () => {
@@ -622,6 +650,20 @@ describe('Image settings', () => {
       assert.notEqual(decision.settings.rootKeySecret, victim.settings.rootKeySecret);
       assert.notEqual(decision.settings.rootKeySecret, victim.settings.targetsKeySecret);
     }
+  });
+
+  it('a root pin looks before creating, and then loads as asked when the pinned root key is stored', async () => {
+    const root = generateSigningKey();
+    const pin = PublicKey.fromKeyObject(root).canonicalId;
+    const store = new MemoryKeyStore({ keys: { root: { privateKey: root } } });
+    const keys = await withImageSettings(store, undefined, [pin]).load(REPO, {
+      createIfMissing: true,
+    });
+    assert.equal(keys.root?.privateKey, root);
+    assert.deepEqual(
+      store.loads.map((l) => l.createIfMissing),
+      [false, true],
+    );
   });
 
   it('a delegation is signed with the targets Secret key', async () => {

@@ -312,6 +312,35 @@ describe('signBuild', () => {
     }
   });
 
+  it('refuses a delegation on a repository that does not exist before the key store creates any key', async () => {
+    // A store that generates keys would otherwise keep a root key no repository lists, and the
+    // Kubernetes store's leftover root Secret would then anchor (and refuse) every later build.
+    const notary = new MemoryNotary(NOW);
+    const store = new MemoryKeyStore({ generate: true });
+    await assert.rejects(
+      signBuild(
+        { image: build('one', ['v1'], 700), role: 'targets/releases' },
+        deps(notary, store),
+      ),
+      {
+        code: 'SIGNING_KEY_UNUSABLE',
+        facts: {
+          gun: GUN,
+          role: 'targets/releases',
+          keyId: '',
+          problem:
+            'the repository does not exist yet, so it has no delegation targets/releases to sign into',
+        },
+      },
+    );
+    assert.equal(store.current, undefined);
+    assert.deepEqual(
+      store.loads.filter((l) => l.createIfMissing),
+      [],
+    );
+    assert.deepEqual(notary.keyRequests, []);
+  });
+
   it('refuses a repository whose root is not signed by our root key', async () => {
     const repo = await FixtureRepository.create(GUN, NOW);
     const notary = new MemoryNotary(NOW);

@@ -98,11 +98,10 @@ export type CreatingKeys = SigningKeys & {
 };
 
 /**
- * The keys to create a new GUN with, or the refusal — decided from the role and the keys alone, so
- * a caller can refuse before `GET <role>.key`, which on a GUN without a root makes notary-signer
- * generate a key that no root will ever list.
+ * Refuses to create a GUN for signing into a delegation: a new repository has none. Decided from
+ * the role alone, so a caller can refuse before a key store generates keys for the repository.
  */
-export function creatingKeys(gun: string, role: string, keys: SigningKeys): CreatingKeys {
+export function checkCreatingRole(gun: string, role: string): void {
   if (role !== 'targets') {
     throw unusable(
       gun,
@@ -111,6 +110,15 @@ export function creatingKeys(gun: string, role: string, keys: SigningKeys): Crea
       `the repository does not exist yet, so it has no delegation ${role} to sign into`,
     );
   }
+}
+
+/**
+ * The keys to create a new GUN with, or the refusal — decided from the role and the keys alone, so
+ * a caller can refuse before `GET <role>.key`, which on a GUN without a root makes notary-signer
+ * generate a key that no root will ever list.
+ */
+export function creatingKeys(gun: string, role: string, keys: SigningKeys): CreatingKeys {
+  checkCreatingRole(gun, role);
   const { root, targets } = keys;
   if (root === undefined) {
     throw unusable(

@@ -24,6 +24,7 @@ import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
 import type { ManifestLookup } from '../registry/manifest-client.js';
 import type { BuildImage } from './build-image.js';
 import {
+  checkCreatingRole,
   creatingKeys,
   planNewRepository,
   planUpdate,
@@ -243,7 +244,10 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
 
   if (rootBytes === undefined) {
     // Refuse before any GET <role>.key: until a published root lists them, each one makes notary
-    // generate a new key, so a refused creation (kpack mounts no root key) must ask for none.
+    // generate a new key, so a refused creation (kpack mounts no root key) must ask for none. A
+    // delegation is refused before the key store may generate keys too: a root key no repository
+    // lists would be left behind, and a stored one anchors every later build to it.
+    checkCreatingRole(gun, ctx.role);
     const keys = creatingKeys(gun, ctx.role, await ctx.session.load(true));
     // Ask for each server key exactly once, for the same reason.
     const timestamp = await serverKey(deps.notary, gun, 'timestamp');
