@@ -84,6 +84,18 @@ describe('updateCollection with allowExpired (writers only)', () => {
     assert.equal(resolveTarget(c, 'v1').sha256Hex, rel.digestHex);
   });
 
+  it('reads an expired delegation listing a name outside its paths, without that name', async () => {
+    // What a publisher re-signs of it then leaves the name out: no reader could take it from there.
+    await repo.addDelegation('targets/releases', { paths: ['release-'] });
+    await repo.signTag('release-1', m.digestHex, m.length, 'targets/releases');
+    await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
+    const c = await read(repo, { now: LATER, allowExpired: true });
+    assert.deepEqual(
+      [...(c.targetsRoles.get('targets/releases')?.metadata.targets.keys() ?? [])],
+      ['release-1'],
+    );
+  });
+
   it('reads a repository untouched for four years: everything but root has expired', async () => {
     await rejectsWithTrustError(read(repo, { now: LATER }), 'EXPIRED', { role: 'timestamp' });
     const c = await read(repo, { now: LATER, allowExpired: true });
@@ -205,19 +217,6 @@ describe('updateCollection with allowExpired (writers only)', () => {
         'SIGNATURE_THRESHOLD',
         {
           role: 'targets/releases',
-        },
-      );
-    });
-
-    it('an expired delegation signing outside its paths', async () => {
-      await repo.addDelegation('targets/releases', { paths: ['release-'] });
-      await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
-      await rejectsWithTrustError(
-        read(repo, { now: LATER, allowExpired: true }),
-        'DELEGATION_PATH_VIOLATION',
-        {
-          role: 'targets/releases',
-          target: 'latest',
         },
       );
     });

@@ -323,12 +323,84 @@ describe('updateCollection', () => {
     });
   });
 
-  it('rejects a delegation signing outside its paths', async () => {
-    await repo.addDelegation('targets/releases', { paths: ['release-'] });
-    await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
-    await rejectsWithTrustError(verify(repo), 'DELEGATION_PATH_VIOLATION', {
-      role: 'targets/releases',
-      target: 'latest',
+  describe('a delegation listing names outside its paths (notary: paths apply at lookup only)', () => {
+    // What `notary delegation remove … --all-paths` leaves behind: targets/releases still lists
+    // what it signed when its paths allowed it. Go's builder loads the role; WalkTargets and
+    // ListTargets never take a name from it that its paths exclude.
+    const rel = fakeManifest('release');
+    const stray = fakeManifest('stray');
+
+    beforeEach(async () => {
+      await repo.addDelegation('targets/releases', { paths: ['release-'] });
+      await repo.signTag('release-1', rel.digestHex, rel.length, 'targets/releases');
+      await repo.signTag('latest', stray.digestHex, stray.length, 'targets/releases');
+      await repo.signTag('v1', stray.digestHex, stray.length, 'targets/releases');
+    });
+
+    it('loads the role and resolves the names inside its paths from it', async () => {
+      const c = await verify(repo);
+      assert.equal(c.targetsRoles.has('targets/releases'), true);
+      assert.equal(resolveTarget(c, 'release-1').role, 'targets/releases');
+      assert.equal(resolveTarget(c, 'release-1').sha256Hex, rel.digestHex);
+    });
+
+    it('never resolves a name outside them from it, in Docker or notary order', async () => {
+      const c = await verify(repo);
+      for (const order of [undefined, NOTARY_ROLE_ORDER]) {
+        assert.throws(
+          () => resolveTarget(c, 'latest', order),
+          (e: unknown) => isTrustError(e, 'TARGET_NOT_FOUND'),
+        );
+        // v1 is also signed in targets: that signature answers, not the stray one.
+        assert.equal(resolveTarget(c, 'v1', order).role, 'targets');
+        assert.equal(resolveTarget(c, 'v1', order).sha256Hex, m.digestHex);
+      }
+    });
+
+    it('counts it as no signer and finds no tag by digest in it for those names', async () => {
+      const c = await verify(repo);
+      assert.deepEqual(signersOf(c, 'latest'), []);
+      assert.deepEqual(
+        signersOf(c, 'v1').map((t) => t.role),
+        ['targets'],
+      );
+      assert.deepEqual(targetsWithDigest(c, stray.digestHex), []);
+      assert.deepEqual(
+        [...(c.targetsRoles.get('targets/releases')?.metadata.targets.keys() ?? [])],
+        ['release-1'],
+      );
+    });
+
+    it("applies every ancestor's paths: a grandchild allowing all names keeps only its parent's", async () => {
+      await repo.addDelegation('targets/releases/ci');
+      await repo.signTag('release-2', rel.digestHex, rel.length, 'targets/releases/ci');
+      await repo.signTag('nightly', stray.digestHex, stray.length, 'targets/releases/ci');
+      const c = await verify(repo);
+      assert.equal(resolveTarget(c, 'release-2').role, 'targets/releases/ci');
+      assert.deepEqual(
+        [...(c.targetsRoles.get('targets/releases/ci')?.metadata.targets.keys() ?? [])],
+        ['release-2'],
+      );
+      assert.deepEqual(signersOf(c, 'nightly'), []);
+    });
+
+    it('drops every name when its paths are empty, and loads it all the same', async () => {
+      // `notary delegation remove GUN targets/releases --all-paths`: keys and targets stay.
+      repo.targets = {
+        ...repo.targets,
+        delegations: {
+          ...repo.targets.delegations,
+          roles: repo.targets.delegations.roles.map((d) => ({ ...d, paths: [] })),
+        },
+      };
+      await repo.publish(['targets']);
+      const c = await verify(repo);
+      assert.equal(c.targetsRoles.get('targets/releases')?.metadata.targets.size, 0);
+      assert.equal(resolveTarget(c, 'v1').role, 'targets');
+      assert.throws(
+        () => resolveTarget(c, 'release-1'),
+        (e: unknown) => isTrustError(e, 'TARGET_NOT_FOUND'),
+      );
     });
   });
 

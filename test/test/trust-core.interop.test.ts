@@ -185,6 +185,56 @@ for (const trustService of ['remote', 'local'] as const) {
       assert.equal(ours.sha256Hex, notaryView.sha256Hex);
     });
 
+    it('loads a delegation whose paths the CLI narrowed, never resolving what it signed outside them', async () => {
+      // `notary delegation remove --all-paths` then `add --paths prod/` leaves targets/releases
+      // listing v1, signed while its paths allowed it. notary ignores v1 there (paths apply at
+      // lookup) and still serves every other tag; so must we.
+      const gun = `example.com/${trustService}/narrowed`;
+      const trustDir = await stack.tempDir('trust');
+      await initRepo(stack, gun, trustDir);
+      const key = await createDelegationKey(await stack.tempDir('keys'), 'rel');
+      await importKey(stack, trustDir, key.keyFile, 'targets/releases');
+      await addDelegation(stack, gun, trustDir, 'targets/releases', [key.certFile]);
+      await addTarget(stack, gun, trustDir, 'v1', 900, sha('stray'), {
+        roles: ['targets/releases'],
+      });
+      await addTarget(stack, gun, trustDir, 'v2', 901, sha('kept'));
+      const cli = { trustDir };
+      await runNotary(stack, ['delegation', 'remove', gun, 'targets/releases', '--all-paths'], cli);
+      await runNotary(stack, ['publish', gun], cli);
+      await runNotary(
+        stack,
+        ['delegation', 'add', gun, 'targets/releases', '--paths', 'prod/'],
+        cli,
+      );
+      await runNotary(stack, ['publish', gun], cli);
+      await addTarget(stack, gun, trustDir, 'prod/app', 902, sha('prod'), {
+        roles: ['targets/releases'],
+      });
+
+      const c = await verify(gun, { rootKeyIds: await cliRootKeyIds(trustDir, gun) });
+      // The scenario holds: the role's signed bytes still list v1 …
+      const raw = JSON.parse(
+        await readFile(join(trustDir, 'tuf', gun, 'metadata', 'targets', 'releases.json'), 'utf8'),
+      ) as { signed: { targets: Record<string, unknown> } };
+      assert.ok('v1' in raw.signed.targets);
+      // … and neither notary nor we take it from there.
+      const listed = await listTargets(stack, gun, trustDir);
+      assert.deepEqual(listed.map((t) => t.tag).sort(), ['prod/app', 'v2']);
+      for (const order of [DOCKER_ROLE_ORDER, NOTARY_ROLE_ORDER]) {
+        assert.throws(
+          () => resolveTarget(c, 'v1', order),
+          (e: unknown) => isTrustError(e, 'TARGET_NOT_FOUND'),
+        );
+      }
+      for (const tag of ['v2', 'prod/app']) {
+        const notaryView = await lookup(stack, gun, tag, trustDir);
+        const ours = resolveTarget(c, tag, DOCKER_ROLE_ORDER);
+        assert.equal(ours.sha256Hex, notaryView.sha256Hex, tag);
+        assert.equal(ours.role, notaryView.role, tag);
+      }
+    });
+
     it('follows a CLI root rotation from a pin on the old root key', async () => {
       const gun = `example.com/${trustService}/rotated`;
       const trustDir = await stack.tempDir('trust');

@@ -281,15 +281,6 @@ const CORRUPTIONS: readonly Corruption[] = [
       await repo.rotateRoot([next], { signers: [next.signer] });
     },
   },
-  {
-    name: 'delegation-outside-paths',
-    code: 'DELEGATION_PATH_VIOLATION',
-    reason: /^targets\/releases signed "latest", which is outside the paths delegated to it$/,
-    corrupt: async (repo) => {
-      await repo.addDelegation('targets/releases', { paths: ['release-'] });
-      await repo.signTag('latest', m.digestHex, m.length, 'targets/releases');
-    },
-  },
   // Issue 11: a 1 MiB root.json is refused before its keys are parsed.
   {
     name: 'root-hostile-1mib',

@@ -9,9 +9,12 @@
  * client does (client/tufclient.go downloadTargets puts ErrExpired and
  * ErrRoleThreshold of a delegation into the builder's invalidRoles and skips its subtree), it is
  * recorded in `invalidRoles`, with its descendants, and resolution that reaches it throws its error
- * (see resolve.ts). Every other fault — hashes, lengths, malformed bytes, rollback, paths, no
+ * (see resolve.ts). Every other fault — hashes, lengths, malformed bytes, rollback, no
  * signatures at all — still fails the whole collection, and so does any fault of root, timestamp,
  * snapshot or targets.
+ *
+ * A delegation that lists names outside its paths is no fault: as in notary, those names are
+ * simply never read from it (see withinPaths).
  */
 import { createHash } from 'node:crypto';
 import type { JsonValue } from '../canonical/json.js';
@@ -379,8 +382,8 @@ export class CollectionVerifier {
 
   /**
    * Loads a delegated targets role. Its parent must already be loaded and must delegate to it; it is
-   * checked against the snapshot, signed by the parent's threshold of its keys, and may only sign
-   * target names inside its own paths and every ancestor's. Returns undefined when the role is
+   * checked against the snapshot and signed by the parent's threshold of its keys; only the target
+   * names inside its own paths and every ancestor's are kept from it. Returns undefined when the role is
    * recorded as invalid instead (see the module comment): its children must then not be loaded.
    */
   loadDelegation(role: string, bytes: Uint8Array): TargetsMetadata | undefined {
@@ -418,15 +421,7 @@ export class CollectionVerifier {
       return undefined;
     }
     const pathRestrictions = [...parent.pathRestrictions, delegation.paths];
-    for (const target of metadata.targets.keys()) {
-      if (!pathRestrictions.every((paths) => isPathAllowed(paths, target))) {
-        throw new TrustError(
-          'DELEGATION_PATH_VIOLATION',
-          { role, target },
-          `${role} signed "${target}", which is outside the paths delegated to it`,
-        );
-      }
-    }
+    const inPaths = withinPaths(metadata, pathRestrictions);
     // Expiry last, as in Go ("all other validation should pass"): only an otherwise sound role
     // is merely expired.
     const expired = this.expiryError(role, metadata);
@@ -435,10 +430,10 @@ export class CollectionVerifier {
       this.markInvalid(role, expired);
       return undefined;
     }
-    this.noteExpiry(metadata);
-    this.targetsRoles.set(role, { name: role, metadata, pathRestrictions, signedBy });
+    this.noteExpiry(inPaths);
+    this.targetsRoles.set(role, { name: role, metadata: inPaths, pathRestrictions, signedBy });
     this.stage = 'delegations';
-    return metadata;
+    return inPaths;
   }
 
   /**
@@ -631,6 +626,27 @@ function rootKeySet(root: RootMetadata): RootKeySet {
 export function parentOf(role: string): string {
   const i = role.lastIndexOf('/');
   return i < 0 ? role : role.slice(0, i);
+}
+
+/**
+ * `metadata` without the target names that `pathRestrictions` exclude. Notary's builder loads a
+ * delegation whatever names it lists (tuf/builder.go loadDelegation checks no path): paths apply
+ * only when targets are read (tuf.go WalkTargets → isValidPath, ListTargets → CheckPaths). A role
+ * keeps what it signed when its paths are narrowed later (`notary delegation remove --all-paths`),
+ * and such a name must then never be taken from it. Dropping it here, once, keeps it out of
+ * everything that reads the role: resolution, digest lookup, required signers, and the next
+ * version a publisher signs of it.
+ */
+function withinPaths(
+  metadata: TargetsMetadata,
+  pathRestrictions: readonly (readonly string[])[],
+): TargetsMetadata {
+  const targets = new Map(
+    [...metadata.targets].filter(([name]) =>
+      pathRestrictions.every((paths) => isPathAllowed(paths, name)),
+    ),
+  );
+  return targets.size === metadata.targets.size ? metadata : { ...metadata, targets };
 }
 
 function metaMissing(role: string, parent: string): TrustError<'META_MISSING'> {
