@@ -15,12 +15,16 @@ import {
   generateSigningKey,
   isTrustError,
 } from '@kpack-trust/common';
+import { fakeManifest } from '@kpack-trust/common/testing';
 import type { KeyStore, RepositoryKeys } from '../src/keys/key-store.js';
 import { KeysDirStore } from '../src/keys/keys-dir-store.js';
+import { signBuild } from '../src/publish/sign-build.js';
+import { MemoryNotary } from './support/memory-notary.js';
 
 const GUN = 'registry.example.com/team/app';
 const PASSWORD = 'mounted-Password-1';
 const ENV_PASSPHRASE = 'env-Passphrase-2';
+const NOW = new Date('2026-03-01T12:00:00Z');
 
 let workDir = '';
 let counter = 0;
@@ -195,6 +199,38 @@ describe('KeysDirStore: choosing among several key files', () => {
 });
 
 describe('KeysDirStore: the root key directory', () => {
+  it('one header-less key given as both directories cannot create a repository (root = targets)', async () => {
+    const dir = await freshDir();
+    const only = await writeKey(dir, undefined);
+    await writeFile(join(dir, 'password'), PASSWORD);
+    const store = new KeysDirStore({ dir, rootDir: dir });
+    const keys = await loadKeys(store);
+    assert.equal(idOf(keys.root?.privateKey ?? generateSigningKey()), idOf(only));
+    const notary = new MemoryNotary(NOW);
+    const manifest = fakeManifest('same-key');
+    const image = {
+      gun: GUN,
+      registry: 'registry.example.com',
+      path: 'team/app',
+      tags: ['v1'],
+      digest: `sha256:${manifest.digestHex}`,
+      size: manifest.length,
+    };
+    await rejectsWith(
+      signBuild({ image }, { notary, keyStore: store, now: () => NOW }),
+      'KEY_STORE_INVALID',
+      (facts) => {
+        assert.equal(facts['store'], store.description);
+        assert.equal(
+          facts['problem'],
+          `its root key and targets key are the same key (${idOf(only)})`,
+        );
+      },
+    );
+    assert.deepEqual(notary.keyRequests, []);
+    assert.deepEqual(notary.publishes, []);
+  });
+
   it('returns the root key and a root.crt issued for this GUN', async () => {
     const dir = await freshDir();
     await writeKey(dir, { role: 'targets', gun: GUN });

@@ -6,6 +6,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
+  PublicKey,
   TrustError,
   compileAnchor,
   generateSigningKey,
@@ -339,6 +340,23 @@ describe('signBuild', () => {
       [],
     );
     assert.deepEqual(notary.keyRequests, []);
+  });
+
+  it('refuses to create a repository whose root and targets keys are one key', async () => {
+    // A header-less key in a directory given as both --keys-dir and --root-keys-dir is read as both.
+    const key = generateSigningKey();
+    const id = PublicKey.fromKeyObject(key).canonicalId;
+    const notary = new MemoryNotary(NOW);
+    const store = new MemoryKeyStore({ keys: { root: { privateKey: key }, targets: key } });
+    await assert.rejects(signBuild({ image: build('one', ['v1'], 700) }, deps(notary, store)), {
+      code: 'KEY_STORE_INVALID',
+      facts: {
+        store: 'memory',
+        problem: `its root key and targets key are the same key (${id})`,
+      },
+    });
+    assert.deepEqual(notary.keyRequests, []);
+    assert.deepEqual(notary.publishes, []);
   });
 
   it('refuses a repository whose root is not signed by our root key', async () => {

@@ -117,7 +117,12 @@ export function checkCreatingRole(gun: string, role: string): void {
  * a caller can refuse before `GET <role>.key`, which on a GUN without a root makes notary-signer
  * generate a key that no root will ever list.
  */
-export function creatingKeys(gun: string, role: string, keys: SigningKeys): CreatingKeys {
+export function creatingKeys(
+  gun: string,
+  role: string,
+  keys: SigningKeys,
+  store = 'the key store',
+): CreatingKeys {
   checkCreatingRole(gun, role);
   const { root, targets } = keys;
   if (root === undefined) {
@@ -134,6 +139,18 @@ export function creatingKeys(gun: string, role: string, keys: SigningKeys): Crea
       'targets',
       '',
       'the repository does not exist yet and no targets key is available',
+    );
+  }
+  // One key for both roles would let every build that signs tags also sign a new root (rotate the
+  // repository to keys of its choosing); notary's client always generates the two apart.
+  const rootId = PublicKey.fromKeyObject(createPublicKey(root.privateKey)).id;
+  if (rootId === PublicKey.fromKeyObject(createPublicKey(targets)).id) {
+    const problem = `its root key and targets key are the same key (${rootId})`;
+    throw new TrustError(
+      'KEY_STORE_INVALID',
+      { store, problem },
+      `${store}: ${problem}; a repository needs two different keys (a header-less key file is ` +
+        'read for either role: give each directory its own key, with a "role: root" or "role: targets" header).',
     );
   }
   return { ...keys, root, targets };

@@ -248,7 +248,12 @@ async function attemptOnce(ctx: AttemptContext): Promise<Attempt> {
     // delegation is refused before the key store may generate keys too: a root key no repository
     // lists would be left behind, and a stored one anchors every later build to it.
     checkCreatingRole(gun, ctx.role);
-    const keys = creatingKeys(gun, ctx.role, await ctx.session.load(true));
+    const keys = creatingKeys(
+      gun,
+      ctx.role,
+      await ctx.session.load(true),
+      deps.keyStore.description,
+    );
     // Ask for each server key exactly once, for the same reason.
     const timestamp = await serverKey(deps.notary, gun, 'timestamp');
     const snapshot =
