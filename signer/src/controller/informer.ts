@@ -7,6 +7,12 @@
  * from the last version seen. A periodic full re-list is the safety net for keys the bounded work
  * queue had to drop.
  *
+ * A watch whose connection goes silent (a network partition: no events, no bookmarks, no close)
+ * would hold the informer forever: the apiserver ending it at `timeoutSeconds` never reaches us.
+ * client-go's transport notices through HTTP/2 health pings; over our HTTP/1.1 stream the informer
+ * gives the watch `timeoutSeconds` plus a slack from its last event or bookmark, then aborts it and
+ * fails it like any other watch error (backoff, then resume from the last version seen).
+ *
  * It hands objects to `onObject` and keeps no cache: the controller reads each Build fresh when it
  * works on it, so memory stays flat however many Builds the cluster holds.
  */
@@ -73,7 +79,13 @@ export interface InformerOptions {
   readonly pageSize?: number;
   /** Full re-list at least this often (default 10 minutes). */
   readonly resyncMs?: number;
+  /** The watch's `timeoutSeconds`, after which the apiserver ends it (default 300). */
   readonly watchTimeoutSeconds?: number;
+  /**
+   * A watch with no event or bookmark for `watchTimeoutSeconds` plus this long is presumed dead and
+   * aborted (default 30 000 ms: the apiserver ends a live one by then, bookmark or not).
+   */
+  readonly watchIdleSlackMs?: number;
   readonly backoffBaseMs?: number;
   readonly backoffMaxMs?: number;
   readonly now?: () => number;
@@ -82,6 +94,8 @@ export interface InformerOptions {
 }
 
 const MAX_PAGES = 10_000;
+const DEFAULT_WATCH_TIMEOUT_SECONDS = 300;
+const DEFAULT_WATCH_IDLE_SLACK_MS = 30_000;
 
 /** Runs list+watch until `signal` aborts. */
 export async function runInformer(options: InformerOptions, signal: AbortSignal): Promise<void> {
@@ -91,6 +105,15 @@ export async function runInformer(options: InformerOptions, signal: AbortSignal)
   const base = options.backoffBaseMs ?? 500;
   const max = options.backoffMaxMs ?? 30_000;
   const resyncMs = options.resyncMs ?? 600_000;
+  const timeoutSeconds = options.watchTimeoutSeconds ?? DEFAULT_WATCH_TIMEOUT_SECONDS;
+  const slackMs = options.watchIdleSlackMs ?? DEFAULT_WATCH_IDLE_SLACK_MS;
+  if (!Number.isInteger(timeoutSeconds) || timeoutSeconds <= 0) {
+    throw new RangeError(`watchTimeoutSeconds must be a positive integer, got ${timeoutSeconds}`);
+  }
+  if (!Number.isFinite(slackMs) || slackMs < 0) {
+    throw new RangeError(`watchIdleSlackMs must be a non-negative number, got ${slackMs}`);
+  }
+  const idleMs = timeoutSeconds * 1000 + slackMs;
   let resourceVersion = '';
   let listedAt = 0;
   let failures = 0;
@@ -105,29 +128,37 @@ export async function runInformer(options: InformerOptions, signal: AbortSignal)
       }
       let gone = false;
       let progressed = false;
-      await options.client.watch(
-        { resourceVersion, timeoutSeconds: options.watchTimeoutSeconds ?? 300 },
-        (event) => {
-          if (gone) return;
-          if (event.type === 'ERROR') {
-            const code = (event.object as { code?: unknown } | null)?.code;
-            if (code === 410) gone = true;
-            else
-              throw new Error(`watch error event: ${JSON.stringify(event.object).slice(0, 300)}`);
-            return;
-          }
-          const version = versionOf(event.object);
-          if (version !== undefined) resourceVersion = version;
-          progressed = true;
-          if (event.type === 'BOOKMARK') {
-            options.onEvent?.('bookmark', version);
-            return;
-          }
-          if (event.type === 'ADDED' || event.type === 'MODIFIED') options.onObject(event.object);
-        },
-        signal,
-      );
+      const watching = new IdleWatch(signal, idleMs);
+      try {
+        await options.client.watch(
+          { resourceVersion, timeoutSeconds },
+          (event) => {
+            watching.heard();
+            if (gone) return;
+            if (event.type === 'ERROR') {
+              const code = (event.object as { code?: unknown } | null)?.code;
+              if (code === 410) gone = true;
+              else
+                throw new Error(`watch error event: ${JSON.stringify(event.object).slice(0, 300)}`);
+              return;
+            }
+            const version = versionOf(event.object);
+            if (version !== undefined) resourceVersion = version;
+            progressed = true;
+            if (event.type === 'BOOKMARK') {
+              options.onEvent?.('bookmark', version);
+              return;
+            }
+            if (event.type === 'ADDED' || event.type === 'MODIFIED') options.onObject(event.object);
+          },
+          watching.signal,
+        );
+      } finally {
+        watching.done();
+      }
       if (progressed) failures = 0;
+      // The stream ended because we cut it, not the server: resume from the last version seen.
+      if (watching.idle !== undefined) throw watching.idle;
       if (gone) throw new GoneError('too old resource version');
     } catch (err) {
       if (signal.aborted) return;
@@ -142,6 +173,46 @@ export async function runInformer(options: InformerOptions, signal: AbortSignal)
       const delay = Math.min(max, base * 2 ** Math.min(failures - 1, 20));
       await sleep(Math.round(delay * (0.5 + random())), signal);
     }
+  }
+}
+
+/**
+ * One watch's signal: aborted with the informer's, or when nothing was heard for `idleMs` (then
+ * `idle` holds the error the watch fails with).
+ */
+class IdleWatch {
+  readonly #controller = new AbortController();
+  readonly #outer: AbortSignal;
+  readonly #timer: ReturnType<typeof setTimeout>;
+  readonly #onOuterAbort = (): void => {
+    this.#controller.abort(this.#outer.reason);
+  };
+  idle: Error | undefined;
+
+  constructor(outer: AbortSignal, idleMs: number) {
+    this.#outer = outer;
+    this.#timer = setTimeout(() => {
+      this.idle = new Error(
+        `no event or bookmark for ${idleMs / 1000} s (timeoutSeconds plus slack); the watch connection is presumed dead`,
+      );
+      this.#controller.abort(this.idle);
+    }, idleMs);
+    if (outer.aborted) this.#onOuterAbort();
+    else outer.addEventListener('abort', this.#onOuterAbort, { once: true });
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  /** An event or bookmark arrived: the connection is alive, the deadline starts again. */
+  heard(): void {
+    if (this.idle === undefined) this.#timer.refresh();
+  }
+
+  done(): void {
+    clearTimeout(this.#timer);
+    this.#outer.removeEventListener('abort', this.#onOuterAbort);
   }
 }
 
