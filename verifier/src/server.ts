@@ -15,11 +15,11 @@ import {
 } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { createSecureContext } from 'node:tls';
 import type { ListenConfig, ListenTlsConfig, VerifierConfig } from './config/types.js';
 import { createApp, type Readiness } from './http/app.js';
 import { watchFiles, type FileWatch } from './http/file-watch.js';
 import { DecisionLog, combineObservers, type Logger } from './http/logger.js';
+import { checkListenTlsFiles } from './http/tls-files.js';
 import { VerifierMetrics } from './http/metrics.js';
 import type { DecisionObserver, ImageReviewer } from './review.js';
 
@@ -93,9 +93,23 @@ async function readTls(files: ListenTlsConfig): Promise<TlsMaterial> {
   for (const part of [cert, key, ca ?? Buffer.alloc(0)]) {
     hash.update(String(part.length)).update(':').update(part);
   }
-  // Throws on a certificate that does not match its key, before the server ever sees the pair.
-  createSecureContext({ cert, key, ...(ca ? { ca } : {}) });
   return { cert, key, ...(ca ? { ca } : {}), fingerprint: hash.digest('hex') };
+}
+
+/**
+ * Throws (TlsFilesError) on files the listener must not serve with: a certificate that does not
+ * match its key, has expired, or a client CA file that would trust no one (check-config's check).
+ */
+function checkTls(files: ListenTlsConfig, material: TlsMaterial): void {
+  checkListenTlsFiles(
+    files,
+    {
+      cert: material.cert,
+      key: material.key,
+      ...(material.ca ? { clientCA: material.ca } : {}),
+    },
+    new Date(),
+  );
 }
 
 /**
@@ -120,7 +134,10 @@ function shutdownAwareResponse(closing: () => boolean): typeof ServerResponse {
   };
 }
 
-/** Starts the HTTPS server; rejects when the TLS files are unreadable or do not match. */
+/**
+ * Starts the HTTPS server; rejects when the TLS files are unreadable or unusable (checkTls), with
+ * the file system's code (ENOENT) or TLS_FILES_INVALID.
+ */
 export async function listenHttps(options: HttpsListenOptions): Promise<HttpsListener> {
   const { logger, metrics } = options;
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
@@ -128,6 +145,7 @@ export async function listenHttps(options: HttpsListenOptions): Promise<HttpsLis
   let material: TlsMaterial;
   try {
     material = await readTls(options.tls);
+    checkTls(options.tls, material);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw Object.assign(
@@ -181,13 +199,16 @@ export async function listenHttps(options: HttpsListenOptions): Promise<HttpsLis
     let next: TlsMaterial;
     try {
       next = await readTls(options.tls);
+      if (next.fingerprint === material.fingerprint) return 'unchanged';
+      // Mid-rotation (a new cert beside the old key) fails here, and the next event completes
+      // it; so does a client CA file that would trust no one, which would otherwise fail every
+      // mTLS handshake, the apiserver's too.
+      checkTls(options.tls, next);
     } catch (error) {
-      // Mid-rotation (a new cert beside the old key) lands here; the next event completes it.
       metrics?.reloaded('tls', false);
       logger.warn('tls.reload-failed', { error, keeping: 'the certificate already in use' });
       return 'failed';
     }
-    if (next.fingerprint === material.fingerprint) return 'unchanged';
     // Node keeps requestCert/rejectUnauthorized from creation, so mTLS stays as configured.
     server.setSecureContext({
       cert: next.cert,

@@ -354,5 +354,25 @@ describe('serve as a process', () => {
     const error = tlsFailure['error'] as { code?: string; message?: string };
     assert.equal(error.code, 'ENOENT');
     assert.match(String(error.message), /^listen\.tls: cannot use the certificate .*missing\.crt/);
+
+    // Node's TLS would take a client CA file without a certificate and trust no one.
+    await writeFile(join(dir, 'empty-ca.crt'), 'not a certificate\n');
+    const emptyCa = join(dir, 'empty-ca.yaml');
+    await writeFile(
+      emptyCa,
+      'listen: { port: 8443, tls: { cert: tls.crt, key: tls.key, clientCA: empty-ca.crt } }\nrules: []\n',
+    );
+    const third = start(['serve', '--config', emptyCa]);
+    let stderr = '';
+    third.process.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    assert.equal(await third.exit, 2);
+    const caFailure = await third.waitFor('server.start-failed');
+    const caError = caFailure['error'] as { code?: string; message?: string };
+    assert.equal(caError.code, 'TLS_FILES_INVALID');
+    assert.match(
+      String(caError.message),
+      /listen\.tls\.clientCA .*empty-ca\.crt holds no PEM certificate/,
+    );
+    assert.match(stderr, /cannot serve: .*empty-ca\.crt holds no PEM certificate/);
   });
 });

@@ -48,15 +48,17 @@ let first: Pem;
 let second: Pem;
 let client: Pem;
 let strangerClient: Pem;
+let expiredLeaf: Pem;
 let dir: string;
 
 before(async () => {
   [ca, otherCa] = await Promise.all([createAuthority('verifier CA'), createAuthority('other CA')]);
-  [first, second, client, strangerClient] = await Promise.all([
+  [first, second, client, strangerClient, expiredLeaf] = await Promise.all([
     ca.issue('first', 'server'),
     ca.issue('second', 'server'),
     ca.issue('kube-apiserver', 'client'),
     otherCa.issue('kube-apiserver', 'client'),
+    ca.issue('expired', 'server', { notAfter: new Date(Date.now() - 60_000) }),
   ]);
   dir = await mkdtemp(join(tmpdir(), 'verifier-server-'));
 });
@@ -104,7 +106,56 @@ describe('listenHttps', () => {
     const { logger } = captureLogs();
     await assert.rejects(
       listenHttps({ handler: ok, port: 0, host: '127.0.0.1', tls, logger, watch: false }),
-      /key values mismatch/,
+      /listen\.tls\.key .*tls\.key is not the private key of the certificate/,
+    );
+  });
+
+  it('refuses at startup a client CA file that trusts no one, and an expired certificate', async () => {
+    const { logger } = captureLogs();
+    const noCa = await tlsDir('no-client-ca', first, 'not a certificate\n');
+    await assert.rejects(
+      listenHttps({ handler: ok, port: 0, host: '127.0.0.1', tls: noCa.tls, logger, watch: false }),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'TLS_FILES_INVALID');
+        assert.match(
+          error.message,
+          /listen\.tls\.clientCA .*client-ca\.crt holds no PEM certificate/,
+        );
+        return true;
+      },
+    );
+    // A garbled block: Node's TLS would skip it (and everything after it) without a word.
+    const garbled = await tlsDir(
+      'garbled-client-ca',
+      first,
+      `-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n${ca.cert}`,
+    );
+    await assert.rejects(
+      listenHttps({
+        handler: ok,
+        port: 0,
+        host: '127.0.0.1',
+        tls: garbled.tls,
+        logger,
+        watch: false,
+      }),
+      /holds a PEM certificate that does not parse/,
+    );
+    const expired = await tlsDir('expired', expiredLeaf);
+    await assert.rejects(
+      listenHttps({
+        handler: ok,
+        port: 0,
+        host: '127.0.0.1',
+        tls: expired.tls,
+        logger,
+        watch: false,
+      }),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'TLS_FILES_INVALID');
+        assert.match(error.message, /listen\.tls\.cert .*tls\.crt expired on /);
+        return true;
+      },
     );
   });
 
@@ -188,6 +239,47 @@ describe('TLS certificate hot reload', () => {
       assert.equal(afterRotation.serverCN, 'second');
       // setSecureContext must not silently drop client-certificate enforcement.
       await assert.rejects(httpsCall({ port: listener.port, ca: ca.cert }));
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('keeps the old context when the new client CA trusts no one or the new pair has expired', async () => {
+    const { tls } = await tlsDir('unusable-rotation', first, ca.cert);
+    const logs = captureLogs();
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger: logs.logger,
+      watch: false,
+    });
+    try {
+      assert.ok(tls.clientCA !== undefined);
+      await writeFile(tls.clientCA, 'not a certificate\n');
+      assert.equal(await listener.reloadTls(), 'failed');
+      const failures = logs.events('tls.reload-failed');
+      assert.equal(failures.length, 1);
+      assert.match(
+        String((failures[0]?.['error'] as { message?: string }).message),
+        /holds no PEM certificate/,
+      );
+      // The apiserver's client certificate still gets through: the old CA is still trusted.
+      const kept = await httpsCall({ port: listener.port, ca: ca.cert, ...client });
+      assert.equal(kept.status, 200);
+
+      await writeFile(tls.clientCA, ca.cert);
+      await writeFile(tls.cert, expiredLeaf.cert);
+      await writeFile(tls.key, expiredLeaf.key);
+      assert.equal(await listener.reloadTls(), 'failed');
+      assert.match(
+        String((logs.events('tls.reload-failed')[1]?.['error'] as { message?: string }).message),
+        /expired on /,
+      );
+      const still = await httpsCall({ port: listener.port, ca: ca.cert, ...client });
+      assert.equal(still.serverCN, 'first', 'an expired certificate is never installed');
+      assert.equal(logs.events('tls.reloaded').length, 0);
     } finally {
       await listener.close();
     }

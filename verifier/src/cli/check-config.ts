@@ -5,12 +5,11 @@
  * opens a connection. The chart runs it as a pre-install/pre-upgrade hook, so a config new pods
  * would refuse (exit 2 at start, while old pods keep the old config) fails the upgrade instead.
  */
-import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { createSecureContext } from 'node:tls';
 import { isTrustError } from '@kpack-trust/common';
 import { loadConfig } from '../config/load.js';
 import type { ListenTlsConfig } from '../config/types.js';
+import { TlsFilesError, checkListenTlsFiles } from '../http/tls-files.js';
 
 /** What the command prints and how it exits. */
 export interface CheckConfigResult {
@@ -29,9 +28,6 @@ export interface CheckConfigOptions {
   /** The clock certificate validity is judged by; the command line uses the system clock. */
   readonly now?: () => Date;
 }
-
-/** Why the listener's TLS files are unusable, named the way the operator will look for them. */
-class TlsFilesError extends Error {}
 
 /** Checks the config at `configPath` and, unless skipped, the TLS files its listen section names. */
 export async function runCheckConfig(
@@ -70,8 +66,9 @@ export async function runCheckConfig(
 }
 
 /**
- * The checks `serve` would fail on at start, plus expiry: kube-apiserver refuses an expired serving
- * certificate, which with defaultAllow: false is a cluster-wide lockout.
+ * The checks `serve` makes at start (http/tls-files.ts), after reading each file with a message
+ * that names it: expiry among them, since kube-apiserver refuses an expired serving certificate,
+ * which with defaultAllow: false is a cluster-wide lockout.
  */
 async function checkListenTls(
   tls: ListenTlsConfig,
@@ -89,43 +86,12 @@ async function checkListenTls(
   const keyPem = await read('key', tls.key);
   const clientCaPem = tls.clientCA === undefined ? undefined : await read('clientCA', tls.clientCA);
 
-  let leaf: X509Certificate;
-  try {
-    leaf = new X509Certificate(certPem);
-  } catch {
-    throw new TlsFilesError(`listen.tls.cert ${tls.cert} is not a PEM certificate`);
-  }
-  try {
-    if (!leaf.checkPrivateKey(createPrivateKey(keyPem))) {
-      throw new TlsFilesError(
-        `listen.tls.key ${tls.key} is not the private key of the certificate in ${tls.cert}`,
-      );
-    }
-  } catch (error) {
-    if (error instanceof TlsFilesError) throw error;
-    throw new TlsFilesError(`listen.tls.key ${tls.key} is not a PEM private key`);
-  }
-  const notAfter = new Date(leaf.validTo);
-  if (notAfter.getTime() <= now.getTime()) {
-    throw new TlsFilesError(
-      `listen.tls.cert ${tls.cert} expired on ${notAfter.toISOString()}; kube-apiserver will refuse it`,
-    );
-  }
-  // The same call `serve` makes: whatever OpenSSL refuses here, the listener would refuse too.
-  try {
-    createSecureContext({
-      cert: certPem,
-      key: keyPem,
-      ...(clientCaPem === undefined ? {} : { ca: clientCaPem }),
-    });
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new TlsFilesError(`listen.tls files are refused by TLS (${reason})`);
-  }
-  if (clientCaPem !== undefined && !clientCaPem.includes('-----BEGIN CERTIFICATE-----')) {
-    throw new TlsFilesError(`listen.tls.clientCA ${tls.clientCA ?? ''} holds no PEM certificate`);
-  }
-  return { checked: true, subject: leaf.subject, notAfter: notAfter.toISOString() };
+  const { subject, notAfter } = checkListenTlsFiles(
+    tls,
+    { cert: certPem, key: keyPem, ...(clientCaPem === undefined ? {} : { clientCA: clientCaPem }) },
+    now,
+  );
+  return { checked: true, subject, notAfter: notAfter.toISOString() };
 }
 
 /** `kpack-trust-verifier check-config --help`. */

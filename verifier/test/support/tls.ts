@@ -3,7 +3,7 @@
  * CA issuing server certificates (SAN 127.0.0.1 and localhost) and client certificates (the
  * apiserver's, for mTLS), as `{ cert, key }` PEM pairs the way https.createServer takes them.
  */
-import { createTestCa } from '@kpack-trust/common/testing';
+import { createTestCa, type CertificateValidity } from '@kpack-trust/common/testing';
 
 /** A PEM certificate and its unencrypted private key. */
 export interface Pem {
@@ -13,7 +13,12 @@ export interface Pem {
 
 /** A CA that issues leaf certificates. */
 export interface TestAuthority extends Pem {
-  issue(commonName: string, usage: 'server' | 'client'): Promise<Pem>;
+  /** A leaf; `validity` defaults to the shared CA's (valid from an hour ago for 30 days). */
+  issue(
+    commonName: string,
+    usage: 'server' | 'client',
+    validity?: CertificateValidity,
+  ): Promise<Pem>;
 }
 
 /** Creates a CA valid for one day. */
@@ -25,8 +30,8 @@ export function createAuthority(name = 'verifier test CA'): Promise<TestAuthorit
   return Promise.resolve({
     cert: ca.certPem,
     key: ca.keyPem,
-    issue: (commonName, usage) => {
-      const leaf = ca.issue({ commonName, usage });
+    issue: (commonName, usage, validity) => {
+      const leaf = ca.issue({ commonName, usage, ...validity });
       return Promise.resolve({ cert: leaf.certPem, key: leaf.keyPem });
     },
   });
