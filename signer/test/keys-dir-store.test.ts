@@ -110,6 +110,50 @@ describe('KeysDirStore: the kpack layout', () => {
     assert.equal(idOf(keys.targets ?? generateSigningKey()), idOf(key));
   });
 
+  it('refuses an unencrypted key while KPACK_TRUST_TARGETS_PASSPHRASE is set, and reads it without', async () => {
+    // With the passphrase set, the mounted Secret alone must not be able to sign (guide §3.1).
+    const dir = await freshDir();
+    const key = generateSigningKey('ecdsa');
+    const name = `${idOf(key)}.key`;
+    const pem = key.export({ format: 'pem', type: 'pkcs8' }).toString();
+    await writeFile(join(dir, name), pem, { mode: 0o600 });
+    await rejectsWith(
+      loadKeys(new KeysDirStore({ dir, passphrases: { targets: ENV_PASSPHRASE } })),
+      'PRIVATE_KEY_INVALID',
+      (facts, message) => {
+        assert.equal(facts['source'], `key file ${join(dir, name)}`);
+        assert.equal(
+          facts['problem'],
+          'the key is not encrypted, but KPACK_TRUST_TARGETS_PASSPHRASE is set',
+        );
+        assert.ok(!message.includes(ENV_PASSPHRASE));
+      },
+    );
+    const keys = await loadKeys(new KeysDirStore({ dir }));
+    assert.equal(idOf(keys.targets ?? generateSigningKey()), idOf(key));
+  });
+
+  it('refuses an unencrypted root key while KPACK_TRUST_ROOT_PASSPHRASE is set', async () => {
+    const dir = await freshDir();
+    await writeKey(dir, { role: 'targets', gun: GUN });
+    await writeFile(join(dir, 'password'), PASSWORD);
+    const rootDir = await freshDir();
+    const root = generateSigningKey('ecdsa');
+    const name = `${idOf(root)}.key`;
+    await writeFile(join(rootDir, name), root.export({ format: 'pem', type: 'pkcs8' }).toString());
+    await rejectsWith(
+      loadKeys(new KeysDirStore({ dir, rootDir, passphrases: { root: ENV_PASSPHRASE } })),
+      'PRIVATE_KEY_INVALID',
+      (facts) => {
+        assert.equal(facts['source'], `key file ${join(rootDir, name)}`);
+        assert.equal(
+          facts['problem'],
+          'the key is not encrypted, but KPACK_TRUST_ROOT_PASSPHRASE is set',
+        );
+      },
+    );
+  });
+
   it('tries the environment passphrase after a password file that does not open the key', async () => {
     const dir = await freshDir();
     const key = await writeKey(dir, { role: 'targets', gun: GUN }, ENV_PASSPHRASE);

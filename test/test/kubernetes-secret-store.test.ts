@@ -653,6 +653,35 @@ describe('KubernetesSecretStore: malformed Secrets', () => {
     );
   });
 
+  it('refuses an unencrypted key while KPACK_TRUST_TARGETS_PASSPHRASE is set, and reads it without', async () => {
+    // With the passphrase set, the Secret alone must not be able to sign (operator guide §3.1).
+    const secretNames = names();
+    const key = generateSigningKey('ecdsa');
+    const entry = `${idOf(key)}.key`;
+    await seedSecret(secretNames.targets, {
+      [entry]: key.export({ format: 'pem', type: 'pkcs8' }).toString(),
+    });
+    await rejectsWith(
+      storeFor(secretNames, { passphrases: { targets: 'operator-Passphrase-5' } }).load(GUN, {
+        createIfMissing: false,
+      }),
+      'PRIVATE_KEY_INVALID',
+      (facts) => {
+        assert.equal(
+          facts['source'],
+          `Kubernetes Secret "builds/${secretNames.targets}" entry "${entry}"`,
+        );
+        assert.equal(
+          facts['problem'],
+          'the key is not encrypted, but KPACK_TRUST_TARGETS_PASSPHRASE is set',
+        );
+      },
+      ['operator-Passphrase-5'],
+    );
+    const keys = await storeFor(secretNames).load(GUN, { createIfMissing: false });
+    assert.equal(idOf(keys.targets), idOf(key));
+  });
+
   it('names a key entry that is not a key', async () => {
     const secretNames = names();
     await seedSecret(secretNames.targets, { 'abc.key': 'garbage', password: 'pw' });

@@ -121,12 +121,16 @@ export function passwordCandidates(text: string, source: string): PassphraseCand
 /**
  * Decrypts `entry` with each candidate in turn. When none works the error names every source tried
  * (never a passphrase), so an operator can tell a wrong `password` from a wrong environment value.
+ * `passphraseVariable` names the environment variable when the operator set one for this key's
+ * role: then an unencrypted file is refused, since the passphrase is what keeps the stored key
+ * alone from signing (operator guide §3.1).
  */
 export function openKeyFile(
   entry: KeyFileEntry,
   candidates: readonly PassphraseCandidate[],
   source: string,
   hint: string,
+  passphraseVariable?: string,
 ): OpenedKey {
   const opened = (value: string | undefined): OpenedKey => {
     const { privateKey, role, gun } = decodePrivateKeyPem(entry.pem, value, source);
@@ -139,6 +143,15 @@ export function openKeyFile(
   };
   // An unencrypted file needs no passphrase, and its problems are not the passphrase's fault.
   if (!/^-----BEGIN ENCRYPTED PRIVATE KEY-----|^Proc-Type:\s*4,ENCRYPTED/m.test(entry.pem)) {
+    if (passphraseVariable !== undefined) {
+      const problem = `the key is not encrypted, but ${passphraseVariable} is set`;
+      throw new TrustError(
+        'PRIVATE_KEY_INVALID',
+        { source, problem },
+        `${source}: ${problem}; whoever can read the stored key alone could sign with it. Encrypt it ` +
+          `with that passphrase (the notary CLI's own key files are), or unset ${passphraseVariable}.`,
+      );
+    }
     return opened(undefined);
   }
   if (candidates.length === 0) {

@@ -78,6 +78,7 @@ export class KeysDirStore implements KeyStore {
           candidates(targetsDir, passphrases.targets, 'KPACK_TRUST_TARGETS_PASSPHRASE'),
           `key file ${join(dir, entry.name)}`,
           `put a "password" file beside it or set KPACK_TRUST_TARGETS_PASSPHRASE`,
+          setBy(passphrases.targets, 'KPACK_TRUST_TARGETS_PASSPHRASE'),
         );
         opened.set(entry.name, key);
       }
@@ -139,6 +140,7 @@ export class KeysDirStore implements KeyStore {
       candidates(directory, this.#options.passphrases?.root, 'KPACK_TRUST_ROOT_PASSPHRASE'),
       `key file ${join(rootDir, entry.name)}`,
       `put a "password" file beside it or set KPACK_TRUST_ROOT_PASSPHRASE`,
+      setBy(this.#options.passphrases?.root, 'KPACK_TRUST_ROOT_PASSPHRASE'),
     );
     const now = this.#options.now?.() ?? new Date();
     const certificatePem =
@@ -147,6 +149,11 @@ export class KeysDirStore implements KeyStore {
         : rootCertificateFor(directory.rootCertificate, privateKey, gun, now, store);
     return certificatePem === undefined ? { privateKey } : { privateKey, certificatePem };
   }
+}
+
+/** The variable's name when the operator set it: every key it may open must then be encrypted. */
+function setBy(passphrase: string | undefined, variable: string): string | undefined {
+  return passphrase === undefined || passphrase === '' ? undefined : variable;
 }
 
 function candidates(

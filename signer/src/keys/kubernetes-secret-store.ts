@@ -264,14 +264,15 @@ export class KubernetesSecretStore implements KeyStore {
         ? []
         : passwordCandidates(password, `the "${SECRET_ENTRIES.password}" entry`);
     const supplied = this.#passphrases[role];
-    if (supplied !== undefined && supplied !== '') {
-      candidates.push({ value: supplied, source: variable });
-    }
+    const passphraseSet = supplied !== undefined && supplied !== '';
+    if (passphraseSet) candidates.push({ value: supplied, source: variable });
     const { privateKey } = openKeyFile(
       entry,
       candidates,
       `${store} entry "${entry.name}"`,
       `add a "${SECRET_ENTRIES.password}" entry or set ${variable}`,
+      // With the passphrase set the Secret alone must not sign (guide §3.1): no unencrypted key.
+      passphraseSet ? variable : undefined,
     );
     if (role !== 'root') return { privateKey };
     const certificate = text(SECRET_ENTRIES.rootCertificate);
