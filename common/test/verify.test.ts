@@ -247,6 +247,104 @@ describe('updateCollection', () => {
     await rejectsWithTrustError(verify(repo), 'LENGTH_MISMATCH', { role: 'targets', actual: 100 });
   });
 
+  describe('snapshot and timestamp structure (notary IsValidSnapshotStructure, IsValidTimestampStructure)', () => {
+    /** One edit of the `meta` object of the next snapshot or timestamp, signed as the server would. */
+    function editMeta(
+      role: 'snapshot' | 'timestamp',
+      edit: (meta: Record<string, { hashes: Record<string, string> }>) => void,
+    ): Promise<void> {
+      return repo.publish([], {
+        [role]: {
+          signed: (s) => {
+            edit(s['meta'] as Record<string, { hashes: Record<string, string> }>);
+            return s;
+          },
+        },
+      });
+    }
+    const short = Buffer.alloc(31, 7).toString('base64');
+
+    it('rejects a snapshot without a root entry: META_MISSING', async () => {
+      await editMeta('snapshot', (meta) => delete meta['root']);
+      await rejectsWithTrustError(verify(repo), 'META_MISSING', {
+        role: 'root',
+        parent: 'snapshot',
+      });
+    });
+
+    it('rejects a snapshot without a targets entry: META_MISSING', async () => {
+      await editMeta('snapshot', (meta) => delete meta['targets']);
+      await rejectsWithTrustError(verify(repo), 'META_MISSING', {
+        role: 'targets',
+        parent: 'snapshot',
+      });
+    });
+
+    for (const entry of ['root', 'targets']) {
+      it(`rejects a snapshot whose ${entry} entry has no sha256 (sha512 alone is not enough)`, async () => {
+        await editMeta('snapshot', (meta) => delete meta[entry]?.hashes['sha256']);
+        await rejectsWithTrustError(verify(repo), 'METADATA_MALFORMED', {
+          role: 'snapshot',
+          field: `signed.meta.${entry}.hashes.sha256`,
+          problem: 'is missing',
+        });
+      });
+
+      it(`rejects a snapshot whose ${entry} sha256 is not 32 bytes`, async () => {
+        await editMeta('snapshot', (meta) => {
+          const hashes = meta[entry]?.hashes ?? assert.fail();
+          hashes['sha256'] = short;
+        });
+        await rejectsWithTrustError(verify(repo), 'METADATA_MALFORMED', {
+          role: 'snapshot',
+          field: `signed.meta.${entry}.hashes.sha256`,
+          problem: 'is 31 bytes, not 32',
+        });
+      });
+    }
+
+    it('rejects a snapshot whose root sha512 is not 64 bytes', async () => {
+      await editMeta('snapshot', (meta) => {
+        const hashes = meta['root']?.hashes ?? assert.fail();
+        hashes['sha512'] = short;
+      });
+      await rejectsWithTrustError(verify(repo), 'METADATA_MALFORMED', {
+        role: 'snapshot',
+        field: 'signed.meta.root.hashes.sha512',
+        problem: 'is 31 bytes, not 64',
+      });
+    });
+
+    it('rejects a timestamp without a snapshot entry: META_MISSING', async () => {
+      await editMeta('timestamp', (meta) => delete meta['snapshot']);
+      await rejectsWithTrustError(verify(repo), 'META_MISSING', {
+        role: 'snapshot',
+        parent: 'timestamp',
+      });
+    });
+
+    it('rejects a timestamp whose snapshot entry has no sha256', async () => {
+      await editMeta('timestamp', (meta) => delete meta['snapshot']?.hashes['sha256']);
+      await rejectsWithTrustError(verify(repo), 'METADATA_MALFORMED', {
+        role: 'timestamp',
+        field: 'signed.meta.snapshot.hashes.sha256',
+        problem: 'is missing',
+      });
+    });
+
+    it('rejects a timestamp whose snapshot sha256 is not 32 bytes', async () => {
+      await editMeta('timestamp', (meta) => {
+        const hashes = meta['snapshot']?.hashes ?? assert.fail();
+        hashes['sha256'] = short;
+      });
+      await rejectsWithTrustError(verify(repo), 'METADATA_MALFORMED', {
+        role: 'timestamp',
+        field: 'signed.meta.snapshot.hashes.sha256',
+        problem: 'is 31 bytes, not 32',
+      });
+    });
+  });
+
   it('stops a download larger than the parent states', async () => {
     const name = `targets.${sha256Hex(repo.bytesOf('targets'))}.json`;
     repo.files.set(name, Buffer.concat([repo.bytesOf('targets'), Buffer.from('  ')]));

@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import type { JsonValue } from '../canonical/json.js';
 import { TrustError, isTrustError } from '../errors.js';
 import { parseEnvelope, verifyThreshold, type SignedEnvelope } from '../metadata/envelope.js';
+import { malformed } from '../metadata/fields.js';
 import {
   certificatesIn,
   listedDelegationKeys,
@@ -269,7 +270,10 @@ export class CollectionVerifier {
     return next;
   }
 
-  /** Loads timestamp.json: signatures, rollback (5.4.3) and expiry (5.4.4); the root must not be expired. */
+  /**
+   * Loads timestamp.json: signatures, notary's structure (a sha256 of the snapshot), rollback
+   * (5.4.3) and expiry (5.4.4); the root must not be expired.
+   */
   loadTimestamp(bytes: Uint8Array): TimestampMetadata {
     this.expectStage('root', 'timestamp', 'the timestamp must follow the root');
     const root = this.root;
@@ -284,9 +288,9 @@ export class CollectionVerifier {
     const envelope = parseEnvelope(bytes, 'timestamp');
     verifyThreshold('timestamp', envelope, root.roles.timestamp, root.keys, this.work);
     const timestamp = parseTimestamp(envelope.signed);
+    requireEntry('timestamp', timestamp.meta, 'snapshot');
     this.checkFloor('timestamp', timestamp.version);
     this.checkExpiry('timestamp', timestamp);
-    if (!timestamp.meta.has('snapshot')) throw metaMissing('snapshot', 'timestamp');
     this.timestamp = timestamp;
     this.stage = 'timestamp';
     return timestamp;
@@ -299,7 +303,10 @@ export class CollectionVerifier {
     return meta;
   }
 
-  /** Loads snapshot.json: hash and length from the timestamp (5.5.2), signatures, rollback, expiry. */
+  /**
+   * Loads snapshot.json: hash and length from the timestamp (5.5.2), signatures, notary's structure
+   * (root and targets listed with a sha256), rollback, expiry, and the trusted root's hash.
+   */
   loadSnapshot(bytes: Uint8Array): SnapshotMetadata {
     this.expectStage('timestamp', 'snapshot', 'the snapshot must follow the timestamp');
     const root = this.requireRoot('snapshot');
@@ -307,12 +314,14 @@ export class CollectionVerifier {
     const envelope = parseEnvelope(bytes, 'snapshot');
     verifyThreshold('snapshot', envelope, root.roles.snapshot, root.keys, this.work);
     const snapshot = parseSnapshot(envelope.signed);
+    const rootMeta = requireEntry('snapshot', snapshot.meta, 'root');
+    requireEntry('snapshot', snapshot.meta, 'targets');
     this.checkFloor('snapshot', snapshot.version);
     this.checkExpiry('snapshot', snapshot);
-    if (!snapshot.meta.has('targets')) throw metaMissing('targets', 'snapshot');
-    // The snapshot also vouches for root.json: a server mixing an old root with new metadata is caught.
-    const rootMeta = snapshot.meta.get('root');
-    if (rootMeta && this.rootBytes) checkFileMeta('root', this.rootBytes, rootMeta);
+    // The snapshot also vouches for root.json, always (Go: validateChecksumsFromSnapshot checks
+    // every role loaded before it): a server mixing an old root with new metadata is caught.
+    const rootBytes = this.rootBytes ?? this.fail('snapshot', 'needs a trusted root first');
+    checkFileMeta('root', rootBytes, rootMeta);
     this.snapshot = snapshot;
     this.stage = 'snapshot';
     return snapshot;
@@ -647,6 +656,37 @@ function withinPaths(
     ),
   );
   return targets.size === metadata.targets.size ? metadata : { ...metadata, targets };
+}
+
+/** Each hash algorithm notary knows, with its digest's length in bytes (Go: CheckValidHashStructures). */
+const HASH_SIZES = [
+  ['sha256', 32],
+  ['sha512', 64],
+] as const;
+
+/**
+ * The structure notary demands of a timestamp or snapshot before anything else is read from it
+ * (tuf/data IsValidTimestampStructure: `snapshot`; IsValidSnapshotStructure: `root` and `targets`):
+ * the entry `name` listed (else META_MISSING), with a sha256 (sha512 alone is not enough), and
+ * every sha256 or sha512 it gives of its digest's length (else METADATA_MALFORMED).
+ */
+function requireEntry(
+  parent: 'timestamp' | 'snapshot',
+  meta: ReadonlyMap<string, FileMeta>,
+  name: string,
+): FileMeta {
+  const entry = meta.get(name);
+  if (!entry) throw metaMissing(name, parent);
+  const field = `signed.meta.${name}.hashes`;
+  if (entry.hashes['sha256'] === undefined)
+    throw malformed(parent, `${field}.sha256`, 'is missing');
+  for (const [algorithm, size] of HASH_SIZES) {
+    const hash = entry.hashes[algorithm];
+    if (hash !== undefined && hash.length !== size) {
+      throw malformed(parent, `${field}.${algorithm}`, `is ${hash.length} bytes, not ${size}`);
+    }
+  }
+  return entry;
 }
 
 function metaMissing(role: string, parent: string): TrustError<'META_MISSING'> {
