@@ -16,6 +16,7 @@ import {
   NotaryHttpClient,
   PublicKey,
   createRootCertificate,
+  decodePrivateKeyPem,
   encodePrivateKeyPem,
   generateSigningKey,
   imageTarget,
@@ -319,18 +320,28 @@ describe('kpack-trust-signer against notary-server, docker-registry and the nota
     const keysDir = await writeKeysDir(join(await stack.tempDir('keys'), 'releases'), [
       { key: createPrivateKey(await readFile(signer.keyFile)), role: 'targets/releases' },
     ]);
-    const run = ok(
-      await runSigner(stack, [
-        '--image',
-        image.reference,
-        '--digest',
-        image.digest,
-        '--keys-dir',
-        keysDir,
-        '--delegation',
-        'targets/releases',
-      ]),
+    const args = [
+      '--image',
+      image.reference,
+      '--digest',
+      image.digest,
+      '--keys-dir',
+      keysDir,
+      '--delegation',
+      'targets/releases',
+    ];
+    // With the root trusted on first use, a delegation no version of which our key signed is
+    // refused (a forged chain could have delegated it to us), here one never published yet.
+    const tofu = await runSigner(stack, args);
+    assert.equal(tofu.code, 2, tofu.stderr);
+    assert.match(tofu.stderr, /targets\/releases has never been published.*--root-key-id/);
+    const cliRoot = decodePrivateKeyPem(
+      await cliKeyFile(cliDir, 'root'),
+      DEFAULT_PASSPHRASE,
+      'the CLI root key',
     );
+    const rootKeyId = PublicKey.fromKeyObject(cliRoot.privateKey).id;
+    const run = ok(await runSigner(stack, [...args, '--root-key-id', rootKeyId]));
     assert.deepEqual(run.rolesPublished, ['targets/releases']);
     assert.equal(run.role, 'targets/releases');
     const found = await lookup(stack, image.gun, 'rel', await stack.tempDir('reader'));
