@@ -469,8 +469,8 @@ describe('updateCollection', () => {
       );
     });
 
-    it("applies every ancestor's paths: a grandchild allowing all names keeps only its parent's", async () => {
-      await repo.addDelegation('targets/releases/ci');
+    it("applies its ancestors' paths: a grandchild asking for more keeps only its parent's", async () => {
+      await repo.addDelegation('targets/releases/ci', { paths: ['release-', 'nightly'] });
       await repo.signTag('release-2', rel.digestHex, rel.length, 'targets/releases/ci');
       await repo.signTag('nightly', stray.digestHex, stray.length, 'targets/releases/ci');
       const c = await verify(repo);
@@ -480,6 +480,25 @@ describe('updateCollection', () => {
         ['release-2'],
       );
       assert.deepEqual(signersOf(c, 'nightly'), []);
+    });
+
+    it("keeps only the paths of a nested delegation that its parent's paths prefix (Go: RestrictDelegationPathPrefixes)", async () => {
+      // targets/releases may sign release-*; its child asks for everything, rel* and
+      // release-ci-*. Only "release-ci-" extends "release-", so notary keeps only it (and its CLI
+      // refuses to add the others): release-2, which our per-ancestor check would have admitted
+      // through "" or "rel", is never taken from the child.
+      await repo.addDelegation('targets/releases/ci', { paths: ['', 'rel', 'release-ci-'] });
+      await repo.signTag('release-2', rel.digestHex, rel.length, 'targets/releases/ci');
+      await repo.signTag('release-ci-1', rel.digestHex, rel.length, 'targets/releases/ci');
+      const c = await verify(repo);
+      assert.equal(resolveTarget(c, 'release-ci-1').role, 'targets/releases/ci');
+      assert.throws(
+        () => resolveTarget(c, 'release-2'),
+        (e: unknown) => isTrustError(e, 'TARGET_NOT_FOUND'),
+      );
+      assert.deepEqual(c.targetsRoles.get('targets/releases/ci')?.pathRestrictions.at(-1), [
+        'release-ci-',
+      ]);
     });
 
     it('drops every name when its paths are empty, and loads it all the same', async () => {

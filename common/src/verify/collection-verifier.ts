@@ -60,7 +60,10 @@ export type VersionFloors = Readonly<Record<string, number>>;
 export interface VerifiedTargetsRole {
   readonly name: string;
   readonly metadata: TargetsMetadata;
-  /** Prefix lists from each ancestor delegation, outermost first; a name must match all of them. */
+  /**
+   * Prefix lists from each ancestor delegation, outermost first, each narrowed to what its parent's
+   * allow (notary's RestrictDelegationPathPrefixes); a name must match all of them.
+   */
   readonly pathRestrictions: readonly (readonly string[])[];
   /** Canonical (bare key) ids of the keys whose valid signatures met the threshold: a policy can demand pinned signers. */
   readonly signedBy: ReadonlySet<string>;
@@ -429,7 +432,11 @@ export class CollectionVerifier {
       this.markInvalid(role, signedBy);
       return undefined;
     }
-    const pathRestrictions = [...parent.pathRestrictions, delegation.paths];
+    // Go's DelegationRole.Restrict (RestrictDelegationPathPrefixes): a child keeps only the paths
+    // that extend one of its parent's (targets: every path), so it can never sign more than it.
+    const parentPaths = parent.pathRestrictions.at(-1) ?? [''];
+    const paths = delegation.paths.filter((p) => parentPaths.some((q) => p.startsWith(q)));
+    const pathRestrictions = [...parent.pathRestrictions, paths];
     const inPaths = withinPaths(metadata, pathRestrictions);
     // Expiry last, as in Go ("all other validation should pass"): only an otherwise sound role
     // is merely expired.
