@@ -46,6 +46,33 @@ export const DEFAULT_TIMEOUTS: ServerTimeouts = Object.freeze({
   handshakeTimeoutMs: 10_000,
 });
 
+/** How much the listener takes at once; past these it refuses rather than run out of memory. */
+export interface ListenerLimits {
+  /**
+   * Open connections (those in a TLS handshake included); a connection past it is closed as it is
+   * accepted (`server.maxConnections`), and counted.
+   */
+  readonly maxConnections: number;
+  /**
+   * POSTs in flight, pipelined ones included; past it a POST is answered 503 with
+   * `Connection: close` unread. GETs (probes, metrics) are never refused, so an overload does not
+   * fail the liveness probe and restart the pod.
+   */
+  readonly maxRequests: number;
+}
+
+/** The defaults of ListenerLimits: far above what kube-apiservers open, far below what OOMs. */
+export const DEFAULT_LIMITS: ListenerLimits = Object.freeze({
+  maxConnections: 1024,
+  maxRequests: 1024,
+});
+
+/**
+ * How often Node checks open requests against headersTimeout and requestTimeout (its default is
+ * 30 s, which would let a slow client hold a connection up to 30 s past either).
+ */
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1000;
+
 /** How to run the HTTPS listener. */
 export interface HttpsListenOptions {
   readonly handler: RequestListener;
@@ -54,6 +81,7 @@ export interface HttpsListenOptions {
   readonly host?: string;
   readonly tls: ListenTlsConfig;
   readonly timeouts?: Partial<ServerTimeouts>;
+  readonly limits?: Partial<ListenerLimits>;
   readonly logger: Logger;
   readonly metrics?: VerifierMetrics;
   /** Watch the TLS files for rotation (default on); `false` leaves reloads to reloadTls(). */
@@ -141,6 +169,7 @@ function shutdownAwareResponse(closing: () => boolean): typeof ServerResponse {
 export async function listenHttps(options: HttpsListenOptions): Promise<HttpsListener> {
   const { logger, metrics } = options;
   const timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
+  const limits = { ...DEFAULT_LIMITS, ...options.limits };
   const mutualTls = options.tls.clientCA !== undefined;
   let material: TlsMaterial;
   try {
@@ -174,6 +203,22 @@ export async function listenHttps(options: HttpsListenOptions): Promise<HttpsLis
     headersTimeout: timeouts.headersTimeoutMs,
     requestTimeout: timeouts.requestTimeoutMs,
     keepAliveTimeout: timeouts.keepAliveTimeoutMs,
+    connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+  });
+  server.maxConnections = limits.maxConnections;
+
+  // One warning per 10 s at most per kind of overload: a flood must not flood the log too.
+  const lastOverloadLog = { requests: 0, connections: 0 };
+  const overloaded = (limit: 'requests' | 'connections'): void => {
+    metrics?.overloaded(limit);
+    const now = Date.now();
+    if (now - lastOverloadLog[limit] >= 10_000) {
+      lastOverloadLog[limit] = now;
+      logger.warn('server.overloaded', { limit, ...limits, openRequests });
+    }
+  };
+  server.on('drop', () => {
+    overloaded('connections');
   });
 
   const onResponseClosed = (): void => {
@@ -182,6 +227,20 @@ export async function listenHttps(options: HttpsListenOptions): Promise<HttpsLis
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     openRequests += 1;
     res.on('close', onResponseClosed);
+    if (openRequests > limits.maxRequests && req.method === 'POST') {
+      overloaded('requests');
+      const body = Buffer.from(
+        '{"error":"ServiceUnavailable","message":"too many requests in flight; retry"}',
+      );
+      // Closing beats reading a body nobody will look at; the apiserver retries on a new one.
+      res.writeHead(503, {
+        'Content-Type': 'application/json; charset=utf-8',
+        'Content-Length': body.length,
+        Connection: 'close',
+      });
+      res.end(body);
+      return;
+    }
     options.handler(req, res);
   });
 
@@ -306,6 +365,10 @@ export interface ServeOptions {
   /** readyz answers 503 this long before the listener closes (endpoint propagation); default 0. */
   readonly drainDelayMs?: number;
   readonly timeouts?: Partial<ServerTimeouts>;
+  /** Connections and POSTs in flight at most; default DEFAULT_LIMITS. */
+  readonly limits?: Partial<ListenerLimits>;
+  /** Request body bytes held at once; default DEFAULT_BODY_BUDGET_BYTES (http/app.ts). */
+  readonly bodyBudgetBytes?: number;
   /** File watch timing for the config and the TLS files. */
   readonly watch?: { readonly debounceMs?: number; readonly pollMs?: number };
   readonly bodyLimitBytes?: number;
@@ -392,6 +455,7 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
     logger,
     readiness,
     ...(options.bodyLimitBytes !== undefined ? { bodyLimitBytes: options.bodyLimitBytes } : {}),
+    ...(options.bodyBudgetBytes !== undefined ? { bodyBudgetBytes: options.bodyBudgetBytes } : {}),
     ...(options.maxImages !== undefined ? { maxImages: options.maxImages } : {}),
   });
   const listen = config.listen;
@@ -404,6 +468,7 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
     logger,
     metrics,
     ...(options.timeouts ? { timeouts: options.timeouts } : {}),
+    ...(options.limits ? { limits: options.limits } : {}),
     ...(options.watch ? { watch: options.watch } : {}),
   });
   logger.info('server.listening', {

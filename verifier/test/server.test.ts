@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, readFile, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import type { RequestListener } from 'node:http';
-import { Agent } from 'node:https';
+import { Agent, request as httpsRequest } from 'node:https';
+import { connect, type TLSSocket } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { VerifierConfig } from '../src/config/types.js';
 import { loadConfig } from '../src/config/index.js';
+import { createApp } from '../src/http/app.js';
 import { createJsonLogger, type Logger } from '../src/http/logger.js';
+import { VerifierMetrics } from '../src/http/metrics.js';
 import {
   listenHttps,
   serve,
@@ -16,7 +19,7 @@ import {
 } from '../src/server.js';
 import type { ImageReviewStatus } from '../src/review.js';
 import { eventually, httpsCall } from './support/https-client.js';
-import { reviewBody } from './support/stub-reviewer.js';
+import { StubReviewer, reviewBody } from './support/stub-reviewer.js';
 import { createAuthority, type Pem, type TestAuthority } from './support/tls.js';
 
 interface LogCapture {
@@ -340,6 +343,297 @@ describe('TLS certificate hot reload', () => {
         'the swapped certificate',
       );
     } finally {
+      await listener.close();
+    }
+  });
+});
+
+/** A TLS connection to the listener that has finished its handshake. */
+function openTls(port: number): Promise<TLSSocket> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, ca: ca.cert, servername: 'localhost' });
+    socket.once('secureConnect', () => {
+      resolve(socket);
+    });
+    socket.once('error', reject);
+  });
+}
+
+/** Sends only the headers of a POST declaring `length` body bytes; resolves with the answer. */
+function headersOnly(
+  port: number,
+  length: number,
+): Promise<{ status: number; connection: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/image-policy',
+      ca: ca.cert,
+      agent: false,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': String(length) },
+    });
+    req.on('response', (res) => {
+      res.resume();
+      resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+      req.destroy();
+    });
+    req.on('error', reject);
+    req.flushHeaders();
+  });
+}
+
+/** The value of one sample line of the metrics exposition, 0 when absent. */
+async function sample(metrics: VerifierMetrics, line: string): Promise<number> {
+  const { body } = await metrics.exposition();
+  const found = body.split('\n').find((text) => text.startsWith(`${line} `));
+  return found === undefined ? 0 : Number(found.slice(line.length + 1));
+}
+
+describe('load limits', () => {
+  const review = JSON.stringify(reviewBody(['registry.test/allowed/app:1']));
+
+  it('answers 503 with Connection: close past the body budget, and still serves a small review', async () => {
+    const { tls } = await tlsDir('budget', first);
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const logs = captureLogs();
+    const app = createApp({
+      reviewer: new StubReviewer(),
+      metrics,
+      logger: logs.logger,
+      bodyBudgetBytes: 64 * 1024,
+    });
+    const listener = await listenHttps({
+      handler: app,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger: logs.logger,
+      metrics,
+      watch: false,
+    });
+    const holder = await openTls(listener.port);
+    try {
+      // A review declaring 48 KiB that sends one: the budget holds 48 KiB for it.
+      const reserved = new Promise((resolve) => listener.server.once('request', resolve));
+      holder.write(
+        'POST /image-policy HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n' +
+          `Content-Length: ${48 * 1024}\r\n\r\n${' '.repeat(1024)}`,
+      );
+      await reserved;
+
+      const refused = await headersOnly(listener.port, 32 * 1024);
+      assert.equal(refused.status, 503);
+      assert.equal(refused.connection, 'close');
+      assert.equal(
+        await sample(metrics, 'kpack_trust_verifier_overload_refusals_total{limit="body_bytes"}'),
+        1,
+      );
+      assert.equal(logs.events('server.overloaded').length, 1);
+
+      const small = await httpsCall({
+        port: listener.port,
+        ca: ca.cert,
+        path: '/image-policy',
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: review,
+      });
+      assert.equal(small.status, 200, 'a small review still fits beside the held bytes');
+
+      // The held bytes come back when the holder's request ends, however it ends.
+      holder.destroy();
+      const padded = review + ' '.repeat(32 * 1024);
+      await eventually(
+        async () => {
+          const reply = await httpsCall({
+            port: listener.port,
+            ca: ca.cert,
+            path: '/image-policy',
+            method: 'POST',
+            headers: { 'Content-Type': 'application/json' },
+            body: padded,
+          });
+          return reply.status === 200;
+        },
+        5000,
+        'the budget to be given back',
+      );
+    } finally {
+      holder.destroy();
+      await listener.close();
+    }
+  });
+
+  it('answers 503 to a chunked body that grows past the budget', async () => {
+    const { tls } = await tlsDir('budget-chunked', first);
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const { logger } = captureLogs();
+    const app = createApp({ reviewer: new StubReviewer(), metrics, logger, bodyBudgetBytes: 8192 });
+    const listener = await listenHttps({
+      handler: app,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger,
+      watch: false,
+    });
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpsRequest(
+          {
+            host: '127.0.0.1',
+            port: listener.port,
+            method: 'POST',
+            path: '/image-policy',
+            ca: ca.cert,
+            agent: false,
+            headers: { 'Content-Type': 'application/json' },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+            req.destroy();
+          },
+        );
+        req.on('error', reject);
+        // Under the 4 MiB body limit, over the 8 KiB budget; the answer comes before the end.
+        for (let i = 0; i < 4; i += 1) req.write(' '.repeat(4096));
+      });
+      assert.equal(status, 503);
+      assert.equal(
+        await sample(metrics, 'kpack_trust_verifier_overload_refusals_total{limit="body_bytes"}'),
+        1,
+      );
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('answers 503 to a POST past maxRequests while GETs are still served', async () => {
+    const { tls } = await tlsDir('max-requests', first);
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const { logger } = captureLogs();
+    const held: (() => void)[] = [];
+    const handler: RequestListener = (req, res) => {
+      if (req.method === 'POST')
+        held.push(() => {
+          ok(req, res);
+        });
+      else ok(req, res);
+    };
+    const listener = await listenHttps({
+      handler,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger,
+      metrics,
+      limits: { maxRequests: 1 },
+      watch: false,
+    });
+    try {
+      const post = () =>
+        httpsCall({
+          port: listener.port,
+          ca: ca.cert,
+          method: 'POST',
+          path: '/image-policy',
+          body: '{}',
+        });
+      const inFlight = post();
+      await eventually(() => held.length === 1, 5000, 'the first POST to be in flight');
+      const second = await post();
+      assert.equal(second.status, 503);
+      assert.equal(second.headers['connection'], 'close');
+      assert.equal(held.length, 1, 'the refused POST never reached the handler');
+      const probe = await httpsCall({ port: listener.port, ca: ca.cert });
+      assert.equal(probe.status, 200, 'a probe is never refused');
+      held[0]?.();
+      assert.equal((await inFlight).status, 200);
+      // Its slot is free again once it has answered.
+      const third = post();
+      await eventually(() => held.length === 2, 5000, 'the third POST to reach the handler');
+      held[1]?.();
+      assert.equal((await third).status, 200);
+      assert.equal(
+        await sample(metrics, 'kpack_trust_verifier_overload_refusals_total{limit="requests"}'),
+        1,
+      );
+    } finally {
+      await listener.close();
+    }
+  });
+
+  it('enforces headersTimeout within about a second, not after Node’s 30 s check interval', async () => {
+    const { tls } = await tlsDir('headers-timeout', first);
+    const { logger } = captureLogs();
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger,
+      timeouts: { headersTimeoutMs: 500, requestTimeoutMs: 1000 },
+      watch: false,
+    });
+    const socket = await openTls(listener.port);
+    try {
+      const started = Date.now();
+      let answer = '';
+      socket.setEncoding('utf8');
+      socket.on('data', (chunk: string) => (answer += chunk));
+      const closed = new Promise<void>((resolve) =>
+        socket.once('close', () => {
+          resolve();
+        }),
+      );
+      socket.write('POST /image-policy HTTP/1.1\r\nHost: 127.0.0.1\r\n');
+      await closed;
+      const elapsed = Date.now() - started;
+      assert.match(answer, /^HTTP\/1\.1 408 /);
+      assert.ok(elapsed < 3000, `closed after ${elapsed} ms`);
+    } finally {
+      socket.destroy();
+      await listener.close();
+    }
+  });
+
+  it('closes connections past maxConnections as they are accepted, and counts them', async () => {
+    const { tls } = await tlsDir('max-connections', first);
+    const metrics = new VerifierMetrics({ defaultMetrics: false });
+    const { logger } = captureLogs();
+    const listener = await listenHttps({
+      handler: ok,
+      port: 0,
+      host: '127.0.0.1',
+      tls,
+      logger,
+      metrics,
+      limits: { maxConnections: 2 },
+      watch: false,
+    });
+    const open = [await openTls(listener.port), await openTls(listener.port)];
+    try {
+      await assert.rejects(openTls(listener.port), (error: NodeJS.ErrnoException) => {
+        assert.match(String(error.code), /ECONNRESET|EPIPE/);
+        return true;
+      });
+      assert.equal(
+        await sample(metrics, 'kpack_trust_verifier_overload_refusals_total{limit="connections"}'),
+        1,
+      );
+      open.pop()?.destroy();
+      await eventually(
+        async () =>
+          (await httpsCall({ port: listener.port, ca: ca.cert }).catch(() => undefined))?.status ===
+          200,
+        5000,
+        'a connection slot to free up',
+      );
+    } finally {
+      for (const socket of open) socket.destroy();
       await listener.close();
     }
   });

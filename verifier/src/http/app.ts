@@ -29,6 +29,13 @@ import type { RouteLabel, VerifierMetrics } from './metrics.js';
  * refuse as too large (which `defaultAllow: true` would turn into an admission).
  */
 export const DEFAULT_BODY_LIMIT_BYTES = 4 * 1024 * 1024;
+/**
+ * Request body bytes held at once by all requests together (16 bodies at the limit above). Past it
+ * a request is answered 503 with `Connection: close`, which the apiserver retries: ~130 bodies of
+ * 4 MiB at once would otherwise take the pod past the chart's 512 Mi memory limit. Real reviews
+ * are kilobytes, so only a flood of huge bodies ever meets it.
+ */
+export const DEFAULT_BODY_BUDGET_BYTES = 64 * 1024 * 1024;
 /** Images reviewed per pod at most; a pod with more is denied (not failed, which could fail open). */
 export const DEFAULT_MAX_IMAGES = 1000;
 
@@ -45,6 +52,8 @@ export interface AppOptions {
   readonly logger: Logger;
   /** Largest accepted request body; default DEFAULT_BODY_LIMIT_BYTES. */
   readonly bodyLimitBytes?: number;
+  /** Body bytes all requests may hold at once; default DEFAULT_BODY_BUDGET_BYTES. */
+  readonly bodyBudgetBytes?: number;
   /** Most images per review; default DEFAULT_MAX_IMAGES. */
   readonly maxImages?: number;
   /** Consulted by `/readyz`; default always ready. */
@@ -82,9 +91,9 @@ function routeOf(path: string): RouteLabel {
   return 'other';
 }
 
-/** Why a request body cannot be a review, as the reply says it. */
+/** Why a request body cannot be a review (or cannot be read now: 503), as the reply says it. */
 interface Refusal {
-  readonly status: 400 | 413 | 415;
+  readonly status: 400 | 413 | 415 | 503;
   readonly error: string;
   readonly message: string;
 }
@@ -136,16 +145,43 @@ function tooLarge(limit: number): Refusal {
   };
 }
 
+const OVERLOADED: Refusal = Object.freeze({
+  status: 503,
+  error: 'ServiceUnavailable',
+  message: 'too many request body bytes in flight; retry',
+});
+
+/** The body bytes all requests hold at once (`held`), and the most they may (`limit`). */
+interface BodyBudget {
+  held: number;
+  readonly limit: number;
+}
+
 /**
- * Reads the body up to `limit` bytes and calls `done` once with it or with a 413 refusal. A client
- * that hangs up mid-body gets no call: nobody is left to answer. Two listeners and no promise:
- * this runs for every review (and IncomingMessage emits no 'error' without a listener).
+ * Reads the body up to `limit` bytes and calls `done` once with it, with a 413 refusal, or with a
+ * 503 one when the shared budget cannot take it. What the headers declare is reserved before a
+ * byte is read (the apiserver always declares), a chunked body's bytes as they come; all of it is
+ * given back when the response closes, which it does however the request ends. A client that
+ * hangs up mid-body gets no call: nobody is left to answer. Listeners and no promise: this runs
+ * for every review (and IncomingMessage emits no 'error' without a listener).
  */
 function readBody(
   req: IncomingMessage,
+  res: ServerResponse,
   limit: number,
+  budget: BodyBudget,
   done: (body: Buffer | Refusal) => void,
 ): void {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  let reserved = Number.isSafeInteger(declared) && declared > 0 ? declared : 0;
+  if (budget.held + reserved > budget.limit) {
+    done(OVERLOADED);
+    return;
+  }
+  budget.held += reserved;
+  res.once('close', () => {
+    budget.held -= reserved;
+  });
   let first: Buffer | undefined;
   let chunks: Buffer[] | undefined;
   let size = 0;
@@ -157,6 +193,15 @@ function readBody(
       finished = true;
       done(tooLarge(limit));
       return;
+    }
+    if (size > reserved) {
+      if (budget.held + (size - reserved) > budget.limit) {
+        finished = true;
+        done(OVERLOADED);
+        return;
+      }
+      budget.held += size - reserved;
+      reserved = size;
     }
     if (first === undefined) first = chunk;
     else (chunks ??= [first]).push(chunk);
@@ -209,6 +254,25 @@ function sendJson(
 export function createApp(options: AppOptions): VerifierApp {
   const { reviewer, metrics, logger } = options;
   const bodyLimit = options.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES;
+  const budget: BodyBudget = {
+    held: 0,
+    limit: options.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET_BYTES,
+  };
+  let lastOverloadLog = 0;
+  /** Counts a 503 for the budget; one log line per 10 s at most, as a flood brings many. */
+  const overloaded = (route: RouteLabel): void => {
+    metrics.overloaded('body_bytes');
+    const now = Date.now();
+    if (now - lastOverloadLog >= 10_000) {
+      lastOverloadLog = now;
+      logger.warn('server.overloaded', {
+        route,
+        limit: 'body_bytes',
+        bodyBudgetBytes: budget.limit,
+        heldBytes: budget.held,
+      });
+    }
+  };
   const maxImages = options.maxImages ?? DEFAULT_MAX_IMAGES;
   const operations = operationsApp(options, metrics);
   const replies = new WeakMap<ImageReviewStatus, Buffer>();
@@ -225,6 +289,11 @@ export function createApp(options: AppOptions): VerifierApp {
     metrics.httpResponse('review', status);
   };
   const refuse = (res: ServerResponse, refusal: Refusal, started: number): void => {
+    if (refusal.status === 503) {
+      overloaded('review');
+      answer(res, 503, { error: refusal.error, message: refusal.message }, true);
+      return;
+    }
     metrics.reviewAnswered('rejected', (performance.now() - started) / 1000);
     logger.warn('review.rejected', { status: refusal.status, problem: refusal.message });
     answer(res, refusal.status, { error: refusal.error, message: refusal.message }, true);
@@ -348,7 +417,7 @@ export function createApp(options: AppOptions): VerifierApp {
       refuse(res, byHeaders, started);
       return;
     }
-    readBody(req, bodyLimit, (body) => {
+    readBody(req, res, bodyLimit, budget, (body) => {
       try {
         decide(res, body, started);
       } catch (error) {
@@ -369,6 +438,11 @@ export function createApp(options: AppOptions): VerifierApp {
       send(500, { error: 'InternalError', message: 'internal error' });
     };
     const refused = (refusal: Refusal): void => {
+      if (refusal.status === 503) {
+        overloaded(webhook);
+        send(503, { error: refusal.error, message: refusal.message }, true);
+        return;
+      }
       metrics.admissionAnswered(webhook, 'rejected', (performance.now() - started) / 1000);
       logger.warn('admission.rejected', {
         webhook,
@@ -382,7 +456,7 @@ export function createApp(options: AppOptions): VerifierApp {
       refused(byHeaders);
       return;
     }
-    readBody(req, bodyLimit, (body) => {
+    readBody(req, res, bodyLimit, budget, (body) => {
       try {
         if (!Buffer.isBuffer(body)) {
           refused(body);

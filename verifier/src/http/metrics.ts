@@ -29,6 +29,12 @@ export type RouteLabel =
 /** How a whole review ended. */
 export type ReviewOutcome = 'allowed' | 'denied' | 'rejected' | 'error';
 
+/**
+ * Which load limit refused work: `body_bytes` the shared budget of request body bytes in flight,
+ * `requests` the POSTs in flight, `connections` the listener's open connections.
+ */
+export type OverloadLimit = 'body_bytes' | 'requests' | 'connections';
+
 /** How an AdmissionReview ended: `patched` is allowed with pins; `rejected` is malformed. */
 export type AdmissionOutcome = 'allowed' | 'patched' | 'denied' | 'rejected' | 'error';
 
@@ -157,6 +163,7 @@ export class VerifierMetrics implements DecisionObserver {
   private readonly admissionReviews: Counter<'webhook' | 'outcome'>;
   private readonly admissionSeconds: LabelledHistogram<'webhook'>;
   private readonly parseMemoLookups: Counter<'result'>;
+  private readonly overloadRefusals: Counter<'limit'>;
   /** ImageReview parse memo lookups not yet added to `parseMemoLookups`. */
   private readonly parseMemoCounts = { hit: 0, miss: 0 };
   private readonly admissionCounts: Record<
@@ -286,6 +293,12 @@ export class VerifierMetrics implements DecisionObserver {
       buckets: DECISION_BUCKETS,
       registry: this.registry,
     });
+    this.overloadRefusals = new Counter({
+      name: `${METRIC_PREFIX}overload_refusals_total`,
+      help: 'Requests answered 503 and connections dropped because a load limit was reached, by limit (body_bytes, requests, connections).',
+      labelNames: ['limit'],
+      registers,
+    });
     this.parseMemoLookups = new Counter({
       name: `${METRIC_PREFIX}image_review_parse_memo_lookups_total`,
       help: 'ImageReview bodies looked up in the parse memo, by result (hit: the same bytes were parsed before; miss).',
@@ -404,6 +417,11 @@ export class VerifierMetrics implements DecisionObserver {
       this.responseCounts.set(route, codes);
     }
     codes.set(statusCode, (codes.get(statusCode) ?? 0) + 1);
+  }
+
+  /** One request refused (503) or connection dropped because `limit` was reached. */
+  overloaded(limit: OverloadLimit): void {
+    this.overloadRefusals.inc({ limit });
   }
 
   /** One config or certificate reload attempt. */
