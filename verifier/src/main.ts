@@ -45,8 +45,8 @@ Serves the ImagePolicyWebhook over HTTPS as the config's "listen" section says:
   GET /metrics                 Prometheus metrics
 The config file and the TLS certificate, key and client CA are reloaded when they change (the
 config also on SIGHUP); an invalid new config is logged and the previous one kept. SIGTERM or
-SIGINT shuts down gracefully: readyz turns 503, in-flight reviews finish, the process exits 0.
-Logs are JSON lines on stdout.
+SIGINT shuts down gracefully: readyz turns 503, in-flight reviews finish, the process exits 0;
+a second one exits at once (143 or 130) with the logs written out. Logs are JSON lines on stdout.
 
 Options:
   --config FILE        the verifier config (YAML)
@@ -54,7 +54,8 @@ Options:
   --drain-seconds N    answer readyz 503 for N seconds before closing the listener (default 0)
   -h, --help           this text
 
-Exit status: 0 after a graceful shutdown, 2 when the server cannot start.
+Exit status: 0 after a graceful shutdown, 2 when the server cannot start, 143/130 at a second
+SIGTERM/SIGINT during the shutdown.
 `;
 
 const CHECK_USAGE = `Usage: kpack-trust-verifier check --config FILE [--namespace NS] IMAGE…

@@ -528,7 +528,6 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
   let resolveStopped: () => void = () => undefined;
   const stopped = new Promise<void>((resolve) => (resolveStopped = resolve));
   let shutdownPromise: Promise<void> | undefined;
-  const signalHandlers: [NodeJS.Signals, () => void][] = [];
 
   const shutdown = (reason: string): Promise<void> => {
     shutdownPromise ??= (async () => {
@@ -536,7 +535,6 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
       const graceMs = options.shutdownGraceMs ?? 25_000;
       logger.info('server.shutting-down', { reason, graceMs });
       configWatch.close();
-      for (const [signal, handler] of signalHandlers) process.off(signal, handler);
       if (options.drainDelayMs)
         await new Promise((resolve) => setTimeout(resolve, options.drainDelayMs));
       await listener.close(graceMs);
@@ -549,14 +547,26 @@ export async function serve(options: ServeOptions): Promise<RunningVerifier> {
   };
 
   if (options.handleSignals ?? true) {
+    // The handlers stay until the process exits: without one, a SIGHUP or a second SIGTERM
+    // during the drain would kill the process at once, losing the log lines still queued.
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      const handler = (): void => void shutdown(signal);
-      signalHandlers.push([signal, handler]);
-      process.on(signal, handler);
+      process.on(signal, () => {
+        if (shutdownPromise === undefined) {
+          void shutdown(signal);
+          return;
+        }
+        // A second one asks for an exit now, not a drain: as the default action would, but with
+        // the queued log lines written out first (process.exit does not wait for the sink).
+        logger.warn('server.forced-exit', { signal });
+        logger.flushSync?.();
+        process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+      });
     }
-    const onHangup = (): void => void reloadConfig(true);
-    signalHandlers.push(['SIGHUP', onHangup]);
-    process.on('SIGHUP', onHangup);
+    process.on('SIGHUP', () => {
+      // Reloading a config nobody will be served with would only race the shutdown.
+      if (shuttingDown) logger.info('config.reload-skipped', { reason: 'shutting down' });
+      else void reloadConfig(true);
+    });
   }
 
   return {

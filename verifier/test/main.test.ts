@@ -332,6 +332,33 @@ describe('serve as a process', () => {
     }
   });
 
+  it('ignores SIGHUP during the drain, and exits at a second SIGTERM with its logs written', async () => {
+    const port = await freePort();
+    const config = await writeConfig('serve-twice.yaml', port);
+    const child = start(['serve', '--config', config, '--drain-seconds', '30']);
+    try {
+      await child.waitFor('server.listening');
+      child.process.kill('SIGTERM');
+      await child.waitFor('server.shutting-down');
+      child.process.kill('SIGHUP');
+      await child.waitFor('config.reload-skipped');
+      assert.equal(child.process.exitCode, null, 'SIGHUP during the drain must not kill it');
+      assert.equal(child.process.signalCode, null);
+
+      child.process.kill('SIGTERM');
+      assert.equal(await child.exit, 143);
+      // 'exit' can come before the last of stdout has been read.
+      if (!child.process.stdout.readableEnded) {
+        await new Promise((resolve) => child.process.stdout.once('end', resolve));
+      }
+      const forced = await child.waitFor('server.forced-exit');
+      assert.equal(forced['signal'], 'SIGTERM');
+      assert.equal(child.events.filter((e) => e['event'] === 'config.reloaded').length, 0);
+    } finally {
+      child.process.kill('SIGKILL');
+    }
+  });
+
   it('exits 2 and logs why when it cannot start: invalid config, missing TLS files', async () => {
     const invalid = join(dir, 'invalid-serve.yaml');
     await writeFile(
