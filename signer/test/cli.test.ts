@@ -374,6 +374,29 @@ describe('runCli', () => {
     assert.ok(ok.registryOptions[0]?.credentials);
   });
 
+  it('--root-key-id: a new repository is refused before the store makes keys, and a store root that is not the pinned one is refused', async () => {
+    const pin = 'ab'.repeat(32);
+    const store = new MemoryKeyStore({ generate: true });
+    const h = harness({ store, sizes: { [DIGEST]: 10 } });
+    const args = [...SIGN, '--image', `${REPO}:a`, '--digest', DIGEST, '--root-key-id', pin];
+    assert.equal(await runCli(args, h.environment), ExitCode.BAD_INPUT);
+    assert.equal(store.current, undefined);
+    assert.ok(store.loads.length > 0 && store.loads.every((load) => !load.createIfMissing));
+    assert.match(
+      h.err.join('\n'),
+      /holds no root key; a key generated now could not be the pinned root key/,
+    );
+    assert.equal(h.notary.targetsOf(REPO).size, 0);
+
+    const held = new MemoryKeyStore({
+      keys: { root: { privateKey: generateSigningKey() }, targets: generateSigningKey() },
+    });
+    const other = harness({ store: held, sizes: { [DIGEST]: 10 } });
+    assert.equal(await runCli(args, other.environment), ExitCode.BAD_INPUT);
+    assert.match(other.err.join('\n'), /is not the pinned root key/);
+    assert.equal(other.notary.targetsOf(REPO).size, 0);
+  });
+
   it('reads a key directory once when the repository exists', async () => {
     const store = new MemoryKeyStore({ generate: true });
     const first = harness({ store, sizes: { [DIGEST]: 10 } });

@@ -16,6 +16,7 @@ import {
 import type { KeyStore } from '../keys/key-store.js';
 import type { KeyStoreOptions } from '../keys/index.js';
 import { passphrasesFromEnv } from '../keys/passphrases.js';
+import { withPinnedRoot } from '../keys/pinned-root.js';
 import { buildImageOf, type BuildImage } from '../publish/build-image.js';
 import { signBuild } from '../publish/sign-build.js';
 import type { ManifestLookup, RegistryClientOptions } from '../registry/manifest-client.js';
@@ -239,7 +240,10 @@ async function openKeyStore(
   gun: string,
   environment: CliEnvironment,
 ): Promise<KeyStore> {
-  const store = await environment.createKeyStore(keyStoreOptions(command, environment));
+  const store = withPinnedRoot(
+    await environment.createKeyStore(keyStoreOptions(command, environment)),
+    command.rootKeyIds,
+  );
   if (command.keys.kind !== 'directory') return store;
   const preloaded = await store.load(gun, { createIfMissing: false });
   return {

@@ -11,7 +11,6 @@
  * without it one attempt could hold a worker for a minute or more each time it is retried.
  */
 import {
-  PublicKey,
   TrustError,
   type MetadataFetcher,
   type MetadataPublisher,
@@ -19,6 +18,7 @@ import {
 } from '@kpack-trust/common';
 import { exitCodeFor, ExitCode } from '../cli/exit-codes.js';
 import type { KeyStore, RepositoryKeys } from '../keys/key-store.js';
+import { withPinnedRoot } from '../keys/pinned-root.js';
 import type { ManifestLookup } from '../registry/manifest-client.js';
 import { signBuild, type SignSummary } from '../publish/sign-build.js';
 import type { RegistryCredentials } from './build-credentials.js';
@@ -238,58 +238,22 @@ export function withCredentialsNamed(err: unknown, credentials: RegistryCredenti
 }
 
 /**
- * The store as the Image configures it: the targets key doubles as the delegation key when a
- * delegation is named; a root pin refuses a root key that is not pinned before anything is signed,
- * and before anything is created: a root key generated now could never be the pinned one, and its
- * Secret, left behind, would refuse every later Build.
+ * The store as the Image configures it: a root pin applies (withPinnedRoot), and the targets key
+ * doubles as the delegation key when a delegation is named.
  */
 export function withImageSettings(
   store: KeyStore,
   delegation: string | undefined,
   rootKeyIds: readonly string[],
 ): KeyStore {
+  const pinned = withPinnedRoot(store, rootKeyIds);
+  if (delegation === undefined) return pinned;
   return {
-    description: store.description,
+    description: pinned.description,
     async load(gun, options): Promise<RepositoryKeys> {
-      const pinned = rootKeyIds.length > 0;
-      let keys = await store.load(gun, pinned ? { createIfMissing: false } : options);
-      checkPin(gun, keys);
-      if (pinned && options.createIfMissing) {
-        if (keys.root === undefined) {
-          throw new TrustError(
-            'SIGNING_KEY_UNUSABLE',
-            {
-              gun,
-              role: 'root',
-              keyId: '',
-              problem: 'no pinned root key to create the repository',
-            },
-            `Cannot sign ${gun}: the repository does not exist yet and ${store.description} holds no root key; ` +
-              `a key generated now could not be the pinned root key ${rootKeyIds.join(', ')}.`,
-          );
-        }
-        // The pinned root key is stored: the targets key may still have to be made beside it.
-        keys = await store.load(gun, options);
-        checkPin(gun, keys);
-      }
-      if (delegation === undefined || keys.targets === undefined) return keys;
+      const keys = await pinned.load(gun, options);
+      if (keys.targets === undefined) return keys;
       return { ...keys, delegations: new Map([[delegation, keys.targets]]) };
     },
   };
-
-  function checkPin(gun: string, keys: RepositoryKeys): void {
-    if (rootKeyIds.length > 0 && keys.root !== undefined) {
-      const ids = [PublicKey.fromKeyObject(keys.root.privateKey).canonicalId];
-      if (keys.root.certificatePem !== undefined) {
-        ids.push(PublicKey.fromCertificatePem(keys.root.certificatePem).id);
-      }
-      if (!ids.some((id) => rootKeyIds.includes(id))) {
-        throw new TrustError(
-          'SIGNING_KEY_UNUSABLE',
-          { gun, role: 'root', keyId: ids.join(','), problem: 'not the pinned root key' },
-          `Cannot sign ${gun}: the root key in ${store.description} (${ids.join(', ')}) is not the pinned root key ${rootKeyIds.join(', ')}.`,
-        );
-      }
-    }
-  }
 }
