@@ -17,4 +17,5 @@ export * from './notary/credentials.js';
 export * from './notary/docker-config-file.js';
 export * from './notary/http-client.js';
 export * from './notary/tls-trust.js';
+export * from './notary/ca-bundle.js';
 export * from './package-version.js';

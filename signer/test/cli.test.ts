@@ -225,7 +225,7 @@ describe('runCli', () => {
       [
         '--notary-ca',
         '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n',
-        'a PEM certificate in the file does not parse',
+        'the file holds a PEM certificate that does not parse',
       ],
     ] as const) {
       const h = harness({ files: { '/ca.pem': text } });

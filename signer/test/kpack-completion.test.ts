@@ -295,7 +295,7 @@ describe('runKpackCompletion', () => {
     const cases: [string, string, string][] = [
       ['KPACK_TRUST_NOTARY_CA', '', 'the file holds no PEM certificate'],
       ['KPACK_TRUST_NOTARY_CA', 'not a certificate\n', 'the file holds no PEM certificate'],
-      ['KPACK_TRUST_NOTARY_CA', garbled, 'a PEM certificate in the file does not parse'],
+      ['KPACK_TRUST_NOTARY_CA', garbled, 'the file holds a PEM certificate that does not parse'],
       ['KPACK_TRUST_REGISTRY_CA', '', 'the file holds no PEM certificate'],
     ];
     for (const [variable, text, problem] of cases) {

@@ -14,7 +14,7 @@ import {
   isTrustError,
   type TrustErrorFacts,
 } from '@kpack-trust/common';
-import { fixtureKey } from '@kpack-trust/common/testing';
+import { createTestCa, fixtureKey } from '@kpack-trust/common/testing';
 import { loadConfig } from '../src/config/load.js';
 import { DEFAULT_BREAK_GLASS_ANNOTATION } from '../src/config/parse.js';
 import { CONFIG_DIR, PREAMBLE, configFrom } from './support/engine.js';
@@ -34,7 +34,8 @@ rules:                                 # first the most specific match; no match
     allow: true                        # admitted without verification
 `;
 
-const CA_PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+// A real certificate: the CA bundle rule parses every block (common caBundleProblem).
+const CA_PEM = createTestCa({ commonName: 'config test CA' }).certPem;
 const FILES = { [`${CONFIG_DIR}/ca.crt`]: CA_PEM };
 
 type Expected = { [K in keyof TrustErrorFacts['CONFIG_INVALID']]?: string | RegExp };
@@ -368,6 +369,17 @@ rules:
       { path: 'notary[0].ca', problem: /no PEM certificate/ },
       {
         [`${CONFIG_DIR}/ca.crt`]: 'hello',
+      },
+    );
+    // A garbled block: Node's TLS would silently drop it and every certificate after it.
+    invalid(
+      MINIMAL,
+      {
+        path: 'notary[0].ca',
+        problem: new RegExp(`${CONFIG_DIR}/ca.crt holds a PEM certificate that does not parse`),
+      },
+      {
+        [`${CONFIG_DIR}/ca.crt`]: `-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n${CA_PEM}`,
       },
     );
     invalid(rule(`images: "a.io/x/*"\n    trust: { rootKeysPem: [/keys/missing.pem] }`), {

@@ -1,26 +1,12 @@
 /**
- * The one rule for a CA bundle file, shared by `sign --notary-ca/--registry-ca` and kpack-completion's
- * `KPACK_TRUST_NOTARY_CA`/`KPACK_TRUST_REGISTRY_CA`: an empty or mistaken file would otherwise be
- * ignored by Node's TLS (no certificate added) and surface later as a misleading certificate error
- * from the server. Pure; each entry point words the refusal for its own flag or variable.
+ * The CA bundle rule (common's caBundleProblem) worded for the signer's entry points:
+ * `sign --notary-ca/--registry-ca`, kpack-completion's `KPACK_TRUST_NOTARY_CA`/`KPACK_TRUST_REGISTRY_CA`
+ * and the controller's flags each name the file, then say what is wrong with it.
  */
-import { X509Certificate } from 'node:crypto';
-import { splitPemCertificates } from '@kpack-trust/common';
+import { caBundleProblem as bundleProblem } from '@kpack-trust/common';
 
-/** Why a CA bundle's text is unusable, or undefined when it holds only PEM certificates that parse. */
+/** Why a CA bundle's text is unusable ("the file holds …"), or undefined when it is usable. */
 export function caBundleProblem(text: string): string | undefined {
-  const certificates = splitPemCertificates(text);
-  if (certificates.length === 0) return 'the file holds no PEM certificate';
-  return certificates.every(parsesAsCertificate)
-    ? undefined
-    : 'a PEM certificate in the file does not parse';
-}
-
-function parsesAsCertificate(pem: string): boolean {
-  try {
-    new X509Certificate(pem);
-    return true;
-  } catch {
-    return false;
-  }
+  const problem = bundleProblem(text);
+  return problem === undefined ? undefined : `the file ${problem}`;
 }

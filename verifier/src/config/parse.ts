@@ -13,7 +13,7 @@ import {
   compileAnchor,
   dockerConfigCredentials,
   isTrustError,
-  splitPemCertificates,
+  caBundleProblem,
   type CompiledAnchor,
   type CredentialSource,
   type TrustAnchor,
@@ -155,8 +155,8 @@ function parseNotary(node: ConfigNode, files: FileAccess): NotaryEndpointConfig[
     if (!caNode.absent) {
       const caFile = files.path(caNode);
       const caPem = files.read(caNode, caFile);
-      if (splitPemCertificates(caPem).length === 0)
-        caNode.fail(`${caFile} holds no PEM certificate`);
+      const problem = caBundleProblem(caPem);
+      if (problem !== undefined) caNode.fail(`${caFile} ${problem}`);
       ca = { caFile, caPem };
     }
     const credentialsNode = entry.field('credentials');

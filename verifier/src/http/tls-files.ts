@@ -11,7 +11,7 @@
  */
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { createSecureContext } from 'node:tls';
-import { splitPemCertificates } from '@kpack-trust/common';
+import { caBundleProblem } from '@kpack-trust/common';
 import type { ListenTlsConfig } from '../config/types.js';
 
 /** Why the listener's TLS files are unusable, named the way the operator will look for them. */
@@ -67,7 +67,7 @@ export function checkListenTlsFiles(
     );
   }
   if (contents.clientCA !== undefined) {
-    const problem = clientCaProblem(contents.clientCA.toString());
+    const problem = caBundleProblem(contents.clientCA.toString());
     if (problem !== undefined) {
       throw new TlsFilesError(`listen.tls.clientCA ${paths.clientCA ?? ''} ${problem}`);
     }
@@ -84,21 +84,4 @@ export function checkListenTlsFiles(
     throw new TlsFilesError(`listen.tls files are refused by TLS (${reason})`);
   }
   return { subject: leaf.subject, notAfter };
-}
-
-/**
- * Why a client CA bundle would trust nothing or less than it shows. OpenSSL's reader, as Node
- * calls it, stops silently at the first block it cannot parse, so every block must parse.
- */
-function clientCaProblem(text: string): string | undefined {
-  const certificates = splitPemCertificates(text);
-  if (certificates.length === 0) return 'holds no PEM certificate';
-  for (const pem of certificates) {
-    try {
-      new X509Certificate(pem);
-    } catch {
-      return 'holds a PEM certificate that does not parse';
-    }
-  }
-  return undefined;
 }
