@@ -10,6 +10,7 @@ export * from './verify/anchor.js';
 export * from './verify/collection-verifier.js';
 export * from './verify/resolve.js';
 export * from './verify/updater.js';
+export * from './verify/paths.js';
 export * from './reference/image-reference.js';
 export * from './reference/notary-servers.js';
 export * from './notary/remote.js';

@@ -532,6 +532,31 @@ describe('planUpdate', () => {
     });
   });
 
+  describe('nested delegation paths', () => {
+    it("refuses what a nested delegation's own paths allow but does not extend its parent's, as verifiers narrow them", async () => {
+      const { repo } = await repositoryWithReleases({ paths: ['release-'] });
+      // The child lists '' (every name), which does not extend the parent's 'release-': Go's Restrict
+      // leaves the child no paths, so not even release-1, which both lists admit one by one.
+      const [team] = await repo.addDelegation('targets/releases/team', { paths: [''] });
+      assert.ok(team);
+      const keys = holding({ delegations: { 'targets/releases/team': team } });
+      const collection = await collectionOf(repo);
+      await assert.rejects(
+        updatePlan(repo, {
+          role: 'targets/releases/team',
+          collection,
+          keys,
+          targets: tags('release-1'),
+        }),
+        unusable(
+          'targets/releases/team',
+          team.publicKey.id,
+          'targets/releases/team may not sign the tag "release-1" (outside its delegated paths)',
+        ),
+      );
+    });
+  });
+
   describe('root renewal', () => {
     it('re-signs root as the next version when it expires within six months', async () => {
       const repo = await FixtureRepository.create(GUN, NOW);

@@ -47,7 +47,7 @@ import {
   type CompiledAnchor,
   type RootKeySet,
 } from './anchor.js';
-import { isPathAllowed } from './paths.js';
+import { childPathRestrictions, isPathAllowed } from './paths.js';
 
 /**
  * Highest version seen per role name (`root`, `timestamp`, `targets/releases`, …): the rollback
@@ -432,11 +432,7 @@ export class CollectionVerifier {
       this.markInvalid(role, signedBy);
       return undefined;
     }
-    // Go's DelegationRole.Restrict (RestrictDelegationPathPrefixes): a child keeps only the paths
-    // that extend one of its parent's (targets: every path), so it can never sign more than it.
-    const parentPaths = parent.pathRestrictions.at(-1) ?? [''];
-    const paths = delegation.paths.filter((p) => parentPaths.some((q) => p.startsWith(q)));
-    const pathRestrictions = [...parent.pathRestrictions, paths];
+    const pathRestrictions = childPathRestrictions(parent.pathRestrictions, delegation.paths);
     const inPaths = withinPaths(metadata, pathRestrictions);
     // Expiry last, as in Go ("all other validation should pass"): only an otherwise sound role
     // is merely expired.

@@ -17,6 +17,7 @@ import {
   newTargets,
   nextSnapshot,
   nextTargets,
+  childPathRestrictions,
   parentOf,
   signRole,
   changesAnything,
@@ -471,7 +472,8 @@ export function roleSigner(
     listed = listedKeys(entry.keyIds, parent.metadata.delegations.keys);
     threshold = entry.threshold;
     preferred = keys.delegations.get(role);
-    paths = [...parent.pathRestrictions, entry.paths];
+    // Narrowed as the verifiers narrow it: a tag outside would be signed and never resolve.
+    paths = childPathRestrictions(parent.pathRestrictions, entry.paths);
   }
   const held = [preferred, keys.targets, ...keys.delegations.values()].filter(
     (k): k is KeyObject => k !== undefined,
