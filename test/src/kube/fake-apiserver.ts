@@ -29,6 +29,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createCertificates } from '../stack/certs.js';
+import { forgetOnExit, removeOnExit } from '../stack/processes.js';
 
 /** The verbs the fake serves, as RBAC names them. */
 export type SecretVerb = 'get' | 'list' | 'create';
@@ -336,6 +337,8 @@ export async function startFakeApiserver(
   const keyOf = (namespace: string, name: string): string => `${namespace}/${name}`;
 
   const certDir = tls ? await mkdtemp(join(tmpdir(), 'kpack-fake-apiserver-')) : undefined;
+  // The CA key must not outlive an interrupted or crashed run that never reaches close().
+  if (certDir !== undefined) removeOnExit(certDir);
   const certs = certDir === undefined ? undefined : await createCertificates(certDir);
 
   const stored = (
@@ -774,7 +777,10 @@ export async function startFakeApiserver(
         });
         server.closeAllConnections();
       });
-      if (certDir !== undefined) await rm(certDir, { recursive: true, force: true });
+      if (certDir !== undefined) {
+        await rm(certDir, { recursive: true, force: true });
+        forgetOnExit(certDir);
+      }
     },
   };
 }
