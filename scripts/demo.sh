@@ -12,4 +12,5 @@ if [ "${1:-}" = --cluster ]; then
   echo "== Kubernetes binaries (scripts/kube-binaries.sh)" >&2
   bash scripts/kube-binaries.sh >/dev/null
 fi
-node test/dist/src/demo/demo.js "$@"
+# exec: a SIGTERM or SIGHUP to this script reaches the demo, whose exit hooks stop what it started.
+exec node test/dist/src/demo/demo.js "$@"

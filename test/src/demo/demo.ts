@@ -20,7 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { startControlPlane, type ControlPlane, type KubectlResult } from '../kube/control-plane.js';
 import { startFakeApiserver, type FakeApiserver } from '../kube/fake-apiserver.js';
 import { pushImage, startStack, type NotaryStack } from '../stack/index.js';
-import { freePort } from '../stack/processes.js';
+import { freePort, killOnExit } from '../stack/processes.js';
 import { repoRoot } from '../repo.js';
 
 /** One row of the demo's result table. */
@@ -358,6 +358,9 @@ export async function runDemoWith(options: { cluster: boolean }): Promise<DemoOu
     verifier = spawn(process.execPath, [join(root, verifierBin), 'serve', '--config', config], {
       stdio: ['ignore', 'ignore', 'inherit'],
     });
+    // Not launchDaemon: its stderr is part of the demo's output. A SIGTERM or SIGHUP to the demo
+    // must still not leave it listening (the stack's exit hooks kill it with the daemons).
+    killOnExit(verifier);
     await waitReady(url, stack.caPem, verifier);
 
     const nobody = `sha256:${randomBytes(32).toString('hex')}`;

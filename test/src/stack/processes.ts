@@ -76,6 +76,17 @@ export function forgetOnExit(dir: string): void {
   liveDirs.delete(dir);
 }
 
+/**
+ * Kills `child` from the exit and signal hooks too, like a daemon {@link launchDaemon} started: for
+ * a process started elsewhere (the demo's verifier, whose stderr goes to the terminal).
+ */
+export function killOnExit(child: ChildProcess): void {
+  installHooks();
+  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+}
+
 /** Kills what is still alive and removes live work dirs, synchronously (it runs on `exit`). */
 function cleanUpNow(): void {
   for (const child of live) {
@@ -265,8 +276,7 @@ async function startOnce(
   child.on('error', (error) => {
     spawnError = error;
   });
-  if (child.pid !== undefined) live.add(child);
-  child.once('exit', () => live.delete(child));
+  killOnExit(child);
   // A forgotten stop() must not keep the test process alive; the exit hook kills the child then.
   child.unref();
 
