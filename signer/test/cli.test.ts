@@ -20,6 +20,7 @@ import {
 import { fakeManifest } from '@kpack-trust/common/testing';
 import { ExitCode, exitCodeFor } from '../src/cli/exit-codes.js';
 import { HELP_TEXT } from '../src/cli/help.js';
+import { CONTROLLER_HELP, CONTROLLER_USAGE_POINTER } from '../src/controller/command.js';
 import { USAGE_POINTER, runCli, type CliEnvironment } from '../src/cli/run.js';
 import type { KeyStoreOptions } from '../src/keys/index.js';
 import type { KeyStore } from '../src/keys/key-store.js';
@@ -624,6 +625,27 @@ describe('the kpack-trust-signer program', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('controller: -h prints its help; an unknown flag is exit 2 with one line pointing at it', () => {
+    const help = run(['controller', '-h']);
+    assert.equal(help.status, 0, help.stderr);
+    assert.equal(help.stdout, CONTROLLER_HELP);
+    const wrong = run(['controller', '--sign-timeot', '30']);
+    assert.equal(wrong.status, 2);
+    assert.equal(wrong.stdout, '');
+    const lines = wrong.stderr.trimEnd().split('\n');
+    assert.equal(lines.length, 2, wrong.stderr);
+    assert.match(lines[0] ?? '', /^kpack-trust-signer controller: .*'--sign-timeot'/);
+    assert.equal(lines[1], `kpack-trust-signer controller: ${CONTROLLER_USAGE_POINTER}`);
+  });
+
+  it('controller: refuses a --sign-timeout past one day at start (a longer timer would fire at once)', () => {
+    const child = run(['controller', '--sign-timeout', '2147484', '--kubeconfig', '/nonexistent']);
+    assert.equal(child.status, 1, child.stderr);
+    const line = JSON.parse(child.stdout.trim()) as { message?: string; error?: string };
+    assert.equal(line.message, 'controller failed');
+    assert.equal(line.error, '--sign-timeout "2147484" is above 86400 seconds (one day)');
   });
 
   it('runs through the bin/ entry npm links (mode 755, shebang)', () => {

@@ -14,6 +14,9 @@ Usage:
       kpack's own completion binary with the same arguments minus -notary-v1-url. Settings and
       paths come from KPACK_TRUST_* variables: see signer/README.md ("kpack's completion step").
 
+  kpack-trust-signer controller [options]
+      the controller that signs kpack Images' builds in the cluster: see controller --help.
+
 Build input (one of):
   --report FILE            lifecycle report.toml: [image] tags, digest, manifest-size (kpack mounts
                            it at /var/report/report.toml)
@@ -43,10 +46,11 @@ Options:
   --notary-ca FILE         PEM CA bundle for a notary server with a private CA
   --docker-config FILE     registry credentials, also used for notary token auth (repeatable;
                            default $DOCKER_CONFIG/config.json or ~/.docker/config.json if present)
-  --root-key-id ID         pin the repository's root by key id (rootCanonicalKeyId, or rootKeyId)
-                           when the key store holds no root key (repeatable); without it such a
-                           root is trusted on first use, and then targets must already be signed
-                           by our targets key
+  --root-key-id ID         pin the repository's root by key id (rootCanonicalKeyId, or rootKeyId;
+                           repeatable): a root key in the store that is not pinned is refused, and
+                           a new repository is created only when the store holds the pinned root
+                           key. Without it, a repository whose root key the store lacks is trusted
+                           on first use, and then targets must already be signed by our targets key
   --registry-ca FILE       PEM CA bundle for the registry
   --insecure-registry HOST allow plain HTTP to HOST after HTTPS fails (loopback always may)
   --no-registry-check      do not ask the registry (needs --size or a report with manifest-size)

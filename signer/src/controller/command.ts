@@ -84,7 +84,8 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
                             Builds of one namespace signed at once (default 1), so a namespace whose
                             registry stalls cannot hold every worker; namespaces are served in turn
   --sign-timeout S          deadline of one sign attempt, every registry and notary round trip
-                            together (default 60); past it the attempt fails Unavailable and is retried
+                            together (default 60, at most 86400); past it the attempt fails
+                            Unavailable and is retried
   --max-attempts N          attempts for transient failures before recording the error (default 5)
   --queue-size N            most Builds waiting at once (default 10000)
   --max-key-secrets-per-namespace N
@@ -93,7 +94,15 @@ export const CONTROLLER_HELP = `kpack-trust-signer controller — sign every fin
                             Build past it is not signed (SigningFailed, reason KeyQuotaExceeded)
   --resync S                full re-list at least every S seconds (default 600)
   --listen HOST:PORT        health and metrics (default 0.0.0.0:8080)
+  -h, --help                this text
 `;
+
+/** The one line printed after a command-line mistake, as the sign command's USAGE_POINTER. */
+export const CONTROLLER_USAGE_POINTER = 'run "kpack-trust-signer controller --help" for the flags';
+
+// Node's timers take at most 2^31-1 ms (~24.8 days); a longer delay fires after 1 ms instead.
+// One day is far above any sensible deadline and keeps every seconds flag clear of that.
+const MAX_SECONDS = 86_400;
 
 const OPTIONS = {
   namespace: { type: 'string' },
@@ -122,7 +131,7 @@ const OPTIONS = {
   'max-key-secrets-per-namespace': { type: 'string' },
   resync: { type: 'string' },
   listen: { type: 'string' },
-  help: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
 } as const;
 
 /** Runs the controller until a signal; returns the exit code. */
@@ -139,7 +148,9 @@ export async function runControllerCommand(
       allowPositionals: false,
     }).values;
   } catch (err) {
+    // A usage mistake: the reason and where to look, as `sign` answers one.
     process.stderr.write(`kpack-trust-signer controller: ${(err as Error).message}\n`);
+    process.stderr.write(`kpack-trust-signer controller: ${CONTROLLER_USAGE_POINTER}\n`);
     return 2;
   }
   if (values.help === true) {
@@ -158,6 +169,16 @@ export async function runControllerCommand(
     if (!Number.isFinite(value) || value <= 0)
       throw new Error(`--${name} "${text}" is not a positive number`);
     return value;
+  };
+  /** A flag in seconds that becomes a timer's delay: bounded so the timer cannot overflow. */
+  const seconds = (name: keyof typeof OPTIONS, fallback: number): number => {
+    const value = number(name, fallback);
+    if (value > MAX_SECONDS) {
+      throw new Error(
+        `--${name} "${String(values[name])}" is above ${MAX_SECONDS} seconds (one day)`,
+      );
+    }
+    return value * 1000;
   };
 
   const count = (name: keyof typeof OPTIONS, fallback: number): number => {
@@ -188,7 +209,17 @@ export async function runControllerCommand(
     // ignore an empty or mistaken file, and every Build would then fail on a misleading TLS error.
     const notaryCa = readCaBundle('--notary-ca', values['notary-ca']);
     const registryCa = readCaBundle('--registry-ca', values['registry-ca']);
-    const signTimeoutMs = number('sign-timeout', DEFAULT_SIGN_TIMEOUT_MS / 1000) * 1000;
+    const signTimeoutMs = seconds('sign-timeout', DEFAULT_SIGN_TIMEOUT_MS / 1000);
+    // Read before the health server listens: a mistake here must not leave it holding the process.
+    const timing = {
+      leaseDurationMs: seconds('lease-duration', 15),
+      renewDeadlineMs: seconds('renew-deadline', 10),
+      retryPeriodMs: seconds('retry-period', 2),
+      workers: number('workers', 2),
+      maxSize: number('queue-size', 10_000),
+      maxAttempts: number('max-attempts', 5),
+      resyncMs: number('resync', 600) * 1000,
+    };
     const maxWorkersPerNamespace = count('max-workers-per-namespace', 1);
     const loaded = loadKubeConfig(
       values.kubeconfig === undefined ? {} : { kubeconfig: values.kubeconfig },
@@ -304,15 +335,6 @@ export async function runControllerCommand(
       signTimeoutMs,
     });
     const defaultNotaryUrl = values['default-notary-url'];
-    const timing = {
-      leaseDurationMs: number('lease-duration', 15) * 1000,
-      renewDeadlineMs: number('renew-deadline', 10) * 1000,
-      retryPeriodMs: number('retry-period', 2) * 1000,
-      workers: number('workers', 2),
-      maxSize: number('queue-size', 10_000),
-      maxAttempts: number('max-attempts', 5),
-      resyncMs: number('resync', 600) * 1000,
-    };
     const metrics = new ControllerMetrics();
     let queue: WorkQueue | undefined;
     let synced = false;
