@@ -43,6 +43,24 @@ describe('image globs', () => {
     assert.equal(g.literals, '127.0.0.1:5000/demo/'.length);
     assert.equal(g.wildcards, 1);
     assert.equal(compileImageGlob('a.io/**').wildcards, 2);
+    // The `/` beside a `**` segment is not counted: `**` may match no segment at all.
+    assert.equal(compileImageGlob('a.io/x/**').literals, 'a.io/x'.length);
+    assert.equal(compileImageGlob('a.io/**/y').literals, 'a.io/y'.length);
+  });
+
+  it('an exact pattern outranks x/** and x/**/y for the names both match', () => {
+    const config = configFrom(`${PREAMBLE}
+rules:
+  - { name: sub, images: "registry.corp.com/payments/**", allow: true }
+  - { name: exact, images: "registry.corp.com/payments", deny: true }
+  - { name: middle, images: "registry.corp.com/a/**/b", allow: true }
+  - { name: exact-ab, images: "registry.corp.com/a/b", deny: true }
+`);
+    const rules = new RuleSet(config.rules);
+    assert.equal(rules.match('registry.corp.com/payments', 'default')?.name, 'exact');
+    assert.equal(rules.match('registry.corp.com/payments/x', 'default')?.name, 'sub');
+    assert.equal(rules.match('registry.corp.com/a/b', 'default')?.name, 'exact-ab');
+    assert.equal(rules.match('registry.corp.com/a/x/b', 'default')?.name, 'middle');
   });
 
   it('namespace globs match whole names', () => {

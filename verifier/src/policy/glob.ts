@@ -71,7 +71,12 @@ export function compileImageGlob(pattern: string): ImageGlob {
   return {
     pattern,
     regex: new RegExp(`^${source}$`),
-    literals: pattern.replaceAll('*', '').length,
+    // The characters a name must contain: a `**` segment may match no segment at all, so the `/`
+    // beside it is not one of them (else `x/**` would outrank the exact `x` for the name `x`).
+    literals: segments
+      .filter((segment) => segment !== '**')
+      .map((segment) => segment.replaceAll('*', ''))
+      .join('/').length,
     wildcards,
   };
 }
