@@ -8,9 +8,17 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import type { MetadataFetcher, MetadataRequest } from '@kpack-trust/common';
+import {
+  parseImageReference,
+  type MetadataFetcher,
+  type MetadataRequest,
+} from '@kpack-trust/common';
 import { FixtureRepository, MemoryFetcher } from '@kpack-trust/common/testing';
-import { canonicalImagePattern, canonicalRegistry } from '../src/config/registry.js';
+import {
+  canonicalImagePattern,
+  canonicalReference,
+  canonicalRegistry,
+} from '../src/config/registry.js';
 import { ImagePolicyEngine } from '../src/policy/engine.js';
 import { NotarySources } from '../src/trust/notary-clients.js';
 import { NOW, V1, V2, configFrom, pod } from './support/engine.js';
@@ -175,11 +183,24 @@ rules:
       ['[FE80::1]:443', '[fe80::1]'],
       ['[::1]:5000', '[::1]:5000'],
       ['LOCALHOST', 'localhost'],
+      ['INDEX.DOCKER.IO', 'docker.io'],
+      ['index.docker.io:443', 'docker.io'],
+      ['Docker.io', 'docker.io'],
     ];
     for (const [input, expected] of cases) assert.equal(canonicalRegistry(input), expected, input);
     assert.equal(canonicalImagePattern('*.Corp.com:443/team/*'), '*.corp.com/team/*');
     assert.equal(canonicalImagePattern('**/team/app'), '**/team/app');
     assert.equal(canonicalImagePattern('**'), '**');
     assert.equal(canonicalImagePattern('Quay.io/**'), 'quay.io/**');
+    assert.equal(canonicalImagePattern('index.docker.io/**'), 'docker.io/**');
+  });
+
+  it('folds Docker Hub spellings the reference parser leaves alone into docker.io', () => {
+    const name = (image: string): string => canonicalReference(parseImageReference(image)).name;
+    assert.equal(name('INDEX.DOCKER.IO/evil/app:v1'), 'docker.io/evil/app');
+    assert.equal(name('index.docker.io:443/evil/app:v1'), 'docker.io/evil/app');
+    assert.equal(name('DOCKER.IO/alpine'), 'docker.io/library/alpine');
+    assert.equal(name('docker.io/alpine'), 'docker.io/library/alpine');
+    assert.equal(name('registry.corp.com:8443/app'), 'registry.corp.com:8443/app');
   });
 });

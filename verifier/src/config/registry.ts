@@ -5,7 +5,8 @@
  * whether or not the reference says so (Go, which container runtimes are written in, reads
  * `:0443` as 443 too). The reference parser keeps the registry as written, so the verifier brings
  * every registry to one canonical spelling — host lowercased, the port in decimal without leading
- * zeros, `:443` dropped — before it matches rules, picks the notary entry or forms the GUN.
+ * zeros, `:443` dropped, Docker Hub's `index.docker.io` as `docker.io` (official images under
+ * `library/`) — before it matches rules, picks the notary entry or forms the GUN.
  * Otherwise a spelling would bypass the entry (and its CA and credentials) and the rules written
  * for the registry, and be checked at `https://<as written>` instead.
  *
@@ -15,6 +16,10 @@
  */
 import type { ImageReference } from '@kpack-trust/common';
 
+/** Docker Hub's name in GUNs and rules, its legacy alias, and where its official images live. */
+const DOCKER_HUB = 'docker.io';
+const LEGACY_DOCKER_HUB = 'index.docker.io';
+const OFFICIAL_PREFIX = 'library/';
 /** The port an https registry listens on when a reference names none. */
 const DEFAULT_PORT = 443;
 /** The highest TCP port: a larger number is left as written (nothing can connect to it). */
@@ -30,18 +35,29 @@ export function canonicalRegistry(registry: string): string {
   const colon = registry.lastIndexOf(':');
   const hasPort = colon !== -1 && colon > bracket;
   const host = (hasPort ? registry.slice(0, colon) : registry).toLowerCase();
-  if (!hasPort) return host;
+  if (!hasPort) return dockerHub(host);
   const port = registry.slice(colon + 1);
   if (!/^[0-9]{1,10}$/.test(port) || Number(port) > MAX_PORT) return `${host}:${port}`;
   const number = Number(port);
-  return number === DEFAULT_PORT ? host : `${host}:${number}`;
+  return number === DEFAULT_PORT ? dockerHub(host) : `${host}:${number}`;
+}
+
+/**
+ * Docker Hub under one name: the reference parser folds `index.docker.io` into `docker.io` only as
+ * written in lowercase, yet `INDEX.DOCKER.IO` and `index.docker.io:443` reach the same registry.
+ */
+function dockerHub(host: string): string {
+  return host === LEGACY_DOCKER_HUB ? DOCKER_HUB : host;
 }
 
 /** `ref` with its registry, name and hence GUN in the canonical spelling; `ref` itself when already so. */
 export function canonicalReference(ref: ImageReference): ImageReference {
   const registry = canonicalRegistry(ref.registry);
   if (registry === ref.registry) return ref;
-  return { ...ref, registry, name: `${registry}/${ref.path}` };
+  // A Docker Hub spelling the parser did not recognise keeps its official images under library/.
+  const path =
+    registry === DOCKER_HUB && !ref.path.includes('/') ? `${OFFICIAL_PREFIX}${ref.path}` : ref.path;
+  return { ...ref, registry, path, name: `${registry}/${path}` };
 }
 
 /**
