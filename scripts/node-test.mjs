@@ -7,10 +7,17 @@
 //
 // --budget caps the whole suite, so even a run of hung files ends well inside CI's limit.
 //
+// Each file runs in its own process group (so a stop reaches what it started: notary-server, etcd,
+// kube-apiserver, a go build), which also means Ctrl-C at the terminal does not reach it. So a
+// SIGINT, SIGTERM or SIGHUP here, like a file's deadline, sends SIGTERM to the group — the file's
+// exit hooks then stop its daemons and remove its /tmp work dirs — and SIGKILL only if the group is
+// still alive a few seconds later. An interrupted run exits 128 + the signal's number.
+//
 //   node scripts/node-test.mjs [--suite=NAME] [--file-timeout=S] [--test-timeout=MS] [--budget=S]
 //                              [--verbose] ws...
 import { spawn } from 'node:child_process';
 import { createWriteStream, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { constants } from 'node:os';
 import { join, relative } from 'node:path';
 
 const options = {
@@ -59,6 +66,34 @@ const log = createWriteStream(logPath);
 
 const SUMMARY = /^ℹ (tests|pass|fail|cancelled|skipped|todo) (\d+)$/gm;
 
+/** How long a stopped file's process group gets between SIGTERM and SIGKILL. */
+const STOP_GRACE_MS = 5000;
+
+/** The file running now: its group's id (until the group is reaped), name and output so far. */
+let current;
+
+/** Sends `signal` to the whole process group `pid` leads; false once the group is gone. */
+function signalGroup(pid, signal) {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True while any process of the group `pid` led is alive (signal 0 only checks). */
+const groupAlive = (pid) => signalGroup(pid, 0);
+
+/** SIGTERM to the group, SIGKILL after the grace period; resolves once it is gone (or killed). */
+async function stopGroup(pid) {
+  if (!signalGroup(pid, 'SIGTERM')) return;
+  for (let waited = 0; waited < STOP_GRACE_MS && groupAlive(pid); waited += 100) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  signalGroup(pid, 'SIGKILL');
+}
+
 /** Runs one file under `node --test`; resolves with its output, exit status and whether it timed out. */
 function runFile(file, timeoutS) {
   return new Promise((resolve) => {
@@ -80,19 +115,24 @@ function runFile(file, timeoutS) {
     };
     child.stdout.on('data', collect);
     child.stderr.on('data', collect);
+    if (child.pid !== undefined) current = { pid: child.pid, file, chunks };
     let timedOut = false;
+    let killTimer;
+    // SIGTERM first: a SIGKILL at once would skip the file's exit hooks, which stop its daemons and
+    // remove its work dirs (etcd data, CA keys). reapGroup() below catches what outlives the file.
     const timer = setTimeout(() => {
       timedOut = true;
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
+      if (!signalGroup(child.pid, 'SIGTERM')) child.kill('SIGTERM');
+      killTimer = setTimeout(() => {
+        if (!signalGroup(child.pid, 'SIGKILL')) child.kill('SIGKILL');
+      }, STOP_GRACE_MS);
     }, timeoutS * 1000);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      clearTimeout(killTimer);
       const ms = Date.now() - started;
       void reapGroup(child.pid).then((leftRunning) => {
+        current = undefined;
         const output = Buffer.concat(chunks).toString('utf8');
         resolve({ output, code, signal, timedOut, leftRunning, ms });
       });
@@ -106,25 +146,45 @@ function runFile(file, timeoutS) {
  * into the next file's run is a bug of the test, not noise.
  */
 async function reapGroup(pid) {
-  const alive = () => {
-    try {
-      process.kill(-pid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  for (let waited = 0; waited < 5000 && alive(); waited += 100) {
+  if (pid === undefined) return false;
+  for (let waited = 0; waited < STOP_GRACE_MS && groupAlive(pid); waited += 100) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  if (!alive()) return false;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // gone in between
-  }
+  if (!groupAlive(pid)) return false;
+  signalGroup(pid, 'SIGKILL'); // false when it was gone in between
   return true;
 }
+
+/** Set once a signal asked the run to stop; the main loop then starts no further file. */
+let interruption;
+
+/**
+ * Stops the running file's process group (SIGTERM, SIGKILL after the grace period), keeps its
+ * output so far in the log, and exits 128 + the signal's number. A second signal kills at once.
+ */
+function interrupt(signal) {
+  const code = 128 + constants.signals[signal];
+  if (interruption !== undefined) {
+    if (current !== undefined) signalGroup(current.pid, 'SIGKILL');
+    process.exit(code);
+  }
+  // On SIGHUP the terminal may be gone; a failed write must not end the run before the clean-up.
+  process.stdout.on('error', () => {});
+  process.stderr.on('error', () => {});
+  const running = current;
+  interruption = (async () => {
+    if (running !== undefined) {
+      console.log(`${options.suite}: ${signal}: stopping ${relative('.', running.file)} …`);
+      await stopGroup(running.pid);
+      const output = Buffer.concat(running.chunks).toString('utf8');
+      log.write(`\n===== ${relative('.', running.file)} (interrupted by ${signal})\n${output}`);
+    }
+    await new Promise((resolve) => log.end(resolve));
+    console.log(`${options.suite}: interrupted by ${signal}; full output so far: ${logPath}`);
+    process.exit(code);
+  })();
+}
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, interrupt);
 
 const totals = { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
 const failed = [];
@@ -141,7 +201,9 @@ for (const [index, file] of files.entries()) {
     continue;
   }
   const timeoutS = Math.min(options.fileTimeoutS, Math.ceil(remainingS));
+  if (interruption !== undefined) await interruption; // never returns: it exits
   const result = await runFile(file, timeoutS);
+  if (interruption !== undefined) await interruption;
   log.write(`\n===== ${name}\n${result.output}`);
   const counts = { tests: 0, pass: 0, fail: 0, cancelled: 0, skipped: 0, todo: 0 };
   for (const [, key, value] of result.output.matchAll(SUMMARY)) counts[key] = Number(value);
