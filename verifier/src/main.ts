@@ -41,8 +41,12 @@ const SERVE_USAGE = `Usage: kpack-trust-verifier serve --config FILE [--log-leve
 
 Serves the ImagePolicyWebhook over HTTPS as the config's "listen" section says:
   POST /, POST /image-policy   ImageReview (imagepolicy.k8s.io/v1alpha1)
+  POST /mutate                 AdmissionReview of a Pod: decided; verified tags pinned to digests
+  POST /validate               AdmissionReview of a workload: its pod template decided, never patched
   GET /healthz, /readyz        liveness; readiness (503 while shutting down)
   GET /metrics                 Prometheus metrics
+A POST past the fixed load limits (bodies held, POSTs in flight) is answered 503 with
+"Connection: close", unread; the apiserver retries it. GETs are never refused.
 The config file and the TLS certificate, key and client CA are reloaded when they change (the
 config also on SIGHUP); an invalid new config is logged and the previous one kept. SIGTERM or
 SIGINT shuts down gracefully: readyz turns 503, in-flight reviews finish, the process exits 0;
@@ -130,7 +134,9 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         io.stdout(`${packageVersion('@kpack-trust/verifier', import.meta.url)}\n`);
         return 0;
       case undefined:
-        throw new UsageError('no command given; the commands are "serve" and "check"');
+        throw new UsageError(
+          'no command given; the commands are "serve", "check" and "check-config"',
+        );
       default:
         throw new UsageError(`unknown command "${command}"`);
     }

@@ -84,7 +84,7 @@ describe('command line', () => {
     const serve = 'Run "kpack-trust-verifier serve --help" for the usage.';
     const check = 'Run "kpack-trust-verifier check --help" for the usage.';
     for (const [argv, message, pointer] of [
-      [[], 'no command given; the commands are "serve" and "check"', program],
+      [[], 'no command given; the commands are "serve", "check" and "check-config"', program],
       [['verify'], 'unknown command "verify"', program],
       [['serve'], '--config FILE is required', serve],
       [
@@ -153,7 +153,7 @@ describe('command line', () => {
     assert.equal(none.status, 2);
     assert.equal(
       none.stderr,
-      'kpack-trust-verifier: no command given; the commands are "serve" and "check"\nRun "kpack-trust-verifier --help" for the usage.\n',
+      'kpack-trust-verifier: no command given; the commands are "serve", "check" and "check-config"\nRun "kpack-trust-verifier --help" for the usage.\n',
     );
   });
 
