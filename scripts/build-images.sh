@@ -47,11 +47,41 @@ if ! command -v buildah >/dev/null 2>&1; then
 fi
 export STORAGE_DRIVER=vfs BUILDAH_ISOLATION=chroot
 
+# A failed check, set -e or a signal (bash runs the EXIT trap on SIGINT, SIGTERM and SIGHUP too)
+# must leave neither temporary dirs nor buildah working containers, which stay in vfs storage, a
+# full copy of the image each, until `buildah rm`. A container is named and recorded before
+# `buildah from` makes it, so no moment exists in which it is made but not yet known here.
+tmp_dirs=()
+containers=()
+containers_made=0
+clean_up() {
+  local c
+  for c in ${containers[@]+"${containers[@]}"}; do
+    buildah rm "$c" >/dev/null 2>&1 || true # unmounts it first; fails quietly if never made
+  done
+  [ ${#tmp_dirs[@]} -eq 0 ] || rm -rf "${tmp_dirs[@]}"
+}
+trap clean_up EXIT
+# new_container IMAGE: makes a working container from IMAGE and sets $ctr to its name. Not in a
+# subshell ($(...)), which would lose the record.
+new_container() {
+  ctr=kpack-trust-build-$$-$((containers_made++))
+  containers+=("$ctr")
+  buildah from --name "$ctr" "$1" >/dev/null
+}
+# drop_container NAME: `buildah rm` it and forget it.
+drop_container() {
+  buildah rm "$1" >/dev/null
+  local kept=() c
+  for c in "${containers[@]}"; do [ "$c" = "$1" ] || kept+=("$c"); done
+  containers=(${kept[@]+"${kept[@]}"})
+}
+
 build_args=()
 if $stand_in; then
   base=localhost/kpack-trust-stand-in-node:20
   root=$(mktemp -d)
-  trap 'rm -rf "$root"' EXIT
+  tmp_dirs+=("$root")
   node_bin=$(readlink -f "$(command -v node)")
   npm_dir=$(dirname "$(dirname "$(readlink -f "$(command -v npm)")")")
   mkdir -p "$root"/{bin,usr/bin,usr/lib/node_modules,etc/ssl,tmp,root,nodejs/bin}
@@ -69,13 +99,13 @@ if $stand_in; then
   done
   cp -rL /etc/ssl/certs "$root/etc/ssl/"
   printf 'root:x:0:0::/root:/bin/sh\nnonroot:x:65532:65532::/home/nonroot:/bin/sh\n' >"$root/etc/passwd"
-  ctr=$(buildah from scratch)
+  new_container scratch
   buildah copy -q "$ctr" "$root" / >/dev/null
   # npm inside the build trusts what this machine trusts (a registry proxy's CA, say).
   buildah config --env NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
     --env npm_config_cafile=/etc/ssl/certs/ca-certificates.crt "$ctr"
   buildah commit -q "$ctr" "$base" >/dev/null
-  buildah rm "$ctr" >/dev/null
+  drop_container "$ctr"
   echo "stand-in base $base from $node_bin ($(node --version))" >&2
   build_args=(--build-arg "NODE_IMAGE=$base" --build-arg "RUNTIME_IMAGE=$base")
 fi
@@ -91,7 +121,7 @@ for target in signer verifier; do
     echo "building $image failed" >&2
     exit 1
   }
-  ctr=$(buildah from "$image")
+  new_container "$image"
   # As the image's user (buildah run takes it from the image); --help needs no config or cluster.
   # The signer's entry point is its bundle (scripts/bundle-signer.mjs).
   entry=/app/$target/dist/src/main.js
@@ -117,7 +147,7 @@ for target in signer verifier; do
   size=$(du -sh "$mnt/app" | cut -f1)
   dev=$([ -d "$mnt/app/node_modules/typescript" ] && echo "yes" || echo "none")
   buildah umount "$ctr" >/dev/null
-  buildah rm "$ctr" >/dev/null
+  drop_container "$ctr"
   echo "$image: user $uid, /app $size, dev dependencies: $dev, $modules modules load; --help: $out"
   [ "$uid" = "65532:65532" ] && [ "$dev" = none ] && [ -n "$out" ] || {
     echo "$image is not as it should be" >&2
@@ -131,7 +161,7 @@ kpack_base=${KPACK_COMPLETION_IMAGE:-}
 if $stand_in; then
   kpack_base=localhost/kpack-trust-stand-in-kpack-completion:dev
   kroot=$(mktemp -d)
-  trap 'rm -rf "$root" "$kroot"' EXIT
+  tmp_dirs+=("$kroot")
   mkdir -p "$kroot"/{cnb/lifecycle,cnb/process,etc,tmp}
   chmod 1777 "$kroot/tmp"
   cp "$(readlink -f /bin/echo)" "$kroot/cnb/lifecycle/launcher"
@@ -143,11 +173,11 @@ if $stand_in; then
     cp -L "$lib" "$kroot$lib"
   done
   printf 'root:x:0:0::/root:/sbin/nologin\ncnb:x:1000:1000::/home/cnb:/sbin/nologin\n' >"$kroot/etc/passwd"
-  ctr=$(buildah from scratch)
+  new_container scratch
   buildah copy -q "$ctr" "$kroot" / >/dev/null
   buildah config --user 1000:1000 --entrypoint '["/cnb/lifecycle/launcher"]' "$ctr"
   buildah commit -q "$ctr" "$kpack_base" >/dev/null
-  buildah rm "$ctr" >/dev/null
+  drop_container "$ctr"
   echo "stand-in kpack completion base $kpack_base" >&2
 fi
 if [ -z "$kpack_base" ]; then
@@ -163,7 +193,7 @@ buildah bud --network host "${build_args[@]}" --build-arg "KPACK_COMPLETION_IMAG
   echo "building $image failed" >&2
   exit 1
 }
-ctr=$(buildah from "$image")
+new_container "$image"
 # No shell anywhere: buildah runs the entrypoint binary directly. Without -notary-v1-url the step
 # only hands over to kpack's program, as /cnb/process/completion, with the arguments unchanged.
 handed=$(buildah run "$ctr" -- /cnb/process/completion -dockercfg=registry-cfg -cosign-annotations=buildNumber=1 2>&1)
@@ -178,7 +208,7 @@ kpack_link=$(readlink "$mnt/cnb/process/kpack-completion")
 ours=$(readlink "$mnt/cnb/process/completion")
 size=$(du -sh "$mnt/kpack-trust" | cut -f1)
 buildah umount "$ctr" >/dev/null
-buildah rm "$ctr" >/dev/null
+drop_container "$ctr"
 base_user=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$kpack_base")
 user=$(buildah inspect --format '{{.OCIv1.Config.User}}' "$image")
 echo "$image: user $user (base: $base_user), shell: $shell, /kpack-trust $size," \
