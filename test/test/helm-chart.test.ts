@@ -1985,6 +1985,30 @@ describe('kpack-trust Helm chart', () => {
       }
     });
 
+    it('refuses a terminationGracePeriodSeconds not above signTimeoutSeconds', () => {
+      // The default grace period (90 s) against a sign timeout equal to it: the kubelet could kill
+      // the leader while it still publishes the Build in hand.
+      const [first] = rejection([
+        ...enabled,
+        '--set',
+        'signer.controller.signTimeoutSeconds=90',
+      ]).split('\n');
+      assert.equal(
+        first,
+        'Error: execution error at (kpack-trust/templates/validate.yaml:5:4): signer.controller.terminationGracePeriodSeconds (90) must be greater than signer.controller.signTimeoutSeconds (90), or a Build still being signed at SIGTERM is killed before it is published and the Lease released',
+      );
+      const objects = render(undefined, [
+        ...enabled,
+        '--set',
+        'signer.controller.signTimeoutSeconds=89',
+      ]);
+      const deployment = objects.find(
+        (o) => o.kind === 'Deployment' && o.metadata.name === CONTROLLER,
+      );
+      assert.ok(deployment);
+      assert.equal(at(deployment, 'spec', 'template', 'spec', 'terminationGracePeriodSeconds'), 90);
+    });
+
     it('with watchNamespaces: a Role per namespace and no ClusterRole', () => {
       const objects = render(undefined, [
         ...enabled,

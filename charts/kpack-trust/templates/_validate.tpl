@@ -99,6 +99,11 @@ would make that get on every Secret in the cluster, which must be asked for by n
 {{- if and $c.enabled (eq $c.buildCredentials "service-account") (not $c.watchNamespaces) (not $c.buildCredentialsClusterWide) }}
 {{- fail "signer.controller: buildCredentials service-account with watchNamespaces [] would let the controller get every Secret in the cluster; list the build namespaces in signer.controller.watchNamespaces (a Role in each), set signer.controller.buildCredentials=controller, or grant it cluster-wide with signer.controller.buildCredentialsClusterWide=true" }}
 {{- end }}
+{{- /* At SIGTERM the leader finishes the Build in hand, which may take up to signTimeoutSeconds, then
+releases the Lease; a grace period no longer than that lets the kubelet kill it mid-publish. */}}
+{{- if and $c.enabled (le (int $c.terminationGracePeriodSeconds) (int $c.signTimeoutSeconds)) }}
+{{- fail (printf "signer.controller.terminationGracePeriodSeconds (%d) must be greater than signer.controller.signTimeoutSeconds (%d), or a Build still being signed at SIGTERM is killed before it is published and the Lease released" (int $c.terminationGracePeriodSeconds) (int $c.signTimeoutSeconds)) }}
+{{- end }}
 {{- /* Build pods hold a token that may create Secrets: never where the verifier checks nothing. The
 release namespace (its Role would reach the controller's key Secrets there) and kube-system are
 refused even without a verifier in this release or an exemption naming them; with the admission
