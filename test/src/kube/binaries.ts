@@ -17,7 +17,7 @@ export interface KubeBinaries {
   readonly etcd: string;
   /** kpack's `cmd/completion`, the program kpack runs as `/cnb/process/completion`. */
   readonly kpackCompletion: string;
-  /** Release tags as pinned: `v1.35.4`, `v3.6.5`, `v0.17.2`. */
+  /** Release tags as pinned: `v1.35.4`, `v3.6.6`, `v0.17.2`. */
   readonly versions: { readonly kubernetes: string; readonly etcd: string; readonly kpack: string };
 }
 
