@@ -33,6 +33,7 @@ import {
   lookup,
   notaryCli,
   pushImage,
+  rootKeyIds,
   startStack,
   type NotaryStack,
   writeVerifierConfig,
@@ -249,11 +250,15 @@ describe('kpack-trust-signer renews expired metadata on notary-server', () => {
     const delegate = await createDelegationKey(await stack.tempDir('signer'), 'releases');
     await addDelegation(stack, gun, cliDir, 'targets/releases', [delegate.certFile]);
     const privateKey = createPrivateKey(await readFile(delegate.keyFile));
+    // The CLI's root pinned: a delegation never published yet is refused under trust on first use.
+    const { canonicalId } = await rootKeyIds(stack, gun);
     const keyArgs = [
       '--keys-dir',
       await keysDir(join(await stack.tempDir('keys'), 'releases'), privateKey, 'targets/releases'),
       '--delegation',
       'targets/releases',
+      '--root-key-id',
+      canonicalId,
     ];
     const signArgs = ['--image', image.reference, '--digest', image.digest, ...keyArgs];
     assert.deepEqual(ok(await runSigner(stack, signArgs)).rolesPublished, ['targets/releases']);
