@@ -15,6 +15,7 @@ import {
   listenHttps,
   serve,
   type HttpsListener,
+  type HttpsListenOptions,
   type ReconfigurableReviewer,
 } from '../src/server.js';
 import type { ImageReviewStatus } from '../src/review.js';
@@ -83,18 +84,18 @@ async function tlsDir(name: string, pem: Pem, clientCa?: string) {
   };
 }
 
+/** listenHttps on an OS-chosen loopback port; TLS file watching is off unless `watch` is given. */
+function listenLoopback(
+  options: Omit<HttpsListenOptions, 'port' | 'host'>,
+): Promise<HttpsListener> {
+  return listenHttps({ port: 0, host: '127.0.0.1', watch: false, ...options });
+}
+
 describe('listenHttps', () => {
   it('serves HTTPS with the configured certificate', async () => {
     const { tls } = await tlsDir('plain', first);
     const { logger } = captureLogs();
-    const listener = await listenHttps({
-      handler: ok,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler: ok, tls, logger });
     try {
       const reply = await httpsCall({ port: listener.port, ca: ca.cert });
       assert.equal(reply.status, 200);
@@ -108,7 +109,7 @@ describe('listenHttps', () => {
     const { tls } = await tlsDir('mismatch', { cert: first.cert, key: second.key });
     const { logger } = captureLogs();
     await assert.rejects(
-      listenHttps({ handler: ok, port: 0, host: '127.0.0.1', tls, logger, watch: false }),
+      listenLoopback({ handler: ok, tls, logger }),
       /listen\.tls\.key .*tls\.key is not the private key of the certificate/,
     );
   });
@@ -117,7 +118,7 @@ describe('listenHttps', () => {
     const { logger } = captureLogs();
     const noCa = await tlsDir('no-client-ca', first, 'not a certificate\n');
     await assert.rejects(
-      listenHttps({ handler: ok, port: 0, host: '127.0.0.1', tls: noCa.tls, logger, watch: false }),
+      listenLoopback({ handler: ok, tls: noCa.tls, logger }),
       (error: Error & { code?: string }) => {
         assert.equal(error.code, 'TLS_FILES_INVALID');
         assert.match(
@@ -134,26 +135,12 @@ describe('listenHttps', () => {
       `-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n${ca.cert}`,
     );
     await assert.rejects(
-      listenHttps({
-        handler: ok,
-        port: 0,
-        host: '127.0.0.1',
-        tls: garbled.tls,
-        logger,
-        watch: false,
-      }),
+      listenLoopback({ handler: ok, tls: garbled.tls, logger }),
       /holds a PEM certificate that does not parse/,
     );
     const expired = await tlsDir('expired', expiredLeaf);
     await assert.rejects(
-      listenHttps({
-        handler: ok,
-        port: 0,
-        host: '127.0.0.1',
-        tls: expired.tls,
-        logger,
-        watch: false,
-      }),
+      listenLoopback({ handler: ok, tls: expired.tls, logger }),
       (error: Error & { code?: string }) => {
         assert.equal(error.code, 'TLS_FILES_INVALID');
         assert.match(error.message, /listen\.tls\.cert .*tls\.crt expired on /);
@@ -171,14 +158,7 @@ describe('listenHttps', () => {
         served += 1;
         ok(req, res);
       };
-      listener = await listenHttps({
-        handler,
-        port: 0,
-        host: '127.0.0.1',
-        tls,
-        logger: captureLogs().logger,
-        watch: false,
-      });
+      listener = await listenLoopback({ handler, tls, logger: captureLogs().logger });
     });
     after(() => listener.close());
 
@@ -220,14 +200,7 @@ describe('TLS certificate hot reload', () => {
   it('keeps the old pair while the rotation is half-written, then switches without a restart', async () => {
     const { tls } = await tlsDir('manual', first, ca.cert);
     const logs = captureLogs();
-    const listener = await listenHttps({
-      handler: ok,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger: logs.logger,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler: ok, tls, logger: logs.logger });
     try {
       await writeFile(tls.cert, second.cert);
       assert.equal(await listener.reloadTls(), 'failed');
@@ -250,14 +223,7 @@ describe('TLS certificate hot reload', () => {
   it('keeps the old context when the new client CA trusts no one or the new pair has expired', async () => {
     const { tls } = await tlsDir('unusable-rotation', first, ca.cert);
     const logs = captureLogs();
-    const listener = await listenHttps({
-      handler: ok,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger: logs.logger,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler: ok, tls, logger: logs.logger });
     try {
       assert.ok(tls.clientCA !== undefined);
       await writeFile(tls.clientCA, 'not a certificate\n');
@@ -291,10 +257,8 @@ describe('TLS certificate hot reload', () => {
   it('notices files replaced in place', async () => {
     const { tls } = await tlsDir('in-place', first);
     const logs = captureLogs();
-    const listener = await listenHttps({
+    const listener = await listenLoopback({
       handler: ok,
-      port: 0,
-      host: '127.0.0.1',
       tls,
       logger: logs.logger,
       watch: { debounceMs: 50, pollMs: 0 },
@@ -324,10 +288,8 @@ describe('TLS certificate hot reload', () => {
     await symlink('..v1', join(root, '..data'));
     await symlink('..data/tls.crt', join(root, 'tls.crt'));
     await symlink('..data/tls.key', join(root, 'tls.key'));
-    const listener = await listenHttps({
+    const listener = await listenLoopback({
       handler: ok,
-      port: 0,
-      host: '127.0.0.1',
       tls: { cert: join(root, 'tls.crt'), key: join(root, 'tls.key') },
       logger: captureLogs().logger,
       watch: { debounceMs: 50, pollMs: 0 },
@@ -404,15 +366,7 @@ describe('load limits', () => {
       logger: logs.logger,
       bodyBudgetBytes: 64 * 1024,
     });
-    const listener = await listenHttps({
-      handler: app,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger: logs.logger,
-      metrics,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler: app, tls, logger: logs.logger, metrics });
     const holder = await openTls(listener.port);
     try {
       // A review declaring 48 KiB that sends one: the budget holds 48 KiB for it.
@@ -471,14 +425,7 @@ describe('load limits', () => {
     const metrics = new VerifierMetrics({ defaultMetrics: false });
     const { logger } = captureLogs();
     const app = createApp({ reviewer: new StubReviewer(), metrics, logger, bodyBudgetBytes: 8192 });
-    const listener = await listenHttps({
-      handler: app,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler: app, tls, logger });
     try {
       const status = await new Promise<number>((resolve, reject) => {
         const req = httpsRequest(
@@ -523,15 +470,12 @@ describe('load limits', () => {
         });
       else ok(req, res);
     };
-    const listener = await listenHttps({
+    const listener = await listenLoopback({
       handler,
-      port: 0,
-      host: '127.0.0.1',
       tls,
       logger,
       metrics,
       limits: { maxRequests: 1 },
-      watch: false,
     });
     try {
       const post = () =>
@@ -569,14 +513,11 @@ describe('load limits', () => {
   it('enforces headersTimeout within about a second, not after Node’s 30 s check interval', async () => {
     const { tls } = await tlsDir('headers-timeout', first);
     const { logger } = captureLogs();
-    const listener = await listenHttps({
+    const listener = await listenLoopback({
       handler: ok,
-      port: 0,
-      host: '127.0.0.1',
       tls,
       logger,
       timeouts: { headersTimeoutMs: 500, requestTimeoutMs: 1000 },
-      watch: false,
     });
     const socket = await openTls(listener.port);
     try {
@@ -604,15 +545,12 @@ describe('load limits', () => {
     const { tls } = await tlsDir('max-connections', first);
     const metrics = new VerifierMetrics({ defaultMetrics: false });
     const { logger } = captureLogs();
-    const listener = await listenHttps({
+    const listener = await listenLoopback({
       handler: ok,
-      port: 0,
-      host: '127.0.0.1',
       tls,
       logger,
       metrics,
       limits: { maxConnections: 2 },
-      watch: false,
     });
     const open = [await openTls(listener.port), await openTls(listener.port)];
     try {
@@ -652,14 +590,7 @@ describe('graceful close', () => {
         ok(req, res);
       }, 300);
     };
-    const listener = await listenHttps({
-      handler,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger: captureLogs().logger,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler, tls, logger: captureLogs().logger });
     const agent = new Agent({ keepAlive: true });
     try {
       const inFlight = httpsCall({ port: listener.port, ca: ca.cert, agent });
@@ -684,14 +615,7 @@ describe('graceful close', () => {
       ok(req, res);
     };
     const logs = captureLogs();
-    const listener = await listenHttps({
-      handler,
-      port: 0,
-      host: '127.0.0.1',
-      tls,
-      logger: logs.logger,
-      watch: false,
-    });
+    const listener = await listenLoopback({ handler, tls, logger: logs.logger });
     const agent = new Agent({ keepAlive: true });
     try {
       await httpsCall({ port: listener.port, ca: ca.cert, agent }); // leaves an idle connection
