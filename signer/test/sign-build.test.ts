@@ -21,6 +21,7 @@ import {
   fakeManifest,
   fakeTarget,
   fixtureKey,
+  type FixtureKey,
 } from '@kpack-trust/common/testing';
 import type { BuildImage } from '../src/publish/build-image.js';
 import { backoff, signBuild, type SignBuildDependencies } from '../src/publish/sign-build.js';
@@ -108,6 +109,36 @@ function refusedUnderTofu(keyId: string, problemStart: string): (err: unknown) =
     assert.match(e.message, /--root-key-id or a root keys dir/);
     return true;
   };
+}
+
+/**
+ * Signs one:v1 into targets/releases of `repo` with our key: under trust on first use it must be
+ * refused (SIGNING_KEY_UNUSABLE, problem starting `problemStart`) with nothing published; with the
+ * repository's root pinned it must then be signed. Returns the server and the pinned summary.
+ */
+async function refusedUnderTofuThenSignedPinned(
+  repo: FixtureRepository,
+  ours: FixtureKey,
+  problemStart: string,
+) {
+  const notary = new MemoryNotary(NOW);
+  notary.serveFixture(repo, { serverSnapshot: true });
+  const store = new MemoryKeyStore({
+    keys: { delegations: new Map([['targets/releases', ours.privateKey]]) },
+  });
+  const image = build('one', ['v1'], 700);
+  await assert.rejects(
+    signBuild({ image, role: 'targets/releases' }, deps(notary, store)),
+    refusedUnderTofu(ours.publicKey.id, problemStart),
+  );
+  assert.deepEqual(notary.publishes, []);
+  const rootKeyId = repo.rootKeys[0]?.publicKey.id;
+  assert.ok(rootKeyId);
+  const pinned = await signBuild(
+    { image, role: 'targets/releases', rootKeyIds: [rootKeyId] },
+    deps(notary, store),
+  );
+  return { notary, pinned };
 }
 
 describe('signBuild', () => {
@@ -500,25 +531,13 @@ describe('signBuild', () => {
       { set: new Map([['evil', fakeTarget('evil')]]) },
       { signers: [attacker.signer] },
     );
-    const notary = new MemoryNotary(NOW);
-    notary.serveFixture(repo, { serverSnapshot: true });
-    const store = new MemoryKeyStore({
-      keys: { delegations: new Map([['targets/releases', ours.privateKey]]) },
-    });
-    const image = build('one', ['v1'], 700);
-    await assert.rejects(
-      signBuild({ image, role: 'targets/releases' }, deps(notary, store)),
-      refusedUnderTofu(ours.publicKey.id, 'the current targets/releases is not signed by our key'),
+    const { notary, pinned } = await refusedUnderTofuThenSignedPinned(
+      repo,
+      ours,
+      'the current targets/releases is not signed by our key',
     );
-    assert.deepEqual(notary.publishes, []);
     // With the root pinned, a delegation another signer published last is signed (docker trust's
     // several signers of targets/releases), "evil" and all: the pinned root vouches for them.
-    const rootKeyId = repo.rootKeys[0]?.publicKey.id;
-    assert.ok(rootKeyId);
-    const pinned = await signBuild(
-      { image, role: 'targets/releases', rootKeyIds: [rootKeyId] },
-      deps(notary, store),
-    );
     assert.deepEqual(pinned.rolesPublished, ['targets/releases']);
     assert.deepEqual([...notary.targetsOf(GUN, 'targets/releases').keys()].sort(), ['evil', 'v1']);
   });
@@ -532,22 +551,10 @@ describe('signBuild', () => {
       NOW,
     );
     await repo.publish(['targets']);
-    const notary = new MemoryNotary(NOW);
-    notary.serveFixture(repo, { serverSnapshot: true });
-    const store = new MemoryKeyStore({
-      keys: { delegations: new Map([['targets/releases', ours.privateKey]]) },
-    });
-    const image = build('one', ['v1'], 700);
-    await assert.rejects(
-      signBuild({ image, role: 'targets/releases' }, deps(notary, store)),
-      refusedUnderTofu(ours.publicKey.id, 'targets/releases has never been published'),
-    );
-    assert.deepEqual(notary.publishes, []);
-    const rootKeyId = repo.rootKeys[0]?.publicKey.id;
-    assert.ok(rootKeyId);
-    const pinned = await signBuild(
-      { image, role: 'targets/releases', rootKeyIds: [rootKeyId] },
-      deps(notary, store),
+    const { pinned } = await refusedUnderTofuThenSignedPinned(
+      repo,
+      ours,
+      'targets/releases has never been published',
     );
     assert.deepEqual(pinned.versions, { root: 1, 'targets/releases': 1 });
   });
