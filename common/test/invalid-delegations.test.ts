@@ -88,6 +88,24 @@ describe('invalid delegations', () => {
     await repo.signTag('v1', v1.digestHex, v1.length);
   });
 
+  /**
+   * Rolls targets/alice (at version 2) back to version 1 with `fault` on top, for a reader that has
+   * seen version 2: the collection must fail with VERSION_ROLLBACK, not record the other fault.
+   */
+  async function rejectsRollbackOfAlice(fault: RoleOverride): Promise<void> {
+    const seen = await read(repo);
+    await repo.changeTargets(
+      'targets/alice',
+      {},
+      { ...fault, signed: (s) => ({ ...(fault.signed?.(s) ?? s), version: 1 }) },
+    );
+    await rejectsWithTrustError(
+      read(repo, { state: { floors: seen.floors } }),
+      'VERSION_ROLLBACK',
+      { role: 'targets/alice', actual: 1, floor: 2 },
+    );
+  }
+
   describe('an expired targets/alice (a signer nobody has used for years)', () => {
     beforeEach(async () => {
       await repo.addDelegation('targets/alice');
@@ -148,21 +166,7 @@ describe('invalid delegations', () => {
     });
 
     it('still fails on a rollback of the expired role', async () => {
-      const seen = await read(repo);
-      await repo.changeTargets(
-        'targets/alice',
-        {},
-        { signed: (s) => ({ ...s, expires: PAST, version: 1 }) },
-      );
-      await rejectsWithTrustError(
-        read(repo, { state: { floors: seen.floors } }),
-        'VERSION_ROLLBACK',
-        {
-          role: 'targets/alice',
-          actual: 1,
-          floor: 2,
-        },
-      );
+      await rejectsRollbackOfAlice(pastExpiry);
     });
 
     it('is recorded EXPIRED when it also lists a name outside its paths (no fault in notary)', async () => {
@@ -317,21 +321,7 @@ describe('invalid delegations', () => {
     });
 
     it('fails on a rollback even when the rolled-back role is badly signed (Go checks the version first)', async () => {
-      const seen = await read(repo);
-      await repo.changeTargets(
-        'targets/alice',
-        {},
-        { signed: (s) => ({ ...s, version: 1 }), bytes: (b) => flipSignatureBit(b) },
-      );
-      await rejectsWithTrustError(
-        read(repo, { state: { floors: seen.floors } }),
-        'VERSION_ROLLBACK',
-        {
-          role: 'targets/alice',
-          actual: 1,
-          floor: 2,
-        },
-      );
+      await rejectsRollbackOfAlice({ bytes: (b) => flipSignatureBit(b) });
     });
 
     it('fails the collection on a delegation with no signature at all', async () => {
