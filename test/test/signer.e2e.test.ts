@@ -112,6 +112,14 @@ async function writeKeysDir(
   return dir;
 }
 
+/** The arguments that sign one pushed image with the keys in one kpack-style directory. */
+function keysDirArgs(
+  image: { readonly reference: string; readonly digest: string },
+  keysDir: string,
+): string[] {
+  return ['--image', image.reference, '--digest', image.digest, '--keys-dir', keysDir];
+}
+
 /** Fresh root + targets keys in two kpack-style directories. */
 async function freshKeys(
   stack: NotaryStack,
@@ -234,16 +242,7 @@ describe('kpack-trust-signer against notary-server, docker-registry and the nota
     await writeFile(join(keysDir, 'exported.key'), await cliKeyFile(cliDir, 'targets'));
     await writeFile(join(keysDir, 'password'), DEFAULT_PASSPHRASE);
 
-    const run = ok(
-      await runSigner(stack, [
-        '--image',
-        image.reference,
-        '--digest',
-        image.digest,
-        '--keys-dir',
-        keysDir,
-      ]),
-    );
+    const run = ok(await runSigner(stack, keysDirArgs(image, keysDir)));
     assert.equal(run.created, false);
     assert.deepEqual(run.rolesPublished, ['targets']);
     const found = await lookup(stack, image.gun, 'v1', await stack.tempDir('reader'));
@@ -265,14 +264,7 @@ describe('kpack-trust-signer against notary-server, docker-registry and the nota
     await writeFile(join(keysDir, 'exported.key'), await cliKeyFile(cliDir, 'targets'));
     await writeFile(join(keysDir, 'password'), DEFAULT_PASSPHRASE);
     const before = await targetsVersion(stack, image.gun);
-    const run = await runSigner(stack, [
-      '--image',
-      image.reference,
-      '--digest',
-      image.digest,
-      '--keys-dir',
-      keysDir,
-    ]);
+    const run = await runSigner(stack, keysDirArgs(image, keysDir));
     assert.equal(run.code, 2, run.stderr);
     assert.match(run.stderr, /snapshot key is held by a client.*notary key rotate .* snapshot -r/);
     assert.equal(await targetsVersion(stack, image.gun), before);
@@ -320,16 +312,7 @@ describe('kpack-trust-signer against notary-server, docker-registry and the nota
     const keysDir = await writeKeysDir(join(await stack.tempDir('keys'), 'releases'), [
       { key: createPrivateKey(await readFile(signer.keyFile)), role: 'targets/releases' },
     ]);
-    const args = [
-      '--image',
-      image.reference,
-      '--digest',
-      image.digest,
-      '--keys-dir',
-      keysDir,
-      '--delegation',
-      'targets/releases',
-    ];
+    const args = [...keysDirArgs(image, keysDir), '--delegation', 'targets/releases'];
     // With the root trusted on first use, a delegation no version of which our key signed is
     // refused (a forged chain could have delegated it to us), here one never published yet.
     const tofu = await runSigner(stack, args);
@@ -534,14 +517,7 @@ describe('kpack-trust-signer against notary-server, docker-registry and the nota
         { key: generateSigningKey(), role: 'targets' },
       ]);
       const next = await pushImage(stack, 'e2e/wrong-key', 'v2', { content: 'v2' });
-      const run = await runSigner(stack, [
-        '--image',
-        next.reference,
-        '--digest',
-        next.digest,
-        '--keys-dir',
-        strangerDir,
-      ]);
+      const run = await runSigner(stack, keysDirArgs(next, strangerDir));
       assert.equal(run.code, 2);
       assert.match(run.stderr, /is not the repository's targets key/);
       assert.equal(await targetsVersion(stack, image.gun), 2);
