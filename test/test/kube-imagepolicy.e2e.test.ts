@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import {
   addTarget,
+  type AuditEvent,
   type ControlPlane,
   eventually,
   initRepo,
@@ -30,6 +31,22 @@ const DENIED = 'image policy webhook backend denied one or more images: ';
 /** Short TTLs, set through the chart's values, so expiry is observed within the test. */
 const ALLOW_TTL_S = 6;
 const DENY_TTL_S = 3;
+
+/** The audit event of the completed create of Pod `name`, once the apiserver has written it. */
+function podCreateAudit(cluster: ControlPlane, name: string): Promise<AuditEvent> {
+  return eventually(
+    `the audit event of the create of pod ${name}`,
+    async () =>
+      (await cluster.auditEvents()).find(
+        (e) =>
+          e.verb === 'create' &&
+          e.stage === 'ResponseComplete' &&
+          e.objectRef?.resource === 'pods' &&
+          e.objectRef.name === name,
+      ),
+    10_000,
+  );
+}
 
 function hexOf(digest: string): string {
   return digest.slice('sha256:'.length);
@@ -163,18 +180,7 @@ void describe('kube-apiserver ImagePolicyWebhook → kpack-trust-verifier (real 
     ]);
     assert.equal(image.stdout, signed.reference);
     // The verifier's audit annotations, under the prefix the apiserver adds.
-    const event = await eventually(
-      'the audit event of the create',
-      async () =>
-        (await cluster.auditEvents()).find(
-          (e) =>
-            e.verb === 'create' &&
-            e.stage === 'ResponseComplete' &&
-            e.objectRef?.resource === 'pods' &&
-            e.objectRef.name === 'signed',
-        ),
-      10_000,
-    );
+    const event = await podCreateAudit(cluster, 'signed');
     assert.equal(
       event.annotations?.['imagepolicywebhook.image-policy.k8s.io/image-0-digest'],
       signed.digest,
@@ -335,18 +341,7 @@ void describe('kube-apiserver ImagePolicyWebhook → kpack-trust-verifier (real 
       'jsonpath={.metadata.annotations}',
     ]);
     assert.equal(stored.stdout, '');
-    const event = await eventually(
-      'the audit event of the fail-open create',
-      async () =>
-        (await cluster.auditEvents()).find(
-          (e) =>
-            e.verb === 'create' &&
-            e.stage === 'ResponseComplete' &&
-            e.objectRef?.resource === 'pods' &&
-            e.objectRef.name === 'open',
-        ),
-      10_000,
-    );
+    const event = await podCreateAudit(cluster, 'open');
     assert.equal(event.annotations?.['imagepolicywebhook.image-policy.k8s.io/failed-open'], 'true');
   });
 });
