@@ -79,7 +79,8 @@ export function buildKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
 }
 
-const MAX_TAGS = 100;
+/** Tags a Build may list; readBuild keeps one more, so that reconcile can refuse a Build over it. */
+export const MAX_TAGS = 100;
 
 /** Reads a Build object (any served version); undefined when it lacks a name or namespace. */
 export function readBuild(object: unknown): BuildState | undefined {

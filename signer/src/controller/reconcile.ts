@@ -28,6 +28,7 @@ import type { SignSummary } from '../publish/sign-build.js';
 import {
   ANNOTATIONS,
   EVENT_REASONS,
+  MAX_TAGS,
   clip,
   readBuild,
   readImage,
@@ -269,7 +270,7 @@ export function imageOf(
   if (latest.digest === undefined) {
     throw new Error(`status.latestImage "${clip(latestImage)}" names no digest`);
   }
-  if (build.tags.length > 100) throw new Error('the Build lists more than 100 tags');
+  if (build.tags.length > MAX_TAGS) throw new Error(`the Build lists more than ${MAX_TAGS} tags`);
   if (image.tag === undefined) throw new Error(`its Image "${image.name}" has no spec.tag`);
   const first = build.tags[0];
   if (first !== image.tag) {
