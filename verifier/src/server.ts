@@ -18,7 +18,7 @@ import type { AddressInfo } from 'node:net';
 import type { ListenConfig, ListenTlsConfig, VerifierConfig } from './config/types.js';
 import { createApp, type Readiness } from './http/app.js';
 import { watchFiles, type FileWatch } from './http/file-watch.js';
-import { DecisionLog, combineObservers, type Logger } from './http/logger.js';
+import { DecisionLog, combineObservers, onceEvery, type Logger } from './http/logger.js';
 import { checkListenTlsFiles } from './http/tls-files.js';
 import { VerifierMetrics } from './http/metrics.js';
 import type { DecisionObserver, ImageReviewer } from './review.js';
@@ -208,14 +208,11 @@ export async function listenHttps(options: HttpsListenOptions): Promise<HttpsLis
   server.maxConnections = limits.maxConnections;
 
   // One warning per 10 s at most per kind of overload: a flood must not flood the log too.
-  const lastOverloadLog = { requests: 0, connections: 0 };
+  const overloadLogDue = { requests: onceEvery(10_000), connections: onceEvery(10_000) };
   const overloaded = (limit: 'requests' | 'connections'): void => {
     metrics?.overloaded(limit);
-    const now = Date.now();
-    if (now - lastOverloadLog[limit] >= 10_000) {
-      lastOverloadLog[limit] = now;
+    if (overloadLogDue[limit]())
       logger.warn('server.overloaded', { limit, ...limits, openRequests });
-    }
   };
   server.on('drop', () => {
     overloaded('connections');
@@ -244,12 +241,10 @@ export async function listenHttps(options: HttpsListenOptions): Promise<HttpsLis
     options.handler(req, res);
   });
 
-  let lastTlsError = 0;
+  // One line per 10 s at most: a scanner or a misconfigured apiserver must not flood the log.
+  const tlsErrorLogDue = onceEvery(10_000);
   server.on('tlsClientError', (error, socket) => {
-    // One line per 10 s at most: a scanner or a misconfigured apiserver must not flood the log.
-    const now = Date.now();
-    if (now - lastTlsError >= 10_000) {
-      lastTlsError = now;
+    if (tlsErrorLogDue()) {
       logger.warn('tls.handshake-failed', { remoteAddress: socket.remoteAddress, error });
     }
   });

@@ -4,6 +4,7 @@ import {
   DecisionLog,
   combineObservers,
   createJsonLogger,
+  onceEvery,
   type LogLevel,
 } from '../src/http/logger.js';
 import { VerifierMetrics, classifyReason, type ImageDecisionEvent } from '../src/http/metrics.js';
@@ -269,6 +270,15 @@ describe('createJsonLogger', () => {
     const [line] = parsed();
     assert.equal(line?.['event'], 'cyclic');
     assert.match(String(line?.['logError']), /circular/i);
+  });
+});
+
+describe('onceEvery', () => {
+  it('opens on the first call, then stays shut until the interval has passed', async () => {
+    const due = onceEvery(50);
+    assert.deepEqual([due(), due(), due()], [true, false, false]);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    assert.deepEqual([due(), due()], [true, false]);
   });
 });
 

@@ -21,7 +21,7 @@ import type { ImageReviewSpec, ImageReviewStatus, ImageReviewer, PodDecider } fr
 import { createAdmission, type Webhook } from './admission.js';
 import { ImageReviewParseMemo } from './image-review-memo.js';
 import { imageReviewResponse, parseImageReview } from './image-review.js';
-import type { Logger } from './logger.js';
+import { onceEvery, type Logger } from './logger.js';
 import type { RouteLabel, VerifierMetrics } from './metrics.js';
 
 /**
@@ -258,13 +258,11 @@ export function createApp(options: AppOptions): VerifierApp {
     held: 0,
     limit: options.bodyBudgetBytes ?? DEFAULT_BODY_BUDGET_BYTES,
   };
-  let lastOverloadLog = 0;
+  const overloadLogDue = onceEvery(10_000);
   /** Counts a 503 for the budget; one log line per 10 s at most, as a flood brings many. */
   const overloaded = (route: RouteLabel): void => {
     metrics.overloaded('body_bytes');
-    const now = Date.now();
-    if (now - lastOverloadLog >= 10_000) {
-      lastOverloadLog = now;
+    if (overloadLogDue()) {
       logger.warn('server.overloaded', {
         route,
         limit: 'body_bytes',

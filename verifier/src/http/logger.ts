@@ -94,6 +94,20 @@ export function fieldsJson(fields: LogFields): string {
   return json.length === 2 ? '' : json.slice(1, -1);
 }
 
+/**
+ * A gate that opens at most once per `intervalMs`: for a warning a flood would otherwise repeat
+ * once per request (an overload, a scanner's failed handshakes). The first call opens it.
+ */
+export function onceEvery(intervalMs: number): () => boolean {
+  let last = Number.NEGATIVE_INFINITY;
+  return () => {
+    const now = Date.now();
+    if (now - last < intervalMs) return false;
+    last = now;
+    return true;
+  };
+}
+
 /** Creates the JSON-lines logger. */
 export function createJsonLogger(options: JsonLoggerOptions = {}): Logger {
   const sink = options.sink;
