@@ -41,8 +41,6 @@ export interface TrustErrorFacts {
   ROOT_NOT_TRUSTED: { gun: string; problem: string };
   /** A root certificate fails notary's checks (CN ≠ GUN, CA flag, expired, SHA-1). */
   CERTIFICATE_INVALID: { gun: string; keyId: string; problem: string };
-  /** A delegated role signed a target outside the paths its parent granted. */
-  DELEGATION_PATH_VIOLATION: { role: string; target: string };
   /** An image reference does not follow the Docker reference grammar. */
   REFERENCE_INVALID: { reference: string; problem: string };
   /**
@@ -119,7 +117,6 @@ const REJECTED_TRUST_DATA: ReadonlySet<TrustErrorCode> = new Set<TrustErrorCode>
   'META_MISSING',
   'ROOT_NOT_TRUSTED',
   'CERTIFICATE_INVALID',
-  'DELEGATION_PATH_VIOLATION',
   'TARGET_INVALID',
 ]);
 
